@@ -5,7 +5,6 @@
  * otherwise one output line per non-blank event line, in order, and exit 1 when any event line
  * was invalid, else 0. Events are streamed: a file of millions of lines runs in constant memory.
  */
-import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { checkEnvelope, compileRuleSet, Engine } from '../engine/index.js';
@@ -18,7 +17,8 @@ export interface Io {
 
 export class UsageError extends Error {}
 
-export const MATCH_USAGE = 'usage: signalbox match --rules RULES.json --events EVENTS.ndjson   (EVENTS may be - for standard input)';
+export const MATCH_USAGE =
+  'usage: signalbox match --rules RULES.json --events EVENTS.ndjson   (EVENTS may be - for standard input)';
 
 export function parseMatchArgs(argv: readonly string[]): { rules: string; events: string } {
   const got: Record<string, string> = {};
@@ -60,7 +60,11 @@ export async function loadRulesFile(path: string): Promise<{ engine: Engine } | 
   try {
     text = stripBom(await readFile(path, 'utf8'));
   } catch (e) {
-    return { errors: [`cannot read rules file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`] };
+    return {
+      errors: [
+        `cannot read rules file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      ],
+    };
   }
   let docs: unknown;
   try {
@@ -115,16 +119,22 @@ export async function runMatch(argv: readonly string[], io: Io): Promise<number>
         await fh.close();
         throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
       }
-      input = createReadStream('', { fd: fh.fd, autoClose: true });
+      input = fh.createReadStream({ autoClose: true });
     } catch (e) {
-      io.stderr.write(`signalbox match: cannot read events file ${args.events}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+      io.stderr.write(
+        `signalbox match: cannot read events file ${args.events}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`,
+      );
       return 2;
     }
   }
   return streamEvents(loaded.engine, input, io.stdout);
 }
 
-async function streamEvents(engine: Engine, input: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
+async function streamEvents(
+  engine: Engine,
+  input: NodeJS.ReadableStream,
+  stdout: NodeJS.WritableStream,
+): Promise<number> {
   const decoder = new StringDecoder('utf8');
   let carry = '';
   let lineNo = 0;

@@ -5,7 +5,18 @@
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-export type CmpOp = '==' | '!=' | '<' | '<=' | '>' | '>=' | 'contains' | 'startsWith' | 'endsWith' | 'in' | 'nin';
+export type CmpOp =
+  | '=='
+  | '!='
+  | '<'
+  | '<='
+  | '>'
+  | '>='
+  | 'contains'
+  | 'startsWith'
+  | 'endsWith'
+  | 'in'
+  | 'nin';
 
 /** The fixed roots of rule-language.md §2. Any other root name is an entity name (or null). */
 export const FIXED_ROOTS = new Set(['event', 'data', 'previous', 'raw', 'it']);

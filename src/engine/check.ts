@@ -50,7 +50,10 @@ export function checkCall(name: string, args: readonly Node[], nameOffset: numbe
   }
   const first = args[0]!;
   if (spec.pathArg && first.k !== 'path') {
-    return { reason: `the first argument of ${name}() must be a path (like ticket.status)`, offset: first.start };
+    return {
+      reason: `the first argument of ${name}() must be a path (like ticket.status)`,
+      offset: first.start,
+    };
   }
   if (name === 'changed' && first.k === 'path') return checkChangedPath(first.root, first.start);
   return undefined;
@@ -58,7 +61,8 @@ export function checkCall(name: string, args: readonly Node[], nameOffset: numbe
 
 /** changed(p): p must be rooted at `data` or the entity name; `it` and the other roots are errors. */
 export function checkChangedPath(root: string, offset: number): CheckProblem | undefined {
-  if (root === 'it') return { reason: 'changed() of "it" is not allowed: an element has no previous value', offset };
+  if (root === 'it')
+    return { reason: 'changed() of "it" is not allowed: an element has no previous value', offset };
   if (root !== 'data' && FIXED_ROOTS.has(root)) {
     return {
       reason: `changed() needs a path rooted at data or the entity name (like ticket.status), not "${root}"`,

@@ -142,12 +142,29 @@ function compileCmp(op: CmpOp, ln: Node, rn: Node): Pred {
       const cmp = op === '<' || op === '>' ? lessThan : lessEqual;
       if (rl && typeof rl.v === 'number') {
         const k = rl.v;
-        if (op === '<') return (c, it) => { const v = l(c, it); return typeof v === 'number' && v < k; };
-        if (op === '<=') return (c, it) => { const v = l(c, it); return typeof v === 'number' && v <= k; };
-        if (op === '>') return (c, it) => { const v = l(c, it); return typeof v === 'number' && v > k; };
-        return (c, it) => { const v = l(c, it); return typeof v === 'number' && v >= k; };
+        if (op === '<')
+          return (c, it) => {
+            const v = l(c, it);
+            return typeof v === 'number' && v < k;
+          };
+        if (op === '<=')
+          return (c, it) => {
+            const v = l(c, it);
+            return typeof v === 'number' && v <= k;
+          };
+        if (op === '>')
+          return (c, it) => {
+            const v = l(c, it);
+            return typeof v === 'number' && v > k;
+          };
+        return (c, it) => {
+          const v = l(c, it);
+          return typeof v === 'number' && v >= k;
+        };
       }
-      return op === '<' || op === '<=' ? (c, it) => cmp(l(c, it), r(c, it)) : (c, it) => cmp(r(c, it), l(c, it));
+      return op === '<' || op === '<='
+        ? (c, it) => cmp(l(c, it), r(c, it))
+        : (c, it) => cmp(r(c, it), l(c, it));
     }
     case 'in':
     case 'nin': {
@@ -180,8 +197,14 @@ function compileCmp(op: CmpOp, ln: Node, rn: Node): Pred {
       if (rl && typeof rl.v === 'string') {
         const k = rl.v;
         return starts
-          ? (c, it) => { const v = l(c, it); return typeof v === 'string' && v.startsWith(k); }
-          : (c, it) => { const v = l(c, it); return typeof v === 'string' && v.endsWith(k); };
+          ? (c, it) => {
+              const v = l(c, it);
+              return typeof v === 'string' && v.startsWith(k);
+            }
+          : (c, it) => {
+              const v = l(c, it);
+              return typeof v === 'string' && v.endsWith(k);
+            };
       }
       return (c, it) => {
         const a = l(c, it);
@@ -220,15 +243,24 @@ function compileCall(fn: string, args: readonly Node[]): Val {
       return compileChanged(args[0] as PathNode);
     case 'lower': {
       const a = compileValue(args[0]!);
-      return (c, it) => { const v = a(c, it); return typeof v === 'string' ? v.toLowerCase() : null; };
+      return (c, it) => {
+        const v = a(c, it);
+        return typeof v === 'string' ? v.toLowerCase() : null;
+      };
     }
     case 'upper': {
       const a = compileValue(args[0]!);
-      return (c, it) => { const v = a(c, it); return typeof v === 'string' ? v.toUpperCase() : null; };
+      return (c, it) => {
+        const v = a(c, it);
+        return typeof v === 'string' ? v.toUpperCase() : null;
+      };
     }
     case 'trim': {
       const a = compileValue(args[0]!);
-      return (c, it) => { const v = a(c, it); return typeof v === 'string' ? v.trim() : null; };
+      return (c, it) => {
+        const v = a(c, it);
+        return typeof v === 'string' ? v.trim() : null;
+      };
     }
     case 'len': {
       const a = compileValue(args[0]!);
@@ -399,14 +431,37 @@ function keysOf(n: Node): Map<string, RawKey> {
   const out = new Map<string, RawKey>();
   switch (n.k) {
     case 'path':
-      if (keyablePath(n)) out.set(pathId(n.root, n.segs), { root: n.root, segs: n.segs, values: new Set([true]), exact: true });
+      if (keyablePath(n))
+        out.set(pathId(n.root, n.segs), { root: n.root, segs: n.segs, values: new Set([true]), exact: true });
       break;
     case 'cmp': {
       if (n.op === '==') {
-        const [p, lit] = keyablePath(n.l) && n.r.k === 'lit' ? [n.l, n.r.v] : keyablePath(n.r) && n.l.k === 'lit' ? [n.r, n.l.v] : [];
-        if (p && isPrimitive(lit!)) out.set(pathId(p.root, p.segs), { root: p.root, segs: p.segs, values: new Set([lit]), exact: true });
-      } else if (n.op === 'in' && keyablePath(n.l) && n.r.k === 'lit' && Array.isArray(n.r.v) && n.r.v.every(isPrimitive)) {
-        out.set(pathId(n.l.root, n.l.segs), { root: n.l.root, segs: n.l.segs, values: new Set(n.r.v as Primitive[]), exact: true });
+        const [p, lit] =
+          keyablePath(n.l) && n.r.k === 'lit'
+            ? [n.l, n.r.v]
+            : keyablePath(n.r) && n.l.k === 'lit'
+              ? [n.r, n.l.v]
+              : [];
+        if (p && isPrimitive(lit!))
+          out.set(pathId(p.root, p.segs), {
+            root: p.root,
+            segs: p.segs,
+            values: new Set([lit]),
+            exact: true,
+          });
+      } else if (
+        n.op === 'in' &&
+        keyablePath(n.l) &&
+        n.r.k === 'lit' &&
+        Array.isArray(n.r.v) &&
+        n.r.v.every(isPrimitive)
+      ) {
+        out.set(pathId(n.l.root, n.l.segs), {
+          root: n.l.root,
+          segs: n.l.segs,
+          values: new Set(n.r.v as Primitive[]),
+          exact: true,
+        });
       }
       break;
     }

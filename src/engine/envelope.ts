@@ -16,19 +16,26 @@ function bad(reason: string): EnvelopeCheck {
 }
 
 export function checkEnvelope(v: unknown): EnvelopeCheck {
-  if (!isObject(v)) return bad(`an event must be a JSON object, not ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}`);
+  if (!isObject(v))
+    return bad(
+      `an event must be a JSON object, not ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}`,
+    );
   if (!Object.hasOwn(v, 'id')) return bad('missing "id"');
   if (typeof v.id !== 'string' || v.id.length === 0) return bad('"id" must be a non-empty string');
   if (Object.hasOwn(v, 'tenant') && (typeof v.tenant !== 'string' || !NAME.test(v.tenant))) {
     return bad('"tenant" must be a string of [a-z0-9][a-z0-9_-]{0,63} (omit it for "default")');
   }
   if (!Object.hasOwn(v, 'source')) return bad('missing "source"');
-  if (typeof v.source !== 'string' || !NAME.test(v.source)) return bad('"source" must be a string of [a-z0-9][a-z0-9_-]{0,63}');
+  if (typeof v.source !== 'string' || !NAME.test(v.source))
+    return bad('"source" must be a string of [a-z0-9][a-z0-9_-]{0,63}');
   if (!Object.hasOwn(v, 'type')) return bad('missing "type"');
   if (typeof v.type !== 'string' || !TYPE.test(v.type)) {
-    return bad('"type" must be two or more dot-separated lowercase segments of [a-z0-9_], like "ticket.updated"');
+    return bad(
+      '"type" must be two or more dot-separated lowercase segments of [a-z0-9_], like "ticket.updated"',
+    );
   }
-  if (Object.hasOwn(v, 'time') && typeof v.time !== 'string') return bad('"time" must be a string (an ISO 8601 instant)');
+  if (Object.hasOwn(v, 'time') && typeof v.time !== 'string')
+    return bad('"time" must be a string (an ISO 8601 instant)');
   if (!Object.hasOwn(v, 'data')) return bad('missing "data"');
   if (!isObject(v.data)) return bad('"data" must be a JSON object');
   if (Object.hasOwn(v, 'previous') && v.previous !== null && !isObject(v.previous)) {

@@ -5,7 +5,8 @@
 
 export const ERROR_CODES = {
   SB_RULE_PARSE: 'the expression text is not valid syntax',
-  SB_RULE_CHECK: 'the expression is well-formed but meaningless (unknown function, wrong arguments, bad changed() path)',
+  SB_RULE_CHECK:
+    'the expression is well-formed but meaningless (unknown function, wrong arguments, bad changed() path)',
   SB_RULE_LIMIT: 'the expression exceeds a limit of the language (size, nesting, list length)',
   SB_RULE_REGEX: 'a `matches` pattern does not compile, or could backtrack catastrophically',
   SB_RULE_INVALID: 'the rule document is malformed (missing or wrong field)',
@@ -33,9 +34,15 @@ export class EngineError extends Error {
   /** The bare reason, without location. */
   readonly reason: string;
 
-  constructor(code: ErrorCode, reason: string, opts: { where?: string; position?: Position; text?: string } = {}) {
+  constructor(
+    code: ErrorCode,
+    reason: string,
+    opts: { where?: string; position?: Position; text?: string } = {},
+  ) {
     const pos = opts.position;
-    const loc = [opts.where, pos ? `line ${pos.line}, column ${pos.column}` : undefined].filter(Boolean).join(': ');
+    const loc = [opts.where, pos ? `line ${pos.line}, column ${pos.column}` : undefined]
+      .filter(Boolean)
+      .join(': ');
     super(loc ? `${loc}: ${reason}` : reason);
     this.code = code;
     this.reason = reason;
@@ -52,7 +59,8 @@ export class EngineError extends Error {
       ...(this.position ? { position: this.position } : {}),
       ...(text !== undefined ? { text } : {}),
     });
-    if (text === undefined && this.snippet !== undefined) (e as { snippet: string | undefined }).snippet = this.snippet;
+    if (text === undefined && this.snippet !== undefined)
+      (e as { snippet: string | undefined }).snippet = this.snippet;
     return e;
   }
 
@@ -91,7 +99,10 @@ export function caretSnippet(text: string, pos: Position): string {
   let col = pos.column - 1;
   if (line.length > MAX_SNIPPET) {
     const from = Math.max(0, Math.min(col - MAX_SNIPPET / 2, line.length - MAX_SNIPPET));
-    line = (from > 0 ? '…' : '') + line.slice(from, from + MAX_SNIPPET) + (from + MAX_SNIPPET < line.length ? '…' : '');
+    line =
+      (from > 0 ? '…' : '') +
+      line.slice(from, from + MAX_SNIPPET) +
+      (from + MAX_SNIPPET < line.length ? '…' : '');
     col = col - from + (from > 0 ? 1 : 0);
   }
   // Control characters would garble a terminal; show them as spaces so the caret stays aligned.

@@ -5,10 +5,21 @@
  */
 import type { Json, Node } from './ast.js';
 import { nodeText } from './ast.js';
-import { EvalContext, entityOf, isCreatedType, type Envelope } from './context.js';
+import { type Envelope, EvalContext, entityOf, isCreatedType } from './context.js';
 import type { CompiledRule } from './rule.js';
 import { parseWhen } from './rule.js';
-import { asJson, contains, deepEqual, getSegment, inArray, length, lessEqual, lessThan, toNum, toStr } from './values.js';
+import {
+  asJson,
+  contains,
+  deepEqual,
+  getSegment,
+  inArray,
+  length,
+  lessEqual,
+  lessThan,
+  toNum,
+  toStr,
+} from './values.js';
 
 export interface Trace {
   /** The sub-condition as written. */
@@ -28,22 +39,47 @@ export interface Explanation {
   readonly rule: string;
   readonly matched: boolean;
   /** Each gate before the condition: tenant, source, on, status, self. */
-  readonly gates: Readonly<Record<'tenant' | 'source' | 'on' | 'status' | 'self', { ok: boolean; detail: string }>>;
+  readonly gates: Readonly<
+    Record<'tenant' | 'source' | 'on' | 'status' | 'self', { ok: boolean; detail: string }>
+  >;
   /** The condition's trace; null for a rule without a condition (always). */
   readonly condition: Trace | null;
 }
 
 const MAX_SHOWN = 2_048;
 
-/** Values in a trace are bounded: a huge array or string is summarised, never copied whole. */
+/** Values in a trace are bounded: a huge or deep array or string is summarised, never copied whole. */
 function shown(v: unknown): Json {
   const j = asJson(v);
-  if (typeof j === 'string' && j.length > MAX_SHOWN) return `${j.slice(0, MAX_SHOWN)}… (${j.length} characters)`;
-  if (typeof j === 'object' && j !== null) {
-    const s = JSON.stringify(j);
-    if (s.length > MAX_SHOWN) return `${Array.isArray(j) ? 'array' : 'object'} of ${length(j)} entries (${s.length} bytes as JSON)`;
+  if (typeof j === 'string' && j.length > MAX_SHOWN)
+    return `${j.slice(0, MAX_SHOWN)}… (${j.length} characters)`;
+  if (typeof j === 'object' && j !== null && !small(j)) {
+    return `${Array.isArray(j) ? 'array' : 'object'} of ${length(j)} entries (too large or deep to show)`;
   }
   return j;
+}
+
+/** Whether a value is small and shallow enough to show whole (iterative: events can be deep). */
+function small(v: Json): boolean {
+  let budget = MAX_SHOWN;
+  const stack: Array<[Json, number]> = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, depth] = stack.pop()!;
+    if (depth > 32) return false;
+    if (typeof x === 'string') budget -= x.length + 2;
+    else if (typeof x !== 'object' || x === null) budget -= 8;
+    else if (Array.isArray(x)) {
+      budget -= 2 + x.length;
+      for (const y of x) stack.push([y, depth + 1]);
+    } else {
+      for (const k of Object.keys(x)) {
+        budget -= k.length + 4;
+        stack.push([x[k]!, depth + 1]);
+      }
+    }
+    if (budget < 0) return false;
+  }
+  return true;
 }
 
 export function explain(rule: CompiledRule, env: Envelope): Explanation {
@@ -74,7 +110,12 @@ export function explain(rule: CompiledRule, env: Envelope): Explanation {
   c.load(env, entityOf(env.type), isCreatedType(env.type));
   const condition = node === null ? null : trace(node, c, null);
   const gatesOk = Object.values(gates).every((g) => g.ok);
-  return { rule: rule.id, matched: gatesOk && (condition === null || condition.value === true), gates, condition };
+  return {
+    rule: rule.id,
+    matched: gatesOk && (condition === null || condition.value === true),
+    gates,
+    condition,
+  };
 }
 
 /** Evaluates a node (no trace) with the language's semantics. */
@@ -84,7 +125,11 @@ export function evaluate(n: Node, c: EvalContext, it: unknown): unknown {
 
 function trace(n: Node, c: EvalContext, it: unknown, record = true): Trace {
   const text = record ? nodeText(n) : '';
-  const t = (value: unknown, extra: Partial<Trace> = {}): Trace => ({ text, value: record ? shown(value) : asJson(value), ...extra });
+  const t = (value: unknown, extra: Partial<Trace> = {}): Trace => ({
+    text,
+    value: record ? shown(value) : asJson(value),
+    ...extra,
+  });
   switch (n.k) {
     case 'lit':
       return t(n.v);
@@ -110,17 +155,39 @@ function trace(n: Node, c: EvalContext, it: unknown, record = true): Trace {
       const r = readValue(n.r, c, it);
       let v: boolean;
       switch (n.op) {
-        case '==': v = deepEqual(l, r); break;
-        case '!=': v = !deepEqual(l, r); break;
-        case '<': v = lessThan(l, r); break;
-        case '<=': v = lessEqual(l, r); break;
-        case '>': v = lessThan(r, l); break;
-        case '>=': v = lessEqual(r, l); break;
-        case 'in': v = Array.isArray(r) && inArray(l, r); break;
-        case 'nin': v = !(Array.isArray(r) && inArray(l, r)); break;
-        case 'contains': v = contains(l, r); break;
-        case 'startsWith': v = typeof l === 'string' && typeof r === 'string' && l.startsWith(r); break;
-        case 'endsWith': v = typeof l === 'string' && typeof r === 'string' && l.endsWith(r); break;
+        case '==':
+          v = deepEqual(l, r);
+          break;
+        case '!=':
+          v = !deepEqual(l, r);
+          break;
+        case '<':
+          v = lessThan(l, r);
+          break;
+        case '<=':
+          v = lessEqual(l, r);
+          break;
+        case '>':
+          v = lessThan(r, l);
+          break;
+        case '>=':
+          v = lessEqual(r, l);
+          break;
+        case 'in':
+          v = Array.isArray(r) && inArray(l, r);
+          break;
+        case 'nin':
+          v = !(Array.isArray(r) && inArray(l, r));
+          break;
+        case 'contains':
+          v = contains(l, r);
+          break;
+        case 'startsWith':
+          v = typeof l === 'string' && typeof r === 'string' && l.startsWith(r);
+          break;
+        case 'endsWith':
+          v = typeof l === 'string' && typeof r === 'string' && l.endsWith(r);
+          break;
       }
       return t(v, record ? { left: shown(l), right: shown(r) } : {});
     }
@@ -173,21 +240,38 @@ function traceCall(
       note = 'compared with previous';
     } else {
       v = c.created && now !== null;
-      note = c.created ? 'no previous; a created event counts a present value as changed' : 'no previous: not changed';
+      note = c.created
+        ? 'no previous; a created event counts a present value as changed'
+        : 'no previous: not changed';
     }
     return t(v, record ? { left: shown(before), right: shown(now), note } : {});
   }
   const a = readValue(arg0, c, it);
   let v: unknown;
   switch (n.fn) {
-    case 'exists': v = a !== null; break;
-    case 'lower': v = typeof a === 'string' ? a.toLowerCase() : null; break;
-    case 'upper': v = typeof a === 'string' ? a.toUpperCase() : null; break;
-    case 'trim': v = typeof a === 'string' ? a.trim() : null; break;
-    case 'len': v = length(a); break;
-    case 'num': v = toNum(a); break;
-    case 'str': v = toStr(a); break;
-    default: v = null;
+    case 'exists':
+      v = a !== null;
+      break;
+    case 'lower':
+      v = typeof a === 'string' ? a.toLowerCase() : null;
+      break;
+    case 'upper':
+      v = typeof a === 'string' ? a.toUpperCase() : null;
+      break;
+    case 'trim':
+      v = typeof a === 'string' ? a.trim() : null;
+      break;
+    case 'len':
+      v = length(a);
+      break;
+    case 'num':
+      v = toNum(a);
+      break;
+    case 'str':
+      v = toStr(a);
+      break;
+    default:
+      v = null;
   }
   return t(v, record ? { args: [shown(a)] } : {});
 }

@@ -4,11 +4,18 @@ export { nodeText, pathText } from './ast.js';
 export { FUNCTIONS } from './check.js';
 export { CompiledCondition, type Pred } from './compile.js';
 export { type Envelope, EvalContext } from './context.js';
-export { type EnvelopeCheck, checkEnvelope } from './envelope.js';
-export { EngineError, ERROR_CODES, type ErrorCode, type Position, caretSnippet, positionAt } from './errors.js';
-export { type Explanation, type Trace, explain } from './explain.js';
+export { checkEnvelope, type EnvelopeCheck } from './envelope.js';
+export {
+  caretSnippet,
+  EngineError,
+  ERROR_CODES,
+  type ErrorCode,
+  type Position,
+  positionAt,
+} from './errors.js';
+export { type Explanation, explain, type Trace } from './explain.js';
 export { MAX_DEPTH, MAX_EXPR_BYTES, MAX_LIST, MAX_REGEX_SOURCE, REGEX_BIG_REPEAT } from './limits.js';
-export { Engine, RuleIndex, type RuleChange } from './match.js';
+export { Engine, type RuleChange, RuleIndex } from './match.js';
 export { parseExpression, parsePath } from './parse.js';
 export { compileRegex } from './regex.js';
 export {

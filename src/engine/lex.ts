@@ -60,7 +60,10 @@ export class Lexer {
   constructor(readonly text: string) {}
 
   error(reason: string, offset: number): EngineError {
-    return new EngineError('SB_RULE_PARSE', reason, { position: positionAt(this.text, offset), text: this.text });
+    return new EngineError('SB_RULE_PARSE', reason, {
+      position: positionAt(this.text, offset),
+      text: this.text,
+    });
   }
 
   peek(): Token {
@@ -106,11 +109,19 @@ export class Lexer {
     const flags = t.slice(flagStart, i);
     for (let k = 0; k < flags.length; k++) {
       const f = flags[k]!;
-      if (!'imsu'.includes(f)) throw this.error(`unknown regex flag "${f}" (allowed: i, m, s, u)`, flagStart + k);
+      if (!'imsu'.includes(f))
+        throw this.error(`unknown regex flag "${f}" (allowed: i, m, s, u)`, flagStart + k);
       if (flags.indexOf(f) !== k) throw this.error(`regex flag "${f}" given twice`, flagStart + k);
     }
     this.pos = i;
-    return { kind: 'regex', text: t.slice(slash.start, i), value: pattern, flags, start: slash.start, end: i };
+    return {
+      kind: 'regex',
+      text: t.slice(slash.start, i),
+      value: pattern,
+      flags,
+      start: slash.start,
+      end: i,
+    };
   }
 
   private scan(): Token {
@@ -148,7 +159,10 @@ export class Lexer {
     if (c === '&') throw this.error('unexpected "&" (logical and is "&&" or "and")', i);
     if (c === '|') throw this.error('unexpected "|" (logical or is "||" or "or")', i);
     const cp = t.codePointAt(i)!;
-    const shown = cp < 0x20 || cp === 0x7f || cp === 0x2028 || cp === 0x2029 ? `U+${hex4(cp)}` : `"${String.fromCodePoint(cp)}"`;
+    const shown =
+      cp < 0x20 || cp === 0x7f || cp === 0x2028 || cp === 0x2029
+        ? `U+${hex4(cp)}`
+        : `"${String.fromCodePoint(cp)}"`;
     throw this.error(`unexpected character ${shown}`, i);
   }
 

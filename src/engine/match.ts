@@ -5,7 +5,7 @@
  * one lookup per key group, and evaluates only the candidate rules' residual predicates. It
  * allocates nothing unless a rule matches (then one array, the result).
  */
-import { EvalContext, type Envelope } from './context.js';
+import { type Envelope, EvalContext } from './context.js';
 import type { CompiledRule } from './rule.js';
 import { TenantIndex } from './rule-index.js';
 

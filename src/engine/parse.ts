@@ -6,7 +6,7 @@
  * first offending token in reading order.
  */
 import type { CmpOp, Json, Node, PathNode, Segment } from './ast.js';
-import { checkCall, checkFunctionName, type CheckProblem } from './check.js';
+import { type CheckProblem, checkCall, checkFunctionName } from './check.js';
 import { EngineError, positionAt } from './errors.js';
 import { isKeyword, Lexer, type Token } from './lex.js';
 import { MAX_DEPTH, MAX_EXPR_BYTES, MAX_LIST } from './limits.js';
@@ -87,7 +87,12 @@ class Parser {
       result = body();
     } catch (e) {
       // A semantic problem found earlier in reading order wins over the syntax error.
-      if (e instanceof EngineError && this.firstProblem && e.position && this.firstProblem.offset < e.position.offset) {
+      if (
+        e instanceof EngineError &&
+        this.firstProblem &&
+        e.position &&
+        this.firstProblem.offset < e.position.offset
+      ) {
         throw this.problemError(this.firstProblem);
       }
       throw e;
@@ -97,19 +102,27 @@ class Parser {
   }
 
   private problemError(p: CheckProblem): EngineError {
-    return new EngineError('SB_RULE_CHECK', p.reason, { position: positionAt(this.text, p.offset), text: this.text });
+    return new EngineError('SB_RULE_CHECK', p.reason, {
+      position: positionAt(this.text, p.offset),
+      text: this.text,
+    });
   }
 
   private problem(p: CheckProblem | undefined): void {
     if (p && (!this.firstProblem || p.offset < this.firstProblem.offset)) this.firstProblem = p;
   }
 
-  private error(code: 'SB_RULE_PARSE' | 'SB_RULE_LIMIT' | 'SB_RULE_REGEX', reason: string, offset: number): EngineError {
+  private error(
+    code: 'SB_RULE_PARSE' | 'SB_RULE_LIMIT' | 'SB_RULE_REGEX',
+    reason: string,
+    offset: number,
+  ): EngineError {
     return new EngineError(code, reason, { position: positionAt(this.text, offset), text: this.text });
   }
 
   unexpected(t: Token, expected: string): EngineError {
-    const what = t.kind === 'eof' ? 'end of expression' : `"${t.text.length > 40 ? `${t.text.slice(0, 40)}…` : t.text}"`;
+    const what =
+      t.kind === 'eof' ? 'end of expression' : `"${t.text.length > 40 ? `${t.text.slice(0, 40)}…` : t.text}"`;
     return this.error('SB_RULE_PARSE', `unexpected ${what}, expected ${expected}`, t.start);
   }
 
@@ -118,7 +131,11 @@ class Parser {
     if (t.kind === 'eof') return;
     if (t.kind === 'punct' && t.text === ')') throw this.error('SB_RULE_PARSE', 'unmatched ")"', t.start);
     if (CMP_PUNCT.has(t.text) || CMP_WORDS.has(t.text) || t.text === 'in' || t.text === 'matches') {
-      throw this.error('SB_RULE_PARSE', `comparisons do not chain: "${t.text}" cannot follow a comparison`, t.start);
+      throw this.error(
+        'SB_RULE_PARSE',
+        `comparisons do not chain: "${t.text}" cannot follow a comparison`,
+        t.start,
+      );
     }
     throw this.unexpected(t, '"and", "or" or the end of the expression');
   }
@@ -207,7 +224,8 @@ class Parser {
     let t = this.lx.peek();
     if (this.isPunct(t, '/')) t = this.lx.regexAt(t);
     else this.lx.next();
-    if (t.kind !== 'regex' && t.kind !== 'string') throw this.unexpected(t, 'a regex (/…/) or a string after "matches"');
+    if (t.kind !== 'regex' && t.kind !== 'string')
+      throw this.unexpected(t, 'a regex (/…/) or a string after "matches"');
     const pattern = t.value as string;
     const flags = t.flags ?? '';
     const c = compileRegex(pattern, flags);
@@ -223,7 +241,13 @@ class Parser {
         return { k: 'lit', v: t.value as Json, src: this.text, start: t.start, end: t.end };
       case 'word':
         if (t.text === 'true' || t.text === 'false' || t.text === 'null') {
-          return { k: 'lit', v: t.text === 'null' ? null : t.text === 'true', src: this.text, start: t.start, end: t.end };
+          return {
+            k: 'lit',
+            v: t.text === 'null' ? null : t.text === 'true',
+            src: this.text,
+            start: t.start,
+            end: t.end,
+          };
         }
         if (isKeyword(t.text)) throw this.unexpected(t, 'a value');
         if (this.isPunct(this.lx.peek(), '(')) return this.call(t);
@@ -238,7 +262,8 @@ class Parser {
           this.noPostfix('a parenthesised expression');
           return { ...inner, start: t.start, end: close.end };
         }
-        if (t.text === '[') return { k: 'lit', v: this.list(t), src: this.text, start: t.start, end: this.lastEnd };
+        if (t.text === '[')
+          return { k: 'lit', v: this.list(t), src: this.text, start: t.start, end: this.lastEnd };
         throw this.unexpected(t, 'a value');
       default:
         throw this.unexpected(t, 'a value');

@@ -28,7 +28,10 @@ interface Frame {
 
 export function compileRegex(pattern: string, flags: string): RegexCheck {
   if (pattern.length > MAX_REGEX_SOURCE) {
-    return { ok: false, reason: `regex is ${pattern.length} characters long, over the limit of ${MAX_REGEX_SOURCE}` };
+    return {
+      ok: false,
+      reason: `regex is ${pattern.length} characters long, over the limit of ${MAX_REGEX_SOURCE}`,
+    };
   }
   let re: RegExp;
   try {

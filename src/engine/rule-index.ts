@@ -226,7 +226,10 @@ export function buildBucket(rules: readonly CompiledRule[], type: string): Bucke
     const entry: Entry = { id: rule.id, pred: rule.condition.residual(best.key) };
     for (const v of new Set(best.key.values)) push(g.map, v, entry);
   }
-  const keyGroups: KeyGroup[] = [...groups.values()].map((g) => ({ get: compilePath(g.root, g.segs), map: g.map }));
+  const keyGroups: KeyGroup[] = [...groups.values()].map((g) => ({
+    get: compilePath(g.root, g.segs),
+    map: g.map,
+  }));
   return new Bucket(entity, isCreatedType(type), keyGroups, unkeyed, size);
 }
 

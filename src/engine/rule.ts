@@ -70,13 +70,17 @@ export function parseWhen(when: unknown): Node | null {
     }
   }
   if (typeof when === 'object' && !Array.isArray(when)) return treeToNode(when, 'when');
-  throw invalid('when', `"when" must be an expression string, a condition tree object or null, not ${describe(when)}`);
+  throw invalid(
+    'when',
+    `"when" must be an expression string, a condition tree object or null, not ${describe(when)}`,
+  );
 }
 
 function parseOn(on: unknown): OnPatterns {
   if (on === undefined) return { star: true, exact: [], prefixes: [] };
   const list = typeof on === 'string' ? [on] : on;
-  if (!Array.isArray(list)) throw invalid('on', `"on" must be a type pattern or a list of them, not ${describe(on)}`);
+  if (!Array.isArray(list))
+    throw invalid('on', `"on" must be a type pattern or a list of them, not ${describe(on)}`);
   if (list.length === 0) throw invalid('on', '"on" must not be an empty list (omit it to mean every type)');
   let star = false;
   const exact = new Set<string>();
@@ -108,16 +112,23 @@ export function compileRule(doc: unknown): CompiledRule {
   const d = doc as Record<string, unknown>;
   if (!Object.hasOwn(d, 'id')) throw invalid('id', 'missing "id"');
   if (typeof d.id !== 'string' || !RULE_ID.test(d.id)) {
-    throw invalid('id', '"id" must be a string of [a-z0-9][a-z0-9_-]{0,127} (lowercase letters, digits, "_" and "-")');
+    throw invalid(
+      'id',
+      '"id" must be a string of [a-z0-9][a-z0-9_-]{0,127} (lowercase letters, digits, "_" and "-")',
+    );
   }
   let tenant = 'default';
   if (Object.hasOwn(d, 'tenant')) {
     if (typeof d.tenant !== 'string' || !NAME.test(d.tenant)) {
-      throw invalid('tenant', '"tenant" must be a string of [a-z0-9][a-z0-9_-]{0,63} (omit it for "default")');
+      throw invalid(
+        'tenant',
+        '"tenant" must be a string of [a-z0-9][a-z0-9_-]{0,63} (omit it for "default")',
+      );
     }
     tenant = d.tenant;
   }
-  if (!Object.hasOwn(d, 'source')) throw invalid('source', 'missing "source" (a source name, or "*" for every source)');
+  if (!Object.hasOwn(d, 'source'))
+    throw invalid('source', 'missing "source" (a source name, or "*" for every source)');
   if (typeof d.source !== 'string' || (d.source !== '*' && !NAME.test(d.source))) {
     throw invalid('source', '"source" must be "*" or a name of [a-z0-9][a-z0-9_-]{0,63}');
   }
@@ -132,10 +143,21 @@ export function compileRule(doc: unknown): CompiledRule {
   if (Object.hasOwn(d, 'allowSelf') && typeof d.allowSelf !== 'boolean') {
     throw invalid('allowSelf', '"allowSelf" must be true or false');
   }
-  if (Object.hasOwn(d, 'name') && typeof d.name !== 'string') throw invalid('name', '"name" must be a string');
-  if (Object.hasOwn(d, 'actions') && !Array.isArray(d.actions)) throw invalid('actions', '"actions" must be an array');
+  if (Object.hasOwn(d, 'name') && typeof d.name !== 'string')
+    throw invalid('name', '"name" must be a string');
+  if (Object.hasOwn(d, 'actions') && !Array.isArray(d.actions))
+    throw invalid('actions', '"actions" must be an array');
   const node = parseWhen(d.when);
-  return new CompiledRule(d.id, tenant, d.source, on, status, d.allowSelf === true, new CompiledCondition(node), d);
+  return new CompiledRule(
+    d.id,
+    tenant,
+    d.source,
+    on,
+    status,
+    d.allowSelf === true,
+    new CompiledCondition(node),
+    d,
+  );
 }
 
 /** Where a rule stands in a list, for messages: its id when it has a valid one, else its index. */
@@ -162,7 +184,8 @@ export function compileRuleSet(docs: readonly unknown[]): { rules: CompiledRule[
     const label = ruleLabel(doc, index);
     // Duplicates are found from the document itself, so that a second rule with the id of a rule
     // that does not compile is reported too.
-    const d = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : {};
+    const d =
+      typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : {};
     const tenant = d.tenant === undefined ? 'default' : d.tenant;
     if (typeof d.id === 'string' && RULE_ID.test(d.id) && typeof tenant === 'string' && NAME.test(tenant)) {
       const key = `${tenant}\u0000${d.id}`;

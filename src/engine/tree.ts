@@ -48,11 +48,18 @@ function describe(v: unknown): string {
 /** Converts a condition tree; `level` is the nesting used by the enclosing levels. */
 export function treeToNode(cond: unknown, where: string, level = 0): Node | null {
   if (typeof cond !== 'object' || cond === null || Array.isArray(cond)) {
-    throw invalid(where, `a condition must be an object (all, any, not, expr or field), not ${describe(cond)}`);
+    throw invalid(
+      where,
+      `a condition must be an object (all, any, not, expr or field), not ${describe(cond)}`,
+    );
   }
   const keys = Object.keys(cond);
   const form = FORMS.find(([k]) => Object.hasOwn(cond, k));
-  if (!form) throw invalid(where, `a condition needs one of the keys all, any, not, expr, field; got {${keys.join(', ')}}`);
+  if (!form)
+    throw invalid(
+      where,
+      `a condition needs one of the keys all, any, not, expr, field; got {${keys.join(', ')}}`,
+    );
   const [name, required, allowed] = form;
   for (const k of keys) {
     if (!allowed.has(k)) throw invalid(where, `key "${k}" does not belong in a "${name}" condition`);
@@ -63,7 +70,9 @@ export function treeToNode(cond: unknown, where: string, level = 0): Node | null
   const c = cond as Record<string, unknown>;
   const lvl = level + 1;
   if ((name === 'all' || name === 'any' || name === 'not') && lvl > MAX_DEPTH) {
-    throw new EngineError('SB_RULE_LIMIT', `condition tree nested deeper than ${MAX_DEPTH} levels`, { where });
+    throw new EngineError('SB_RULE_LIMIT', `condition tree nested deeper than ${MAX_DEPTH} levels`, {
+      where,
+    });
   }
   const src = '';
   switch (name) {
@@ -85,7 +94,13 @@ export function treeToNode(cond: unknown, where: string, level = 0): Node | null
       return { k: name === 'all' ? 'and' : 'or', xs: nodes, src: text, start: 0, end: text.length };
     }
     case 'not': {
-      const x = treeToNode(c.not, `${where}.not`, lvl) ?? { k: 'lit', v: true, src: 'true', start: 0, end: 4 };
+      const x = treeToNode(c.not, `${where}.not`, lvl) ?? {
+        k: 'lit',
+        v: true,
+        src: 'true',
+        start: 0,
+        end: 4,
+      };
       return { k: 'not', x, src: 'not', start: 0, end: 3 };
     }
     case 'expr': {
@@ -103,7 +118,8 @@ export function treeToNode(cond: unknown, where: string, level = 0): Node | null
 }
 
 function fieldNode(c: Record<string, unknown>, where: string, level: number, _src: string): Node {
-  if (typeof c.field !== 'string') throw invalid(`${where}.field`, '"field" must be a path string like "ticket.status"');
+  if (typeof c.field !== 'string')
+    throw invalid(`${where}.field`, '"field" must be a path string like "ticket.status"');
   if (typeof c.op !== 'string' || !Object.hasOwn(OPS, c.op)) {
     throw invalid(`${where}.op`, `"op" must be one of ${Object.keys(OPS).join(', ')}`);
   }
@@ -121,15 +137,28 @@ function fieldNode(c: Record<string, unknown>, where: string, level: number, _sr
     if (Object.hasOwn(c, 'flags')) throw invalid(`${where}.flags`, '"flags" goes only with op "matches"');
     if (op === 'changed') {
       const p = checkChangedPath(path.root, 0);
-      if (p) throw new EngineError('SB_RULE_CHECK', p.reason, { where: `${where}.field`, position: positionAt(c.field, 0), text: c.field });
+      if (p)
+        throw new EngineError('SB_RULE_CHECK', p.reason, {
+          where: `${where}.field`,
+          position: positionAt(c.field, 0),
+          text: c.field,
+        });
     }
     const text = `${op}(${field})`;
-    return { k: 'call', fn: op, args: [{ ...path, src: text, start: op.length + 1, end: op.length + 1 + field.length }], src: text, start: 0, end: text.length };
+    return {
+      k: 'call',
+      fn: op,
+      args: [{ ...path, src: text, start: op.length + 1, end: op.length + 1 + field.length }],
+      src: text,
+      start: 0,
+      end: text.length,
+    };
   }
   if (!hasValue) throw invalid(`${where}.value`, `op "${c.op}" needs a "value"`);
   const value = c.value as Json;
   if (op === 'matches') {
-    if (typeof value !== 'string') throw invalid(`${where}.value`, 'op "matches" needs a pattern string as "value"');
+    if (typeof value !== 'string')
+      throw invalid(`${where}.value`, 'op "matches" needs a pattern string as "value"');
     const flags = Object.hasOwn(c, 'flags') ? c.flags : '';
     if (typeof flags !== 'string' || !/^[imsu]*$/.test(flags) || new Set(flags).size !== flags.length) {
       throw invalid(`${where}.flags`, '"flags" must be a string of distinct flags among i, m, s, u');
@@ -137,12 +166,24 @@ function fieldNode(c: Record<string, unknown>, where: string, level: number, _sr
     const r = compileRegex(value, flags);
     if (!r.ok) throw new EngineError('SB_RULE_REGEX', r.reason, { where: `${where}.value` });
     const text = `${field} matches ${JSON.stringify(value)}${flags ? ` (flags ${flags})` : ''}`;
-    return { k: 'match', l: { ...path, src: text, start: 0, end: field.length }, pattern: value, flags, re: r.re, src: text, start: 0, end: text.length };
+    return {
+      k: 'match',
+      l: { ...path, src: text, start: 0, end: field.length },
+      pattern: value,
+      flags,
+      re: r.re,
+      src: text,
+      start: 0,
+      end: text.length,
+    };
   }
   if (Object.hasOwn(c, 'flags')) throw invalid(`${where}.flags`, '"flags" goes only with op "matches"');
-  if ((op === 'in' || op === 'nin') && !Array.isArray(value)) throw invalid(`${where}.value`, `op "${c.op}" needs an array as "value"`);
+  if ((op === 'in' || op === 'nin') && !Array.isArray(value))
+    throw invalid(`${where}.value`, `op "${c.op}" needs an array as "value"`);
   if ((op === 'in' || op === 'nin') && (value as Json[]).length > MAX_LIST) {
-    throw new EngineError('SB_RULE_LIMIT', `list has more than ${MAX_LIST} elements`, { where: `${where}.value` });
+    throw new EngineError('SB_RULE_LIMIT', `list has more than ${MAX_LIST} elements`, {
+      where: `${where}.value`,
+    });
   }
   checkValueDepth(value, level, `${where}.value`);
   const vtext = JSON.stringify(value);
@@ -164,7 +205,8 @@ function checkValueDepth(value: Json, level: number, where: string): void {
   while (stack.length > 0) {
     const [v, d] = stack.pop()!;
     if (typeof v !== 'object' || v === null) continue;
-    if (d + 1 > MAX_DEPTH) throw new EngineError('SB_RULE_LIMIT', `value nested deeper than ${MAX_DEPTH} levels`, { where });
+    if (d + 1 > MAX_DEPTH)
+      throw new EngineError('SB_RULE_LIMIT', `value nested deeper than ${MAX_DEPTH} levels`, { where });
     for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, d + 1]);
   }
 }

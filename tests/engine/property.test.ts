@@ -17,15 +17,26 @@ describe('compiled engine ≡ reference interpreter', () => {
     let matched = 0;
     const scenario = fc
       .integer({ min: 1, max: 24 })
-      .chain((n) => fc.tuple(fc.tuple(...Array.from({ length: n }, (_, i) => ruleArb(i))), fc.array(envelope, { minLength: 1, maxLength: 24 })));
+      .chain((n) =>
+        fc.tuple(
+          fc.tuple(...Array.from({ length: n }, (_, i) => ruleArb(i))),
+          fc.array(envelope, { minLength: 1, maxLength: 24 }),
+        ),
+      );
     fc.assert(
       fc.property(scenario, ([rules, events]) => {
         const { rules: compiled, errors } = compileRuleSet(rules.map((r) => r.doc));
-        if (errors.length > 0) throw new Error(`generated rule rejected: ${errors[0]!.label}: ${errors[0]!.error.message}\n${JSON.stringify(rules[errors[0]!.index]!.doc)}`);
+        if (errors.length > 0)
+          throw new Error(
+            `generated rule rejected: ${errors[0]!.label}: ${errors[0]!.error.message}\n${JSON.stringify(rules[errors[0]!.index]!.doc)}`,
+          );
         const engine = new Engine(compiled);
         events.forEach((e, i) => {
           e.id = `e${i}`;
-          const want = referenceMatch(rules.map((r) => r.rule), e);
+          const want = referenceMatch(
+            rules.map((r) => r.rule),
+            e,
+          );
           const got = engine.match(e as never);
           expect([...got]).toEqual(want);
           pairs += rules.length;
@@ -37,9 +48,18 @@ describe('compiled engine ≡ reference interpreter', () => {
         const rest = rules.filter((_, i) => i % 2 === 1).map((r) => r.rule);
         for (const e of events) expect([...engine.match(e as never)]).toEqual(referenceMatch(rest, e));
         engine.apply({ upsert: half });
-        for (const e of events) expect([...engine.match(e as never)]).toEqual(referenceMatch(rules.map((r) => r.rule), e));
+        for (const e of events)
+          expect([...engine.match(e as never)]).toEqual(
+            referenceMatch(
+              rules.map((r) => r.rule),
+              e,
+            ),
+          );
       }),
-      { numRuns: RUNS, seed: process.env.SB_PROPERTY_SEED ? Number(process.env.SB_PROPERTY_SEED) : undefined },
+      {
+        numRuns: RUNS,
+        seed: process.env.SB_PROPERTY_SEED ? Number(process.env.SB_PROPERTY_SEED) : undefined,
+      },
     );
     expect(pairs).toBeGreaterThanOrEqual(10_000);
     // Not vacuous: a good share of rule/event pairs match (about 7% when this was written).

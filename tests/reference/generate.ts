@@ -6,7 +6,21 @@
 import fc from 'fast-check';
 import type { J, R, REnvelope, RRule } from './interpreter.js';
 
-const KEYS = ['status', 'priority', 'name', 'tags', 'customfields', 'nested', 'value', '__proto__', 'constructor', 'a b', 'in', 'toString', 'x.y'];
+const KEYS = [
+  'status',
+  'priority',
+  'name',
+  'tags',
+  'customfields',
+  'nested',
+  'value',
+  '__proto__',
+  'constructor',
+  'a b',
+  'in',
+  'toString',
+  'x.y',
+];
 const STRINGS = ['New', 'new', 'Escalated', '', '1', 'a b', 'é', '\u2028', 'x"y', "it's", 'NEW ', 'Ne'];
 const NUMBERS = [0, -0, 1, 2, 1.5, -1, 1e21, 100];
 
@@ -22,14 +36,18 @@ export const jsonValue: fc.Arbitrary<J> = fc.letrec<{ v: J }>((tie) => ({
     { depthSize: 'small', withCrossShrink: true },
     { arbitrary: prim, weight: 6 },
     { arbitrary: fc.array(tie('v'), { maxLength: 3 }), weight: 1 },
-    { arbitrary: fc.array(fc.tuple(fc.constantFrom(...KEYS), tie('v')), { maxLength: 3 }).map(objectOf), weight: 1 },
+    {
+      arbitrary: fc.array(fc.tuple(fc.constantFrom(...KEYS), tie('v')), { maxLength: 3 }).map(objectOf),
+      weight: 1,
+    },
   ),
 })).v;
 
 /** Builds an object with own properties even for `__proto__` (as JSON.parse does). */
 export function objectOf(entries: ReadonlyArray<readonly [string, J]>): { [k: string]: J } {
   const o: { [k: string]: J } = {};
-  for (const [k, v] of entries) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  for (const [k, v] of entries)
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
   return o;
 }
 
@@ -42,7 +60,10 @@ const dataObject = fc
   .record({
     common: fc.array(fc.tuple(fc.constantFrom(...COMMON), small), { minLength: 1, maxLength: 3 }),
     tags: fc.option(fc.array(small, { maxLength: 3 }), { nil: undefined }),
-    cf: fc.option(fc.array(fc.record({ name: fc.constantFrom('VIP', 'Site'), value: small }), { maxLength: 3 }), { nil: undefined }),
+    cf: fc.option(
+      fc.array(fc.record({ name: fc.constantFrom('VIP', 'Site'), value: small }), { maxLength: 3 }),
+      { nil: undefined },
+    ),
     extra: fc.array(fc.tuple(fc.constantFrom(...KEYS), jsonValue), { maxLength: 3 }),
   })
   .map(({ common, tags, cf, extra }) => {
@@ -52,7 +73,16 @@ const dataObject = fc
     return objectOf(es) as Record<string, J>;
   });
 
-const TYPES = ['ticket.created', 'ticket.updated', 'ticket.updated', 'ticket.sla.breached', 'device.offline', 'event.custom', 'it.thing', 'data.created'];
+const TYPES = [
+  'ticket.created',
+  'ticket.updated',
+  'ticket.updated',
+  'ticket.sla.breached',
+  'device.offline',
+  'event.custom',
+  'it.thing',
+  'data.created',
+];
 
 export const envelope: fc.Arbitrary<REnvelope> = fc
   .record({
@@ -77,7 +107,8 @@ export const envelope: fc.Arbitrary<REnvelope> = fc
     if (r.prevKind === 'random') env.previous = r.prevRandom;
     if (r.prevKind === 'mutated') {
       const copy = objectOf(Object.entries(r.data)) as Record<string, J>;
-      for (const [k, v] of r.mutate) Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of r.mutate)
+        Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
       env.previous = copy;
     }
     return env;
@@ -94,13 +125,29 @@ const segs = (max: number) =>
   );
 
 function pathArb(inIt: boolean): fc.Arbitrary<Extract<R, { t: 'path' }>> {
-  const roots = ['ticket', 'ticket', 'ticket', 'data', 'data', 'previous', 'device', 'event', 'raw', 'nosuch', 'it'];
+  const roots = [
+    'ticket',
+    'ticket',
+    'ticket',
+    'data',
+    'data',
+    'previous',
+    'device',
+    'event',
+    'raw',
+    'nosuch',
+    'it',
+  ];
   return fc
     .record({ root: fc.constantFrom(...(inIt ? [...roots, 'it', 'it'] : roots)), segs: segs(2) })
     .map(({ root, segs }) => {
       // event.<field> is what people write; keep some odd ones too.
       if (root === 'event' && segs.length > 0 && typeof segs[0] === 'string' && segs[0] !== 'in') {
-        return { t: 'path' as const, root, segs: [['id', 'tenant', 'source', 'type', 'time', 'self'][segs[0].length % 6]!, ...segs.slice(1)] };
+        return {
+          t: 'path' as const,
+          root,
+          segs: [['id', 'tenant', 'source', 'type', 'time', 'self'][segs[0].length % 6]!, ...segs.slice(1)],
+        };
       }
       return { t: 'path' as const, root, segs };
     });
@@ -113,7 +160,9 @@ const changedPath = fc
 const lit: fc.Arbitrary<R> = fc
   .oneof({ arbitrary: small, weight: 3 }, { arbitrary: jsonValue, weight: 1 })
   .map((v) => ({ t: 'lit' as const, v }));
-const listLit: fc.Arbitrary<R> = fc.array(fc.oneof(small, prim), { maxLength: 4 }).map((v) => ({ t: 'lit' as const, v }));
+const listLit: fc.Arbitrary<R> = fc
+  .array(fc.oneof(small, prim), { maxLength: 4 })
+  .map((v) => ({ t: 'lit' as const, v }));
 
 function valueArb(inIt: boolean): fc.Arbitrary<R> {
   const p = pathArb(inIt);
@@ -121,9 +170,9 @@ function valueArb(inIt: boolean): fc.Arbitrary<R> {
     { arbitrary: p, weight: 5 },
     { arbitrary: lit, weight: 2 },
     {
-      arbitrary: fc.tuple(fc.constantFrom('lower', 'upper', 'trim', 'len', 'num', 'str'), fc.oneof(p, lit)).map(
-        ([fn, a]) => ({ t: 'call' as const, fn, args: [a] }),
-      ),
+      arbitrary: fc
+        .tuple(fc.constantFrom('lower', 'upper', 'trim', 'len', 'num', 'str'), fc.oneof(p, lit))
+        .map(([fn, a]) => ({ t: 'call' as const, fn, args: [a] })),
       weight: 2,
     },
   );
@@ -149,8 +198,30 @@ export function boolArb(depth: number, inIt = false): fc.Arbitrary<R> {
   const smallLit = small.map((v) => ({ t: 'lit' as const, v }));
   const focused: fc.Arbitrary<R>[] = [
     fc
-      .tuple(common, fc.constantFrom('==', '!=', '<', '<=', '>', '>=', 'contains', 'startsWith', 'endsWith', 'in', 'not in'), smallLit, listLit)
-      .map(([l, op, r, list]) => ({ t: 'cmp' as const, op, l, r: op === 'in' || op === 'not in' ? list : r })),
+      .tuple(
+        common,
+        fc.constantFrom(
+          '==',
+          '!=',
+          '<',
+          '<=',
+          '>',
+          '>=',
+          'contains',
+          'startsWith',
+          'endsWith',
+          'in',
+          'not in',
+        ),
+        smallLit,
+        listLit,
+      )
+      .map(([l, op, r, list]) => ({
+        t: 'cmp' as const,
+        op,
+        l,
+        r: op === 'in' || op === 'not in' ? list : r,
+      })),
     fc
       .tuple(fc.constantFrom('ticket', 'data'), fc.constantFrom('contains', 'in'), smallLit)
       .map(([root, op, v]) =>
@@ -159,7 +230,12 @@ export function boolArb(depth: number, inIt = false): fc.Arbitrary<R> {
           : { t: 'cmp' as const, op, l: v, r: { t: 'path' as const, root, segs: ['tags'] } },
       ),
     fc
-      .tuple(fc.constantFrom('any', 'all'), fc.constantFrom('name', 'value'), fc.constantFrom('==', '!=', '<=', '>'), smallLit)
+      .tuple(
+        fc.constantFrom('any', 'all'),
+        fc.constantFrom('name', 'value'),
+        fc.constantFrom('==', '!=', '<=', '>'),
+        smallLit,
+      )
       .map(([fn, k, op, v]) => ({
         t: 'call' as const,
         fn,
@@ -175,21 +251,38 @@ export function boolArb(depth: number, inIt = false): fc.Arbitrary<R> {
     fc
       .tuple(v, fc.constantFrom('==', '!=', '<', '<=', '>', '>=', 'contains', 'startsWith', 'endsWith'), v)
       .map(([l, op, r]) => ({ t: 'cmp' as const, op, l, r })),
-    fc.tuple(pathArb(inIt), fc.constantFrom('==', '!='), lit).map(([l, op, r]) => ({ t: 'cmp' as const, op, l, r })),
-    fc.tuple(v, fc.constantFrom('in', 'not in'), fc.oneof(listLit, pathArb(inIt))).map(([l, op, r]) => ({ t: 'cmp' as const, op, l, r })),
-    fc.tuple(v, fc.constantFrom(...PATTERNS)).map(([l, [pattern, flags]]) => ({ t: 'match' as const, l, pattern, flags })),
+    fc
+      .tuple(pathArb(inIt), fc.constantFrom('==', '!='), lit)
+      .map(([l, op, r]) => ({ t: 'cmp' as const, op, l, r })),
+    fc
+      .tuple(v, fc.constantFrom('in', 'not in'), fc.oneof(listLit, pathArb(inIt)))
+      .map(([l, op, r]) => ({ t: 'cmp' as const, op, l, r })),
+    fc
+      .tuple(v, fc.constantFrom(...PATTERNS))
+      .map(([l, [pattern, flags]]) => ({ t: 'match' as const, l, pattern, flags })),
     pathArb(inIt).map((p) => ({ t: 'call' as const, fn: 'exists', args: [p] })),
     changedPath.map((p) => ({ t: 'call' as const, fn: 'changed', args: [p] })),
     pathArb(inIt),
-    fc.constantFrom<R>({ t: 'lit', v: true }, { t: 'lit', v: false }, { t: 'lit', v: null }, { t: 'lit', v: 'x' }),
+    fc.constantFrom<R>(
+      { t: 'lit', v: true },
+      { t: 'lit', v: false },
+      { t: 'lit', v: null },
+      { t: 'lit', v: 'x' },
+    ),
   ];
   if (depth <= 0) return fc.oneof(...atoms);
   const sub = boolArb(depth - 1, inIt);
   return fc.oneof(
     { arbitrary: fc.oneof(...atoms), weight: 4 },
     { arbitrary: sub.map((x) => ({ t: 'not' as const, x })), weight: 1 },
-    { arbitrary: fc.array(sub, { minLength: 2, maxLength: 4 }).map((xs) => ({ t: 'and' as const, xs })), weight: 2 },
-    { arbitrary: fc.array(sub, { minLength: 2, maxLength: 3 }).map((xs) => ({ t: 'or' as const, xs })), weight: 2 },
+    {
+      arbitrary: fc.array(sub, { minLength: 2, maxLength: 4 }).map((xs) => ({ t: 'and' as const, xs })),
+      weight: 2,
+    },
+    {
+      arbitrary: fc.array(sub, { minLength: 2, maxLength: 3 }).map((xs) => ({ t: 'or' as const, xs })),
+      weight: 2,
+    },
     {
       arbitrary: fc
         .tuple(fc.constantFrom('any', 'all'), pathArb(inIt), boolArb(depth - 1, true))
@@ -244,7 +337,8 @@ class Renderer {
   }
 
   render(n: R, min: number): string {
-    const prec = n.t === 'or' ? 1 : n.t === 'and' ? 2 : n.t === 'not' ? 3 : n.t === 'cmp' || n.t === 'match' ? 4 : 5;
+    const prec =
+      n.t === 'or' ? 1 : n.t === 'and' ? 2 : n.t === 'not' ? 3 : n.t === 'cmp' || n.t === 'match' ? 4 : 5;
     let s: string;
     switch (n.t) {
       case 'lit':
@@ -260,17 +354,23 @@ class Renderer {
         s = this.pick(2) ? `!${this.render(n.x, 3)}` : `not${this.sp()}${this.render(n.x, 3)}`;
         break;
       case 'and':
-        s = n.xs.map((x) => this.render(x, 3)).join(this.pick(2) ? `${this.sp()}and${this.sp()}` : `${this.sp()}&&${this.sp()}`);
+        s = n.xs
+          .map((x) => this.render(x, 3))
+          .join(this.pick(2) ? `${this.sp()}and${this.sp()}` : `${this.sp()}&&${this.sp()}`);
         break;
       case 'or':
-        s = n.xs.map((x) => this.render(x, 2)).join(this.pick(2) ? `${this.sp()}or${this.sp()}` : `${this.sp()}||${this.sp()}`);
+        s = n.xs
+          .map((x) => this.render(x, 2))
+          .join(this.pick(2) ? `${this.sp()}or${this.sp()}` : `${this.sp()}||${this.sp()}`);
         break;
       case 'cmp':
         s = `${this.render(n.l, 5)}${this.sp()}${n.op}${this.sp()}${this.render(n.r, 5)}`;
         break;
       case 'match': {
         const lit =
-          n.flags === '' && this.pick(2) ? this.str(n.pattern) : `/${n.pattern.replace(/\//g, '\\/')}/${n.flags}`;
+          n.flags === '' && this.pick(2)
+            ? this.str(n.pattern)
+            : `/${n.pattern.replace(/\//g, '\\/')}/${n.flags}`;
         s = `${this.render(n.l, 5)}${this.sp()}matches${this.sp()}${lit}`;
         break;
       }
@@ -336,13 +436,21 @@ export function renderTree(n: R, bits: readonly number[]): unknown {
       case 'not':
         return { not: go(x.x) };
       case 'cmp':
-        if (x.l.t === 'path' && x.r.t === 'lit' && ((x.op !== 'in' && x.op !== 'not in') || Array.isArray(x.r.v))) {
+        if (
+          x.l.t === 'path' &&
+          x.r.t === 'lit' &&
+          ((x.op !== 'in' && x.op !== 'not in') || Array.isArray(x.r.v))
+        ) {
           return { field: r.path(x.l.root, x.l.segs), op: TREE_OPS[x.op], value: x.r.v };
         }
         break;
       case 'match':
         if (x.l.t === 'path') {
-          const node: Record<string, unknown> = { field: r.path(x.l.root, x.l.segs), op: 'matches', value: x.pattern };
+          const node: Record<string, unknown> = {
+            field: r.path(x.l.root, x.l.segs),
+            op: 'matches',
+            value: x.pattern,
+          };
           if (x.flags) node.flags = x.flags;
           return node;
         }
@@ -366,7 +474,15 @@ export const ruleArb = (i: number): fc.Arbitrary<{ rule: RRule; doc: Record<stri
     .record({
       tenant: fc.constantFrom(undefined, 'default', 'default', 't1'),
       source: fc.constantFrom('*', 'halo', 'rmm', '*'),
-      on: fc.constantFrom<string | string[] | undefined>(undefined, '*', 'ticket.*', 'ticket.updated', ['ticket.created', 'device.offline'], 'event.*', ['ticket.updated', 'ticket.*']),
+      on: fc.constantFrom<string | string[] | undefined>(
+        undefined,
+        '*',
+        'ticket.*',
+        'ticket.updated',
+        ['ticket.created', 'device.offline'],
+        'event.*',
+        ['ticket.updated', 'ticket.*'],
+      ),
       status: fc.constantFrom(undefined, 'active', 'active', 'active', 'paused', 'draft'),
       allowSelf: fc.constantFrom(undefined, false, true),
       when: fc.option(boolArb(2), { nil: undefined, freq: 8 }),
@@ -383,7 +499,8 @@ export const ruleArb = (i: number): fc.Arbitrary<{ rule: RRule; doc: Record<stri
       if (r.when !== undefined) {
         rule.when = r.when;
         try {
-          doc.when = r.form === 'tree' || !writable(r.when) ? renderTree(r.when, r.bits) : renderText(r.when, r.bits);
+          doc.when =
+            r.form === 'tree' || !writable(r.when) ? renderTree(r.when, r.bits) : renderText(r.when, r.bits);
         } catch {
           return null; // an object literal where only text can hold it
         }

@@ -29,7 +29,7 @@ export interface REnvelope {
   self?: boolean;
 }
 
-const hasOwn = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+const hasOwn = (o: object, k: string) => Object.hasOwn(o, k);
 
 function typeName(v: J): string {
   if (v === null) return 'null';
