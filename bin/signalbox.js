@@ -1,10 +1,8 @@
 #!/usr/bin/env node
-// The `signalbox` command. Sources are TypeScript, run through tsx's loader (no build step, so
-// the command is always the code in the tree).
-import { register } from 'tsx/esm/api';
+// The `signalbox` command. It runs the esbuild bundle of src/cli (dist/signalbox.mjs), rebuilt
+// here first whenever a source file is newer, so the command is always the code in the tree.
+import { build, CLI_BUNDLE, isStale } from '../scripts/build-lib.mjs';
 
-register();
-const { main } = await import('../src/cli/main.ts');
-const code = await main(process.argv.slice(2));
-// Let stdout drain before exiting (a pipe may still hold output).
-process.exitCode = code;
+if (isStale()) await build();
+const { main } = await import(CLI_BUNDLE);
+process.exitCode = await main(process.argv.slice(2));

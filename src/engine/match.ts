@@ -7,7 +7,7 @@
  */
 import { type Envelope, EvalContext } from './context.js';
 import type { CompiledRule } from './rule.js';
-import { TenantIndex } from './rule-index.js';
+import { type Candidates, TenantIndex } from './rule-index.js';
 
 const EMPTY: readonly string[] = Object.freeze([]);
 const NO_DATA: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
@@ -70,6 +70,24 @@ function push<V>(m: Map<string, V[]>, k: string, v: V): void {
   else m.set(k, [v]);
 }
 
+/** Evaluates grouped candidates; returns the result array, allocated on the first match. */
+function evaluate(cs: Candidates, c: EvalContext, out: string[] | null): string[] | null {
+  const pred = cs.pred;
+  if (pred !== null) {
+    if (pred(c, null)) (out ??= []).push(cs.id!);
+    return out;
+  }
+  const preds = cs.preds!;
+  for (let i = 0; i < preds.length; i++) {
+    if (!preds[i]!(c, null)) continue;
+    const ids = cs.ids![i]!;
+    out ??= [];
+    if (typeof ids === 'string') out.push(ids);
+    else for (let j = 0; j < ids.length; j++) out.push(ids[j]!);
+  }
+  return out;
+}
+
 export class Engine {
   private index: RuleIndex;
   private readonly ctx = new EvalContext();
@@ -114,18 +132,10 @@ export class Engine {
       const grp = groups[g]!;
       const v = grp.get(c, null);
       if (v !== null && typeof v === 'object') continue; // arrays and objects are never keys
-      const list = grp.map.get(v as string);
-      if (list === undefined) continue;
-      for (let i = 0; i < list.length; i++) {
-        const e = list[i]!;
-        if (e.pred(c, null)) (out ??= []).push(e.id);
-      }
+      const cs = grp.map.get(v as string);
+      if (cs !== undefined) out = evaluate(cs, c, out);
     }
-    const unkeyed = b.unkeyed;
-    for (let i = 0; i < unkeyed.length; i++) {
-      const e = unkeyed[i]!;
-      if (e.pred(c, null)) (out ??= []).push(e.id);
-    }
+    out = evaluate(b.unkeyed, c, out);
     // Drop the event's references so the context does not keep a large event alive.
     c.data = NO_DATA;
     c.previous = null;

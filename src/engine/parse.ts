@@ -8,7 +8,7 @@
 import type { CmpOp, Json, Node, PathNode, Segment } from './ast.js';
 import { type CheckProblem, checkCall, checkFunctionName } from './check.js';
 import { EngineError, positionAt } from './errors.js';
-import { isKeyword, Lexer, type Token } from './lex.js';
+import { intern, isKeyword, Lexer, type Token } from './lex.js';
 import { MAX_DEPTH, MAX_EXPR_BYTES, MAX_LIST } from './limits.js';
 import { compileRegex } from './regex.js';
 
@@ -291,7 +291,7 @@ class Parser {
     }
     this.leave();
     this.lastEnd = t.end;
-    return out;
+    return out.slice();
   }
 
   private literal(t: Token): Json {
@@ -354,7 +354,7 @@ class Parser {
       } else if (this.isPunct(t, '[')) {
         this.lx.next();
         const k = this.lx.next();
-        if (k.kind === 'string') segs.push(k.value as string);
+        if (k.kind === 'string') segs.push(intern(k.value as string));
         else if (k.kind === 'number' && /^(0|[1-9][0-9]*)$/.test(k.text)) segs.push(k.value as number);
         else throw this.unexpected(k, 'a string key or a non-negative integer index (without leading zeros)');
         const close = this.lx.next();
@@ -364,7 +364,8 @@ class Parser {
         break;
       }
     }
-    return { k: 'path', root: root.text, segs, src: this.text, start: root.start, end };
+    // slice(): an array grown by push() keeps spare capacity; paths are kept by compiled rules.
+    return { k: 'path', root: root.text, segs: segs.slice(), src: this.text, start: root.start, end };
   }
 
   /** Whether `it` is bound here (for warnings by callers). */

@@ -3,7 +3,7 @@
  * checks of a whole rule set (ids unique per tenant).
  */
 import type { Node } from './ast.js';
-import { CompiledCondition } from './compile.js';
+import { CompileCache, CompiledCondition } from './compile.js';
 import { EngineError } from './errors.js';
 import { parseExpression } from './parse.js';
 import { treeToNode } from './tree.js';
@@ -101,11 +101,39 @@ function parseOn(on: unknown): OnPatterns {
   return { star, exact: [...exact], prefixes: [...prefixes] };
 }
 
+/** `on` lists repeat across rules; share one frozen object per distinct list (bounded). */
+const ON_CACHE = new Map<string, OnPatterns>();
+
+function internOn(on: OnPatterns): OnPatterns {
+  const key = `${on.star}|${on.exact.join(',')}|${on.prefixes.join(',')}`;
+  const hit = ON_CACHE.get(key);
+  if (hit) return hit;
+  const frozen = Object.freeze({
+    star: on.star,
+    exact: Object.freeze([...on.exact]),
+    prefixes: Object.freeze([...on.prefixes]),
+  });
+  if (ON_CACHE.size < 10_000) ON_CACHE.set(key, frozen);
+  return frozen;
+}
+
+/**
+ * Compiles rule documents with one shared cache, so identical conditions across rules share
+ * their compiled closures. Keep one per process (or per rule set) for all rules it compiles.
+ */
+export class RuleCompiler {
+  readonly cache = new CompileCache();
+
+  compile(doc: unknown): CompiledRule {
+    return compileRule(doc, this.cache);
+  }
+}
+
 /**
  * Validates and compiles one rule document. Throws an EngineError whose `where` names the field;
  * the caller adds which rule it was (its id, or its position in a list).
  */
-export function compileRule(doc: unknown): CompiledRule {
+export function compileRule(doc: unknown, cache?: CompileCache): CompiledRule {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw invalid('', `a rule must be a JSON object, not ${describe(doc)}`);
   }
@@ -152,10 +180,10 @@ export function compileRule(doc: unknown): CompiledRule {
     d.id,
     tenant,
     d.source,
-    on,
+    internOn(on),
     status,
     d.allowSelf === true,
-    new CompiledCondition(node),
+    new CompiledCondition(node, cache),
     d,
   );
 }
@@ -176,7 +204,10 @@ export interface RuleSetError {
  * Compiles a list of rule documents. Returns the compiled rules, or every bad rule's first error
  * (the set is all or nothing: one bad rule makes the set invalid).
  */
-export function compileRuleSet(docs: readonly unknown[]): { rules: CompiledRule[]; errors: RuleSetError[] } {
+export function compileRuleSet(
+  docs: readonly unknown[],
+  compiler: RuleCompiler = new RuleCompiler(),
+): { rules: CompiledRule[]; errors: RuleSetError[] } {
   const rules: CompiledRule[] = [];
   const errors: RuleSetError[] = [];
   const seen = new Map<string, number>();
@@ -205,7 +236,7 @@ export function compileRuleSet(docs: readonly unknown[]): { rules: CompiledRule[
       seen.set(key, index);
     }
     try {
-      rules.push(compileRule(doc));
+      rules.push(compiler.compile(doc));
     } catch (e) {
       if (!(e instanceof EngineError)) throw e;
       errors.push({ index, label, error: e });
