@@ -8,3 +8,30 @@ it('docs/errors.md lists exactly the error codes the code defines', () => {
   const documented = [...doc.matchAll(/^\| `(SB_[A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
   expect(documented).toEqual(Object.keys(ERROR_CODES).sort());
 });
+
+it('every example in docs/rules.md compiles', async () => {
+  const { compileRule, treeToNode } = await import('../src/engine/index.js');
+  const doc = readFileSync(new URL('../docs/rules.md', import.meta.url), 'utf8');
+  const blocks = [...doc.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({
+    lang: m[1],
+    text: m[2]!.trim(),
+  }));
+  let checked = 0;
+  for (const { lang, text } of blocks) {
+    if (lang === 'json') {
+      const v = JSON.parse(text);
+      if ('id' in v) compileRule(v);
+      else treeToNode(v, 'when');
+    } else {
+      // Expression blocks hold one condition per line.
+      for (const line of text.split('\n')) compileRule({ id: 'doc', source: '*', when: line });
+    }
+    checked++;
+  }
+  // Table cells that show conditions, like `ticket.summary contains "backup"`.
+  for (const m of doc.matchAll(/^\| `([^`]+)` \|/gm)) {
+    compileRule({ id: 'doc', source: '*', when: m[1]!.replace(/\\\|/g, '|') });
+    checked++;
+  }
+  expect(checked).toBeGreaterThanOrEqual(15);
+});

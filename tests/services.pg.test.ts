@@ -3,7 +3,9 @@ import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 
 const url = process.env.DATABASE_URL;
-const client = new pg.Client({ connectionString: url ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox' });
+const client = new pg.Client({
+  connectionString: url ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox',
+});
 afterAll(() => client.end());
 
 it('DATABASE_URL is set by the test command', () => {
