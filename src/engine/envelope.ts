@@ -3,6 +3,7 @@
  * callers (the match command, the ingest) report bad envelopes per item and go on.
  */
 import type { Envelope } from './context.js';
+import { describe } from './errors.js';
 import { NAME, TYPE } from './rule.js';
 
 export type EnvelopeCheck = { ok: true; envelope: Envelope } | { ok: false; reason: string };
@@ -16,10 +17,7 @@ function bad(reason: string): EnvelopeCheck {
 }
 
 export function checkEnvelope(v: unknown): EnvelopeCheck {
-  if (!isObject(v))
-    return bad(
-      `an event must be a JSON object, not ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}`,
-    );
+  if (!isObject(v)) return bad(`an event must be a JSON object, not ${describe(v)}`);
   if (!Object.hasOwn(v, 'id')) return bad('missing "id"');
   if (typeof v.id !== 'string' || v.id.length === 0) return bad('"id" must be a non-empty string');
   if (Object.hasOwn(v, 'tenant') && (typeof v.tenant !== 'string' || !NAME.test(v.tenant))) {

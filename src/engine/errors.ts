@@ -77,6 +77,18 @@ export class EngineError extends Error {
   }
 }
 
+/** A malformed rule document field. */
+export function invalid(where: string, reason: string): EngineError {
+  return new EngineError('SB_RULE_INVALID', reason, { where });
+}
+
+/** How a JSON value is named in messages: "null", "an array", "an object", "a string" … */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 /** Computes the 1-based line/column of a UTF-16 offset; lines are separated by LF only. */
 export function positionAt(text: string, offset: number): Position {
   let line = 1;

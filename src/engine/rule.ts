@@ -4,7 +4,7 @@
  */
 import type { Node } from './ast.js';
 import { CompileCache, CompiledCondition } from './compile.js';
-import { EngineError } from './errors.js';
+import { describe, EngineError, invalid } from './errors.js';
 import { parseExpression } from './parse.js';
 import { treeToNode } from './tree.js';
 
@@ -47,16 +47,6 @@ export class CompiledRule {
     if (this.source !== '*' && this.source !== source) return false;
     return this.on.star || this.on.exact.includes(type) || this.on.prefixes.some((p) => type.startsWith(p));
   }
-}
-
-function invalid(where: string, reason: string): EngineError {
-  return new EngineError('SB_RULE_INVALID', reason, { where });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 /** Parses the `when` of a rule document (text, tree, absent or null) into the checked tree. */

@@ -5,7 +5,7 @@
 import type { CmpOp, Json, Node } from './ast.js';
 import { pathText } from './ast.js';
 import { checkChangedPath } from './check.js';
-import { EngineError, positionAt } from './errors.js';
+import { describe, EngineError, invalid, positionAt } from './errors.js';
 import { MAX_DEPTH, MAX_LIST } from './limits.js';
 import { parseExpression, parsePath } from './parse.js';
 import { compileRegex } from './regex.js';
@@ -34,16 +34,6 @@ const FORMS: ReadonlyArray<readonly [string, ReadonlySet<string>, ReadonlySet<st
   ['expr', new Set(['expr']), new Set(['expr'])],
   ['field', new Set(['field', 'op']), new Set(['field', 'op', 'value', 'flags'])],
 ];
-
-function invalid(where: string, reason: string): EngineError {
-  return new EngineError('SB_RULE_INVALID', reason, { where });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
-}
 
 /** Converts a condition tree; `level` is the nesting used by the enclosing levels. */
 export function treeToNode(cond: unknown, where: string, level = 0): Node | null {
