@@ -1,0 +1,193 @@
+/**
+ * The database port: one small interface over Postgres (`pg`, when DATABASE_URL is set) and the
+ * embedded default (PGlite, a real Postgres build running in process, under ./var/db), so that
+ * the same migrations and the same repositories serve both (design.md).
+ */
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface QueryResult<T> {
+  readonly rows: T[];
+  readonly rowCount: number;
+}
+
+/** What repositories use: queries with $n parameters, transactions, notifications. */
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+  /** Runs statements with no parameters (several may be given, as in a migration). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** The schema this handle works in ('' for the default): notification channels carry it, since
+   * NOTIFY is database-wide and several schemas may share one server (tests do). */
+  readonly namespace: string;
+  /** Runs `fn` in one transaction; rolls back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Subscribes to NOTIFY on a channel; returns the unsubscribe function. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function checkChannel(channel: string): void {
+  // LISTEN takes an identifier, not a parameter: only plain names are allowed.
+  if (!CHANNEL.test(channel)) throw new Error(`invalid notification channel ${JSON.stringify(channel)}`);
+}
+
+export interface PostgresOptions {
+  readonly url: string;
+  /** Schema to work in (created if missing); tests use one per suite. */
+  readonly schema?: string;
+  readonly max?: number;
+}
+
+class PostgresDb implements Db {
+  readonly kind = 'postgres' as const;
+  readonly namespace: string;
+  private listener: pg.Client | undefined;
+  private readonly handlers = new Map<string, Set<(p: string) => void>>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly opts: PostgresOptions,
+  ) {
+    this.namespace = opts.schema ?? '';
+  }
+
+  async query<T>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> {
+    const r = await this.pool.query(sql, params as unknown[]);
+    return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.pool.query(sql);
+  }
+
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      const tx: Queryable = {
+        query: async <R>(sql: string, params: readonly unknown[] = []) => {
+          const r = await client.query(sql, params as unknown[]);
+          return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+        },
+        exec: async (sql: string) => {
+          await client.query(sql);
+        },
+      };
+      const out = await fn(tx);
+      await client.query('commit');
+      return out;
+    } catch (e) {
+      await client.query('rollback').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    checkChannel(channel);
+    if (!this.listener) {
+      const c = new pg.Client({ connectionString: this.opts.url });
+      await c.connect();
+      c.on('notification', (m) => {
+        for (const h of this.handlers.get(m.channel) ?? []) h(m.payload ?? '');
+      });
+      this.listener = c;
+    }
+    let set = this.handlers.get(channel);
+    if (!set) {
+      this.handlers.set(channel, (set = new Set()));
+      await this.listener.query(`listen ${channel}`);
+    }
+    set.add(onPayload);
+    return async () => {
+      set!.delete(onPayload);
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.end().catch(() => {});
+    await this.pool.end();
+  }
+}
+
+class PgliteDb implements Db {
+  readonly kind = 'pglite' as const;
+  readonly namespace = '';
+  constructor(private readonly db: PGlite) {}
+
+  async query<T>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> {
+    const r = await this.db.query<T>(sql, params as unknown[]);
+    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.db.exec(sql);
+  }
+
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.db.transaction(async (t) =>
+      fn({
+        query: async <R>(sql: string, params: readonly unknown[] = []) => {
+          const r = await t.query<R>(sql, params as unknown[]);
+          return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+        },
+        exec: async (sql: string) => {
+          await t.exec(sql);
+        },
+      }),
+    );
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    checkChannel(channel);
+    return this.db.listen(channel, onPayload);
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+export async function openPostgres(opts: PostgresOptions): Promise<Db> {
+  const schema = opts.schema;
+  if (schema !== undefined && !CHANNEL.test(schema))
+    throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
+  if (schema !== undefined) {
+    const c = new pg.Client({ connectionString: opts.url });
+    await c.connect();
+    try {
+      await c.query(`create schema if not exists ${schema}`);
+    } finally {
+      await c.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max ?? 10,
+    ...(schema !== undefined ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // A pool error (a server restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  return new PostgresDb(pool, opts);
+}
+
+/** The embedded default: a data directory (created if missing), or `memory://` for tests. */
+export async function openPglite(dataDir: string): Promise<Db> {
+  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const db = new PGlite(dataDir);
+  await db.waitReady;
+  return new PgliteDb(db);
+}
+
+/** DATABASE_URL when set, else the embedded database under `dataDir` (default ./var/db). */
+export async function openDb(env: { DATABASE_URL?: string } = process.env, dataDir = 'var/db'): Promise<Db> {
+  return env.DATABASE_URL ? openPostgres({ url: env.DATABASE_URL }) : openPglite(dataDir);
+}

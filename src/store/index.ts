@@ -1,0 +1,13 @@
+/** The store's public surface: an explicit list (style.md). */
+export {
+  type Db,
+  openDb,
+  openPglite,
+  openPostgres,
+  type PostgresOptions,
+  type Queryable,
+  type QueryResult,
+} from './db.js';
+export { migrate } from './migrate.js';
+export { MIGRATIONS, type Migration } from './migrations.js';
+export { type Actor, type RuleChangeNotice, type RuleStatus, RuleStore, type StoredRule } from './rules.js';
