@@ -1,0 +1,44 @@
+/** Helpers shared by the adapters. */
+import { AdapterError } from '../connection.js';
+
+export function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new AdapterError(400, `malformed JSON: ${(e as Error).message}`);
+  }
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** An ISO 8601 instant with milliseconds, or undefined when the value is not a time. */
+export function isoTime(v: unknown): string | undefined {
+  if (typeof v !== 'string' || v.length > 64) return undefined;
+  // Halo writes 7 fractional digits; keep milliseconds.
+  const ms = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
+}
+
+/** A value as a type segment: lowercase [a-z0-9_], or undefined. */
+export function segment(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  const s = v
+    .trim()
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  return s.length > 0 && s.length <= 64 ? s : undefined;
+}
+
+export function idString(v: unknown): string | undefined {
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'string' && v.length > 0 && v.length <= 256) return v;
+  return undefined;
+}
+
+export function isSelf(actor: string | null, selfActors: readonly string[] | undefined): boolean {
+  return actor !== null && (selfActors?.includes(actor) ?? false);
+}
