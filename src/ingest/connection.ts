@@ -42,6 +42,8 @@ export interface AdaptedEvent {
     readonly data: Record<string, unknown>;
     readonly raw: unknown;
     readonly self: boolean;
+    /** Generic sources may send `previous` themselves; PSA adapters never do (snapshots give it). */
+    readonly previous?: Record<string, unknown> | null;
   };
   /** The snapshot key: entity name and id. */
   readonly entity: string;

@@ -1,0 +1,45 @@
+/**
+ * The live rule index of an ingest process: built from the rule store at start, kept current by
+ * the store's change notifications, each change swapped in whole (Engine.apply).
+ */
+import { type CompiledRule, Engine, RuleCompiler } from '../engine/index.js';
+import type { RuleStore } from '../store/index.js';
+
+export class LiveRules {
+  readonly engine = new Engine();
+  private readonly compiler = new RuleCompiler();
+  loaded = false;
+  /** Rules whose stored document does not compile (it should not happen: the admin validates). */
+  readonly broken = new Map<string, string>();
+
+  constructor(private readonly store: RuleStore) {}
+
+  async start(): Promise<() => Promise<void>> {
+    // Subscribe first, so no change between the load and the subscription is missed.
+    const off = await this.store.onChange((n) => void this.refresh(n.tenant, n.id));
+    const rules: CompiledRule[] = [];
+    for (const r of await this.store.active()) {
+      const c = this.compile(r.tenant, r.document);
+      if (c) rules.push(c);
+    }
+    this.engine.replaceAll(rules);
+    this.loaded = true;
+    return off;
+  }
+
+  private compile(tenant: string, doc: Record<string, unknown>): CompiledRule | undefined {
+    try {
+      return this.compiler.compile({ ...doc, tenant, status: 'active' });
+    } catch (e) {
+      this.broken.set(`${tenant}/${String(doc.id)}`, (e as Error).message);
+      return undefined;
+    }
+  }
+
+  private async refresh(tenant: string, id: string): Promise<void> {
+    const r = await this.store.get(tenant, id).catch(() => undefined);
+    const compiled = r && r.status === 'active' ? this.compile(tenant, r.document) : undefined;
+    if (compiled) this.engine.apply({ upsert: [compiled] });
+    else this.engine.apply({ remove: [{ tenant, id }] });
+  }
+}

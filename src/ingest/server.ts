@@ -1,0 +1,406 @@
+/**
+ * The ingest HTTP server on uWebSockets.js (design.md: steps 1–7).
+ *
+ *   POST /v1/hooks/<source>/<connection>[/anything][?query]   PSA webhooks (connectwise, autotask, halo)
+ *   POST /v1/events                                           generic sources: one envelope, a JSON
+ *                                                             array, or NDJSON; `Authorization: Bearer <key>`
+ *   GET  /healthz, /readyz, /metrics
+ *
+ * A request is answered 2xx only after its events were committed to Redis (handoff.ts); when
+ * that is impossible, 503 so the sender retries, and the server goes on serving. Bad input gets
+ * a status and a JSON body: 413 (before the body is read, when Content-Length says so), 415, 400,
+ * 401, 404, 422 per item, 429 with Retry-After.
+ */
+import uWS from 'uWebSockets.js';
+import { checkEnvelope } from '../engine/index.js';
+import { autotask } from './adapters/autotask.js';
+import { connectwise } from './adapters/connectwise.js';
+import { halo } from './adapters/halo.js';
+import {
+  type AdaptedEvent,
+  AdapterError,
+  type Connection,
+  type HookRequest,
+  type PsaSource,
+} from './connection.js';
+import type { Handoff, HandoffResult } from './handoff.js';
+import { KeyFetcher } from './keys.js';
+import { IngestMetrics } from './metrics.js';
+
+export interface ConnectionSource {
+  get(source: PsaSource, id: string): Connection | undefined;
+}
+
+/** API keys of generic sources: the tenant a key belongs to, or undefined. */
+export interface ApiKeySource {
+  tenantOf(key: string): string | undefined;
+}
+
+export interface IngestOptions {
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  readonly connections: ConnectionSource;
+  readonly apiKeys: ApiKeySource;
+  readonly handoff: Handoff;
+  /** Whether the process can take traffic (Redis reachable, rules loaded): /readyz. */
+  readonly ready: () => Promise<boolean>;
+  readonly maxBodyBytes?: number;
+  /** Generic API: events per second per tenant, and the burst. */
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
+  readonly keys?: KeyFetcher;
+  readonly metrics?: IngestMetrics;
+  /** Start even if the native uWebSockets.js binary did not load (slow pure-JS fallback). */
+  readonly allowFallback?: boolean;
+}
+
+export interface IngestServer {
+  readonly port: number;
+  readonly metrics: IngestMetrics;
+  close(): void;
+}
+
+const PSA: ReadonlySet<string> = new Set(['connectwise', 'autotask', 'halo']);
+
+/** Whether uWebSockets.js runs its native binary (the package silently falls back to pure JS). */
+export function uwsIsNative(): boolean {
+  return typeof uWS.App === 'function' && /\[native code\]/.test(Function.prototype.toString.call(uWS.App));
+}
+
+class TokenBuckets {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {}
+  /** Takes n tokens; returns 0 when allowed, else the seconds to wait. */
+  take(key: string, n: number, now = Date.now()): number {
+    let b = this.buckets.get(key);
+    if (!b) this.buckets.set(key, (b = { tokens: this.burst, at: now }));
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens >= n) {
+      b.tokens -= n;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((n - b.tokens) / this.perSecond));
+  }
+}
+
+type Reply = (status: number, body: unknown, headers?: Record<string, string>) => void;
+
+export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
+  if (!uwsIsNative() && !opts.allowFallback) {
+    throw new Error(
+      'uWebSockets.js did not load its native binary (the package fell back to a slow pure-JS server). ' +
+        'Signalbox needs Node 20 on glibc >= 2.36 (Debian 12); pass allowFallback only for development.',
+    );
+  }
+  const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
+  const metrics = opts.metrics ?? new IngestMetrics();
+  const keys = opts.keys ?? new KeyFetcher();
+  const buckets = new TokenBuckets(opts.rate?.perSecond ?? 1_000, opts.rate?.burst ?? 5_000);
+  const app = uWS.App();
+
+  /** Reads the body within the limit, then calls `done`; answers 413 itself. */
+  function readBody(res: uWS.HttpResponse, length: number, reply: Reply, done: (body: Buffer) => void): void {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    res.onData((chunk, isLast) => {
+      if (over) return;
+      size += chunk.byteLength;
+      if (size > maxBody || (length >= 0 && size > length)) {
+        over = true;
+        parts.length = 0;
+        reply(413, { error: `request body over the limit of ${maxBody} bytes` }, { connection: 'close' });
+        return;
+      }
+      // Copy: uWS reuses the chunk's memory after this callback.
+      parts.push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) done(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    });
+  }
+
+  function replier(res: uWS.HttpResponse, route: string): { reply: Reply; aborted: () => boolean } {
+    let aborted = false;
+    let done = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const reply: Reply = (status, body, headers = {}) => {
+      if (aborted || done) return;
+      done = true;
+      metrics.requests.inc({ route, status: String(status) });
+      res.cork(() => {
+        res.writeStatus(String(status));
+        res.writeHeader('content-type', 'application/json');
+        for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+        res.end(JSON.stringify(body), headers.connection === 'close');
+      });
+    };
+    return { reply, aborted: () => aborted };
+  }
+
+  /** Checks Content-Length and Content-Type before any body is read. */
+  function precheck(
+    contentType: string,
+    contentLength: string,
+    allowed: RegExp,
+    reply: Reply,
+  ): number | undefined {
+    const length = contentLength === '' ? -1 : Number(contentLength);
+    if (length > maxBody) {
+      metrics.rejected.inc({ reason: 'too_large' });
+      reply(413, { error: `request body over the limit of ${maxBody} bytes` }, { connection: 'close' });
+      return undefined;
+    }
+    if (contentType !== '' && !allowed.test(contentType)) {
+      metrics.rejected.inc({ reason: 'content_type' });
+      reply(415, { error: `unsupported content type ${JSON.stringify(contentType)}` });
+      return undefined;
+    }
+    return length;
+  }
+
+  async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<HandoffResult[]> {
+    const results = await Promise.all(events.map((e) => opts.handoff.submit(e, receivedAt)));
+    metrics.handoff.observe((Date.now() - receivedAt) / 1000);
+    results.forEach((r, i) => {
+      const source = events[i]!.envelope.source;
+      metrics.events.inc({ source, outcome: r.outcome });
+      if (r.matches.length > 0) metrics.matches.inc({ source }, r.matches.length);
+    });
+    return results;
+  }
+
+  function summary(
+    results: HandoffResult[],
+    errors: ReadonlyArray<{ index: number; error: string }>,
+  ): Record<string, unknown> {
+    const count = (o: string) => results.filter((r) => r.outcome === o).length;
+    return {
+      accepted: count('accepted'),
+      duplicates: count('duplicate'),
+      stale: count('stale'),
+      matched: results.reduce((n, r) => n + r.matches.length, 0),
+      results: results.map((r) => ({ id: r.id, outcome: r.outcome, rules: r.matches })),
+      ...(errors.length > 0 ? { errors } : {}),
+    };
+  }
+
+  const hook = (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
+    const { reply } = replier(res, 'hook');
+    const receivedAt = Date.now();
+    const parts = req.getUrl().split('/'); // ['', 'v1', 'hooks', source, connection, ...rest]
+    const source = parts[3] ?? '';
+    const connId = decodeURIComponent(parts[4] ?? '');
+    const rest = `/${parts.slice(5).join('/')}`;
+    const query = req.getQuery() ?? '';
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    const conn = PSA.has(source) ? opts.connections.get(source as PsaSource, connId) : undefined;
+    if (!conn) {
+      metrics.rejected.inc({ reason: 'unknown_connection' });
+      // Drain nothing: answer at once.
+      reply(404, { error: `unknown connection ${source}/${connId}` });
+      return;
+    }
+    const length = precheck(
+      headers['content-type'] ?? '',
+      headers['content-length'] ?? '',
+      /^(application|text)\/json\b/i,
+      reply,
+    );
+    if (length === undefined) return;
+    readBody(res, length, reply, (body) => {
+      const hr: HookRequest = { body, headers, rest, query, receivedAt };
+      void (async () => {
+        let events: AdaptedEvent[];
+        let errors: Array<{ index: number; error: string }> = [];
+        try {
+          if (conn.source === 'connectwise') events = await connectwise(conn, hr, keys);
+          else if (conn.source === 'autotask') events = autotask(conn, hr);
+          else ({ events, errors } = halo(conn, hr));
+        } catch (e) {
+          if (!(e instanceof AdapterError)) throw e;
+          metrics.rejected.inc({
+            reason: e.status === 401 ? 'unauthorized' : e.status === 400 ? 'malformed' : 'invalid',
+          });
+          reply(e.status, { error: e.message });
+          return;
+        }
+        const good: AdaptedEvent[] = [];
+        events.forEach((ev, index) => {
+          const c = checkEnvelope(ev.envelope);
+          if (c.ok) good.push(ev);
+          else errors.push({ index, error: c.reason });
+        });
+        if (good.length === 0) {
+          reply(422, { error: 'no valid event in the request', errors });
+          return;
+        }
+        try {
+          reply(202, summary(await handOff(good, receivedAt), errors));
+        } catch {
+          metrics.rejected.inc({ reason: 'unavailable' });
+          reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
+        }
+      })().catch(() => reply(500, { error: 'internal error' }));
+    });
+  };
+  app.post('/v1/hooks/:source/:connection', hook);
+  app.post('/v1/hooks/:source/:connection/*', hook);
+
+  app.post('/v1/events', (res, req) => {
+    const { reply } = replier(res, 'events');
+    const receivedAt = Date.now();
+    const auth = req.getHeader('authorization');
+    const contentType = req.getHeader('content-type');
+    const contentLength = req.getHeader('content-length');
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    const tenant = m ? opts.apiKeys.tenantOf(m[1]!) : undefined;
+    if (!tenant) {
+      metrics.rejected.inc({ reason: 'unauthorized' });
+      reply(401, { error: 'a valid API key is required (Authorization: Bearer <key>)' });
+      return;
+    }
+    const length = precheck(contentType, contentLength, /^application\/(json|x-ndjson)\b/i, reply);
+    if (length === undefined) return;
+    readBody(res, length, reply, (body) => {
+      void (async () => {
+        const text = body.toString('utf8');
+        let items: unknown[];
+        if (/^application\/x-ndjson/i.test(contentType)) {
+          items = [];
+          const errors: Array<{ index: number; error: string }> = [];
+          text.split('\n').forEach((line, index) => {
+            const l = line.replace(/\r$/, '');
+            if (l.trim() === '') return;
+            try {
+              items[index] = JSON.parse(l);
+            } catch (e) {
+              errors.push({ index, error: `malformed JSON: ${(e as Error).message}` });
+            }
+          });
+          return finish(items, errors);
+        }
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch (e) {
+          metrics.rejected.inc({ reason: 'malformed' });
+          reply(400, { error: `malformed JSON: ${(e as Error).message}` });
+          return;
+        }
+        items = Array.isArray(parsed) ? parsed : [parsed];
+        return finish(items, []);
+      })().catch(() => reply(500, { error: 'internal error' }));
+
+      async function finish(
+        items: unknown[],
+        errors: Array<{ index: number; error: string }>,
+      ): Promise<void> {
+        const good: AdaptedEvent[] = [];
+        items.forEach((item, index) => {
+          if (item === undefined) return;
+          const c = checkEnvelope(item);
+          if (!c.ok) {
+            errors.push({ index, error: c.reason });
+            return;
+          }
+          const e = c.envelope;
+          if (e.tenant !== undefined && e.tenant !== tenant) {
+            errors.push({ index, error: `tenant "${e.tenant}" is not the API key's tenant` });
+            return;
+          }
+          if (PSA.has(e.source)) {
+            errors.push({
+              index,
+              error: `source "${e.source}" is a PSA: send its webhooks to /v1/hooks/${e.source}/<connection>`,
+            });
+            return;
+          }
+          good.push({
+            envelope: {
+              id: e.id,
+              tenant: tenant!,
+              source: e.source as PsaSource,
+              type: e.type,
+              time: e.time ?? new Date(receivedAt).toISOString(),
+              data: e.data,
+              raw: e.raw ?? null,
+              self: e.self === true,
+              previous: e.previous ?? null,
+            },
+            entity: '',
+            entityId: '',
+            merge: 'none',
+            actor: null,
+          });
+        });
+        errors.sort((a, b) => a.index - b.index);
+        if (good.length === 0) {
+          metrics.rejected.inc({ reason: 'invalid' });
+          reply(400, { error: 'no valid event in the request', errors });
+          return;
+        }
+        const wait = buckets.take(tenant!, good.length);
+        if (wait > 0) {
+          metrics.rejected.inc({ reason: 'rate_limited' });
+          reply(
+            429,
+            { error: `tenant "${tenant}" is over its event rate; retry in ${wait} s` },
+            { 'retry-after': String(wait) },
+          );
+          return;
+        }
+        try {
+          reply(202, summary(await handOff(good, receivedAt), errors));
+        } catch {
+          metrics.rejected.inc({ reason: 'unavailable' });
+          reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
+        }
+      }
+    });
+  });
+
+  app.get('/healthz', (res) => {
+    const { reply } = replier(res, 'healthz');
+    reply(200, { status: 'ok', native: uwsIsNative() });
+  });
+  app.get('/readyz', (res) => {
+    const { reply } = replier(res, 'readyz');
+    opts.ready().then(
+      (ok) => reply(ok ? 200 : 503, { ready: ok }),
+      () => reply(503, { ready: false }),
+    );
+  });
+  app.get('/metrics', (res) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    if (aborted) return;
+    res.cork(() => {
+      res.writeStatus('200').writeHeader('content-type', 'text/plain; version=0.0.4').end(metrics.render());
+    });
+  });
+  app.any('/*', (res) => {
+    const { reply } = replier(res, 'other');
+    reply(404, { error: 'not found' });
+  });
+
+  const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
+    app.listen(opts.host ?? '127.0.0.1', opts.port ?? 0, (token) =>
+      token ? resolve(token) : reject(new Error(`cannot listen on port ${opts.port}`)),
+    );
+  });
+  return {
+    port: uWS.us_socket_local_port(listen),
+    metrics,
+    close: () => uWS.us_listen_socket_close(listen),
+  };
+}

@@ -1,0 +1,355 @@
+/**
+ * The ingest server end to end on real Redis and BullMQ: every PSA fixture through HTTP, the
+ * envelopes in the outbox (data, previous, changed() on the second event of each pair), the queued
+ * runs, dedupe on a replayed body, 401s, SSRF refusal of a foreign key_url, and each bad-input
+ * answer.
+ */
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileRuleSet, Engine } from '../../src/engine/index.js';
+import type { Connection, PsaSource } from '../../src/ingest/connection.js';
+import { Dispatcher, RUN_QUEUE } from '../../src/ingest/dispatch.js';
+import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
+import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const fixture = (name: string) => readFileSync(new URL(name, FIXTURES));
+const prefix = `sbt${process.pid}${randomBytes(3).toString('hex')}`;
+
+const CONNECTIONS: Connection[] = [
+  { tenant: 'acme', id: 'cw1', source: 'connectwise', connectwise: { signingKey: 'test-signing-key' } },
+  { tenant: 'acme', id: 'cw-fetch', source: 'connectwise', connectwise: {} },
+  { tenant: 'acme', id: 'at1', source: 'autotask', autotask: { secret: 'test-webhook-secret' } },
+  {
+    tenant: 'acme',
+    id: 'halo1',
+    source: 'halo',
+    halo: { username: 'halo-webhook', password: 'test-basic-password' },
+  },
+];
+
+const RULES = [
+  {
+    id: 'cw-status',
+    tenant: 'acme',
+    source: 'connectwise',
+    on: 'ticket.updated',
+    when: 'changed(ticket.status) and ticket.status.name == "Waiting Customer"',
+  },
+  {
+    id: 'at-complete',
+    tenant: 'acme',
+    source: 'autotask',
+    on: 'ticket.updated',
+    when: 'changed(ticket.status) and ticket.status == "5" and ticket.title == "Printer offline - 2nd floor"',
+  },
+  {
+    id: 'halo-closed',
+    tenant: 'acme',
+    source: 'halo',
+    on: 'ticket.updated',
+    when: 'changed(ticket.status_id) and ticket.status_id == 9 and raw.event == "ticket status changed"',
+  },
+  { id: 'any-new', tenant: 'acme', source: '*', on: 'ticket.created' },
+  {
+    id: 'rmm-offline',
+    tenant: 'acme',
+    source: 'rmm',
+    on: 'device.offline',
+    when: 'device.status == "offline"',
+  },
+];
+
+let redis: Redis;
+let queue: Queue;
+let dispatcher: Dispatcher;
+let server: IngestServer;
+let base: string;
+
+async function post(path: string, body: Buffer | string, headers: Record<string, string> = {}) {
+  const r = await fetch(`${base}${path}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, body: text ? JSON.parse(text) : null };
+}
+
+async function outbox(): Promise<OutboxEntry[]> {
+  const entries = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
+  return entries.map(([, f]) => JSON.parse(f[1]!) as OutboxEntry);
+}
+
+async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v) || Date.now() > until) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const { rules, errors } = compileRuleSet(RULES);
+  expect(errors).toEqual([]);
+  const engine = new Engine(rules);
+  const handoff = new Handoff(redis, () => engine, { prefix });
+  queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix });
+  dispatcher = new Dispatcher(redis.duplicate(), handoff.outboxKey, queue, { blockMs: 50 });
+  await dispatcher.start();
+  const byKey = new Map(CONNECTIONS.map((c) => [`${c.source}/${c.id}`, c]));
+  server = await startIngest({
+    connections: { get: (s: PsaSource, id: string) => byKey.get(`${s}/${id}`) },
+    apiKeys: { tenantOf: (k) => (k === 'generic-key' ? 'acme' : undefined) },
+    handoff,
+    ready: async () => (await redis.ping()) === 'PONG',
+    maxBodyBytes: 64 * 1024,
+    rate: { perSecond: 5, burst: 10 },
+  });
+  base = `http://127.0.0.1:${server.port}`;
+});
+
+afterAll(async () => {
+  server?.close();
+  await dispatcher?.stop();
+  await queue?.obliterate({ force: true }).catch(() => {});
+  await queue?.close();
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+describe('PSA webhooks through the server', () => {
+  it('ConnectWise: created then updated; previous and changed() on the second', async () => {
+    const a = await post('/v1/hooks/connectwise/cw1/48213', fixture('connectwise.ticket.created.json'), {
+      'x-content-signature': '86oTs+FzhRHo8YZd9uSkz03rwrtxGXbpBSzyjGgkuqE=',
+    });
+    expect(a.status).toBe(202);
+    expect(a.body).toMatchObject({
+      accepted: 1,
+      matched: 1,
+      results: [{ id: 'connectwise:5b0c1f0e-7a1d-4c8b-9a43-2f6b8d0e9c11', rules: ['any-new'] }],
+    });
+    const b = await post('/v1/hooks/connectwise/cw1/48213?x=1', fixture('connectwise.ticket.updated.json'), {
+      'x-content-signature': '5DRPR5A+QFSCwZHtOLGUG9TxVzwHrBVXfg1snExfOtM=',
+    });
+    expect(b.status).toBe(202);
+    expect(b.body.results[0].rules).toEqual(['cw-status']);
+    const [, second] = (await outbox()).filter((e) => e.envelope.source === 'connectwise');
+    expect(second!.envelope.previous).toMatchObject({ id: 48213, status: { id: 16, name: 'New' } });
+    expect(second!.envelope.data).toMatchObject({ id: 48213, status: { id: 20, name: 'Waiting Customer' } });
+  });
+
+  it('Autotask: the partial update is merged over the snapshot', async () => {
+    expect(
+      (
+        await post('/v1/hooks/autotask/at1', fixture('autotask.ticket.created.json'), {
+          'x-hook-signature': 'sha1=GNVxsB2wTl/TbVhw1v9UdiESMm4=',
+        })
+      ).status,
+    ).toBe(202);
+    const b = await post('/v1/hooks/autotask/at1', fixture('autotask.ticket.updated.json'), {
+      'x-hook-signature': 'sha1=5tlvfR4R/O4ffPO+ZmJ4WfcPbsY=',
+    });
+    expect(b.body.results[0].rules).toEqual(['at-complete']);
+    const [, second] = (await outbox()).filter((e) => e.envelope.source === 'autotask');
+    expect(second!.envelope.previous).toMatchObject({
+      status: '1',
+      title: 'Printer offline - 2nd floor',
+      companyID: '29683516',
+    });
+    expect(second!.envelope.data).toMatchObject({
+      id: 351181,
+      status: '5',
+      title: 'Printer offline - 2nd floor',
+      priority: '2',
+      companyID: '29683516',
+    });
+  });
+
+  it('Halo: Basic auth, raw.event, and the status change', async () => {
+    const auth = { authorization: 'Basic aGFsby13ZWJob29rOnRlc3QtYmFzaWMtcGFzc3dvcmQ=' };
+    expect(
+      (await post('/v1/hooks/halo/halo1', fixture('halo.ticket.created.json'), auth)).body.results[0].rules,
+    ).toEqual(['any-new']);
+    const b = await post('/v1/hooks/halo/halo1', fixture('halo.ticket.updated.json'), auth);
+    expect(b.body.results[0].rules).toEqual(['halo-closed']);
+    const [, second] = (await outbox()).filter((e) => e.envelope.source === 'halo');
+    expect(second!.envelope.previous).toMatchObject({ status_id: 1 });
+  });
+
+  it('queues one run per match, and none twice', async () => {
+    const counts = await waitFor(
+      () => queue.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed'),
+      (c) => c.wait === 6,
+    );
+    expect(dispatcher.lastError?.stack).toBeUndefined();
+    expect(counts.wait).toBe(6);
+    const jobs = await queue.getJobs(['wait']);
+    expect(jobs.map((j) => j.data.ruleId).sort()).toEqual([
+      'any-new',
+      'any-new',
+      'any-new',
+      'at-complete',
+      'cw-status',
+      'halo-closed',
+    ]);
+    expect(jobs.find((j) => j.data.ruleId === 'cw-status')!.data.event.previous.status.name).toBe('New');
+  });
+
+  it('acknowledges a replayed body as a duplicate and neither matches nor queues it again', async () => {
+    const before = (await outbox()).length;
+    const r = await post('/v1/hooks/connectwise/cw1', fixture('connectwise.ticket.updated.json'), {
+      'x-content-signature': '5DRPR5A+QFSCwZHtOLGUG9TxVzwHrBVXfg1snExfOtM=',
+    });
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({ accepted: 0, duplicates: 1, matched: 0 });
+    expect((await outbox()).length).toBe(before);
+    await new Promise((res) => setTimeout(res, 200));
+    expect((await queue.getJobCounts('wait')).wait).toBe(6);
+  });
+
+  it('answers a wrong signature or password with 401 and stores nothing', async () => {
+    const before = (await outbox()).length;
+    const cw = fixture('connectwise.ticket.created.json');
+    expect((await post('/v1/hooks/connectwise/cw1', cw, { 'x-content-signature': 'AAAA' })).status).toBe(401);
+    expect(
+      (
+        await post('/v1/hooks/autotask/at1', fixture('autotask.ticket.created.json'), {
+          'x-hook-signature': 'sha1=AAAA',
+        })
+      ).status,
+    ).toBe(401);
+    const bad = { authorization: `Basic ${Buffer.from('halo-webhook:nope').toString('base64')}` };
+    const r = await post('/v1/hooks/halo/halo1', fixture('halo.ticket.created.json'), bad);
+    expect(r.status).toBe(401);
+    expect(r.body.error).toMatch(/credentials/);
+    expect((await outbox()).length).toBe(before);
+  });
+
+  it('refuses to fetch a signing key from a foreign key_url (SSRF)', async () => {
+    const body = JSON.stringify({
+      ...JSON.parse(fixture('connectwise.ticket.created.json').toString()),
+      MessageId: 'ssrf-1',
+      Metadata: { key_url: 'http://169.254.169.254/latest/meta-data/iam' },
+    });
+    const sig = createHmac('sha256', createHash('sha256').update('k').digest()).update(body).digest('base64');
+    const r = await post('/v1/hooks/connectwise/cw-fetch', body, { 'x-content-signature': sig });
+    expect(r.status).toBe(401);
+    expect(r.body.error).toMatch(/not a ConnectWise host/);
+  });
+});
+
+describe('bad input', () => {
+  it('413 before reading a body over the limit', async () => {
+    const r = await post('/v1/hooks/autotask/at1', Buffer.alloc(70 * 1024, 32), {
+      'x-hook-signature': 'sha1=x',
+    });
+    expect(r.status).toBe(413);
+  });
+  it('415 for a wrong content type', async () => {
+    const r = await post('/v1/hooks/autotask/at1', 'a=b', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(r.status).toBe(415);
+  });
+  it('400 with the parser’s reason for malformed JSON (after a valid signature)', async () => {
+    const body = '{"Action": "Create", oops}';
+    const sig = `sha1=${createHmac('sha1', 'test-webhook-secret').update(body).digest('base64')}`;
+    const r = await post('/v1/hooks/autotask/at1', body, { 'x-hook-signature': sig });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(/^malformed JSON: /);
+  });
+  it('404 for an unknown connection, source or route', async () => {
+    expect((await post('/v1/hooks/halo/nope', '{}')).status).toBe(404);
+    expect((await post('/v1/hooks/jira/cw1', '{}')).status).toBe(404);
+    expect((await fetch(`${base}/v2/whatever`)).status).toBe(404);
+  });
+  it('generic events: API key, per-item errors, NDJSON, rate limit with Retry-After', async () => {
+    expect((await post('/v1/events', '{}')).status).toBe(401);
+    expect((await post('/v1/events', '{}', { authorization: 'Bearer wrong' })).status).toBe(401);
+    const ev = (id: string) => ({
+      id,
+      source: 'rmm',
+      type: 'device.offline',
+      data: { status: 'offline', name: 'srv-1' },
+    });
+    const batch = [
+      ev('g1'),
+      { id: 'bad', source: 'rmm' },
+      { ...ev('g2'), tenant: 'other' },
+      { ...ev('g3'), source: 'halo' },
+    ];
+    const r = await post('/v1/events', JSON.stringify(batch), { authorization: 'Bearer generic-key' });
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({
+      accepted: 1,
+      matched: 1,
+      results: [{ id: 'g1', rules: ['rmm-offline'] }],
+    });
+    expect(r.body.errors.map((e: { index: number }) => e.index)).toEqual([1, 2, 3]);
+    const nd = `${JSON.stringify(ev('n1'))}\n\n{oops\n${JSON.stringify(ev('n2'))}\r\n`;
+    const n = await post('/v1/events', nd, {
+      authorization: 'Bearer generic-key',
+      'content-type': 'application/x-ndjson',
+    });
+    expect(n.body).toMatchObject({ accepted: 2, errors: [{ index: 2 }] });
+    expect((await post('/v1/events', '[1, 2]', { authorization: 'Bearer generic-key' })).status).toBe(400);
+    const many = JSON.stringify(Array.from({ length: 20 }, (_, i) => ev(`burst-${i}`)));
+    const limited = await post('/v1/events', many, { authorization: 'Bearer generic-key' });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
+
+describe('operations', () => {
+  it('healthz, readyz and metrics', async () => {
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok', native: true });
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/signalbox_ingest_events_total\{outcome="accepted",source="connectwise"\} 2/);
+    expect(text).toMatch(/signalbox_ingest_events_total\{outcome="duplicate",source="connectwise"\} 1/);
+    expect(text).toMatch(/signalbox_ingest_rejected_total\{reason="unauthorized"\} \d+/);
+    expect(text).toMatch(/signalbox_ingest_handoff_seconds_count \d+/);
+  });
+
+  it('answers 503 when Redis cannot take the event, and keeps serving', async () => {
+    const dead = new Redis('redis://127.0.0.1:1', {
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      retryStrategy: () => null,
+    });
+    dead.on('error', () => {});
+    const engine = new Engine();
+    const s = await startIngest({
+      connections: { get: () => CONNECTIONS[2] },
+      apiKeys: { tenantOf: () => undefined },
+      handoff: new Handoff(dead, () => engine, { prefix }),
+      ready: async () => false,
+    });
+    try {
+      const r = await fetch(`http://127.0.0.1:${s.port}/v1/hooks/autotask/at1`, {
+        method: 'POST',
+        body: fixture('autotask.ticket.created.json'),
+        headers: {
+          'content-type': 'application/json',
+          'x-hook-signature': 'sha1=GNVxsB2wTl/TbVhw1v9UdiESMm4=',
+        },
+      });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('5');
+      expect((await fetch(`http://127.0.0.1:${s.port}/readyz`)).status).toBe(503);
+      expect((await fetch(`http://127.0.0.1:${s.port}/healthz`)).status).toBe(200);
+    } finally {
+      s.close();
+      dead.disconnect();
+    }
+  });
+});
