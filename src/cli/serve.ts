@@ -1,0 +1,131 @@
+/**
+ * `signalbox serve`: the ingest server, its dispatcher and its live rule index in one process.
+ *
+ *   signalbox serve [--host 127.0.0.1] [--port 8080] [--connections connections.json]
+ *
+ * Redis: REDIS_URL, else the local one deploy/local/up.sh started (var/local.env). The rule
+ * store: DATABASE_URL, else the embedded database under ./var/db. Connections and generic API
+ * keys come from a JSON file until the admin API manages them (issue 5):
+ *
+ *   {"connections": [{"tenant": "acme", "id": "halo-main", "source": "halo",
+ *                     "halo": {"username": "…", "password": "…"}, "selfActors": ["7"]}],
+ *    "apiKeys": [{"tenant": "acme", "key": "…"}]}
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Connection, PsaSource } from '../ingest/connection.js';
+import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
+import { Handoff } from '../ingest/handoff.js';
+import { LiveRules } from '../ingest/live-rules.js';
+import { startIngest } from '../ingest/server.js';
+import { migrate, openDb, RuleStore } from '../store/index.js';
+
+export interface ServeIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+function arg(argv: readonly string[], name: string): string | undefined {
+  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (i < 0) return undefined;
+  const a = argv[i]!;
+  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
+}
+
+function localEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!existsSync('var/local.env')) return out;
+  for (const line of readFileSync('var/local.env', 'utf8').split('\n')) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+interface ConnectionsFile {
+  connections?: Connection[];
+  apiKeys?: Array<{ tenant: string; key: string }>;
+}
+
+export async function runServe(argv: readonly string[], io: ServeIo): Promise<number> {
+  const known = new Set(['host', 'port', 'connections']);
+  for (const a of argv) {
+    const m = /^--([a-z-]+)/.exec(a);
+    if (m && !known.has(m[1]!)) {
+      io.stderr.write(`signalbox serve: unknown option --${m[1]}\n`);
+      return 2;
+    }
+  }
+  const port = Number(arg(argv, 'port') ?? process.env.PORT ?? 8080);
+  const host = arg(argv, 'host') ?? '127.0.0.1';
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr.write('signalbox serve: --port must be a port number\n');
+    return 2;
+  }
+  const env = { ...localEnv(), ...process.env };
+  if (!env.REDIS_URL) {
+    io.stderr.write(
+      'signalbox serve: no Redis: set REDIS_URL, or run `bash deploy/local/up.sh` to start a local one\n',
+    );
+    return 2;
+  }
+  let file: ConnectionsFile = {};
+  const path = arg(argv, 'connections');
+  if (path) {
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8')) as ConnectionsFile;
+    } catch (e) {
+      io.stderr.write(`signalbox serve: cannot read connections file ${path}: ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
+  const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
+  // Keys are compared by hash, as the database will store them.
+  const hash = (k: string) => createHash('sha256').update(k).digest('hex');
+  const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
+
+  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+  if (policy !== 'noeviction') {
+    io.stderr.write(
+      `signalbox serve: Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs could be evicted\n`,
+    );
+    redis.disconnect();
+    return 2;
+  }
+  const db = await openDb({ DATABASE_URL: env.DATABASE_URL });
+  await migrate(db);
+  const live = new LiveRules(new RuleStore(db));
+  await live.start();
+  const handoff = new Handoff(redis, () => live.engine);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate() });
+  const dispatcher = new Dispatcher(redis.duplicate(), handoff.outboxKey, queue);
+  await dispatcher.start();
+  const server = await startIngest({
+    host,
+    port,
+    connections: { get: (s: PsaSource, id: string) => connections.get(`${s}/${id}`) },
+    apiKeys: { tenantOf: (k) => apiKeys.get(hash(k)) },
+    handoff,
+    ready: async () => live.loaded && (await redis.ping()) === 'PONG',
+  });
+  io.stdout.write(
+    `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${live.engine.size} active rules; ` +
+      `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${connections.size} connections)\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  io.stdout.write('signalbox: shutting down\n');
+  server.close();
+  await dispatcher.stop();
+  await queue.close();
+  await db.close();
+  redis.disconnect();
+  return 0;
+}
