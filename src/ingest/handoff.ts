@@ -77,6 +77,11 @@ interface Pending {
   attempts: number;
 }
 
+type ScriptPipeline = ReturnType<Redis['pipeline']> & {
+  sbHandoffRead(...args: string[]): ScriptPipeline;
+  sbHandoffCommit(...args: string[]): ScriptPipeline;
+};
+
 const META_TIME = '#t';
 const META_VERSION = '#v';
 
@@ -89,8 +94,6 @@ export class Handoff {
   private readonly maxRetries: number;
   private queue: Pending[] = [];
   private scheduled = false;
-  private readSha: string | undefined;
-  private commitSha: string | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -103,6 +106,12 @@ export class Handoff {
     this.snapshotTtl = opts.snapshotTtlSeconds ?? 90 * 24 * 3600;
     this.matchStale = opts.matchStale ?? false;
     this.maxRetries = opts.maxRetries ?? 8;
+    // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis (which
+    // has lost its script cache) keeps working.
+    if (!('sbHandoffRead' in redis)) {
+      redis.defineCommand('sbHandoffRead', { numberOfKeys: 2, lua: READ });
+      redis.defineCommand('sbHandoffCommit', { numberOfKeys: 3, lua: COMMIT });
+    }
   }
 
   /**
@@ -129,14 +138,6 @@ export class Handoff {
     return [dedupe, snap];
   }
 
-  private async scripts(): Promise<[string, string]> {
-    if (!this.readSha || !this.commitSha) {
-      this.readSha = (await this.redis.script('LOAD', READ)) as string;
-      this.commitSha = (await this.redis.script('LOAD', COMMIT)) as string;
-    }
-    return [this.readSha, this.commitSha];
-  }
-
   private async flush(): Promise<void> {
     this.scheduled = false;
     const batch = this.queue;
@@ -150,11 +151,10 @@ export class Handoff {
   }
 
   private async run(batch: Pending[]): Promise<void> {
-    const [readSha, commitSha] = await this.scripts();
-    const read = this.redis.pipeline();
-    for (const p of batch) read.evalsha(readSha, 2, ...this.keys(p.ev));
+    const read = this.redis.pipeline() as ScriptPipeline;
+    for (const p of batch) read.sbHandoffRead(...this.keys(p.ev));
     const reads = await read.exec();
-    const commit = this.redis.pipeline();
+    const commit = this.redis.pipeline() as ScriptPipeline;
     const planned: Array<{ p: Pending; result: HandoffResult } | null> = [];
     batch.forEach((p, i) => {
       const [err, res] = reads![i]!;
@@ -171,7 +171,7 @@ export class Handoff {
       }
       const { entry, args } = this.plan(p, r[1] ?? []);
       const [dedupe, snap] = this.keys(p.ev);
-      commit.evalsha(commitSha, 3, dedupe, snap, this.outboxKey, ...args);
+      commit.sbHandoffCommit(dedupe, snap, this.outboxKey, ...args);
       planned.push({ p, result: { id: p.ev.envelope.id, outcome: entry.outcome, matches: entry.rules } });
     });
     if (commit.length === 0) return;
