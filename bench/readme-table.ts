@@ -50,6 +50,33 @@ lines.push(
     '_cold_: through 20,000 (larger than the CPU caches). Compile+index and heap are measured in a fresh process.',
 );
 
+// Ingest, against a bare uWebSockets.js server in the same run (bench/ingest/load.bench.ts).
+try {
+  const ingest = JSON.parse(readFileSync('bench/results/ingest.json', 'utf8')) as {
+    run: { date: string };
+    setup: { rules: number; connections: number; seconds: number };
+    results: Record<
+      string,
+      { requestsPerSec: number; eventsPerSec: number; latencyMs: { p50: number; p99: number } }
+    >;
+    singleVsBare: number;
+  };
+  const r = ingest.results;
+  lines.push(
+    '',
+    `Ingest (\`npm run bench:ingest\`; autocannon, ${ingest.setup.connections} connections, ${ingest.setup.seconds} s each, ${n(ingest.setup.rules)} rules, ~5% of events matching, real Redis; ${ingest.run.date.slice(0, 10)}).`,
+    'Baseline: a bare uWebSockets.js server that only parses the JSON, same load, same run.',
+    '',
+    '| load | bare uWS | Signalbox ingest | ratio | ingest p50 / p99 ms |',
+    '|---|---:|---:|---:|---:|',
+    `| one event per request | ${n(r['single:bare']!.requestsPerSec)} req/s | ${n(r['single:ingest']!.requestsPerSec)} req/s | ${Math.round(ingest.singleVsBare * 100)}% | ${r['single:ingest']!.latencyMs.p50} / ${r['single:ingest']!.latencyMs.p99} |`,
+    `| NDJSON, 100 events per request | ${n(r['batch100:bare']!.eventsPerSec)} ev/s | ${n(r['batch100:ingest']!.eventsPerSec)} ev/s | ${Math.round((r['batch100:ingest']!.eventsPerSec / r['batch100:bare']!.eventsPerSec) * 100)}% | ${r['batch100:ingest']!.latencyMs.p50} / ${r['batch100:ingest']!.latencyMs.p99} |`,
+    `| fixed 5,000 events/s, one per request | – | ${n(r['rate5000:ingest']!.eventsPerSec)} ev/s | – | ${r['rate5000:ingest']!.latencyMs.p50} / ${r['rate5000:ingest']!.latencyMs.p99} |`,
+  );
+} catch {
+  // No ingest results yet.
+}
+
 const readme = readFileSync('README.md', 'utf8');
 const start = '<!-- perf:start -->';
 const end = '<!-- perf:end -->';

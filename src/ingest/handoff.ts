@@ -20,28 +20,52 @@ import type { Redis } from 'ioredis';
 import type { Engine, Envelope } from '../engine/index.js';
 import type { AdaptedEvent } from './connection.js';
 
+/** READ for many events: KEYS = dedupe, snapshot per event. Per event: {1} or {0, hash fields}. */
 const READ = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
-return {0, redis.call('HGETALL', KEYS[2])}
+local out = {}
+for e = 1, #KEYS / 2 do
+  if redis.call('EXISTS', KEYS[2 * e - 1]) == 1 then out[e] = {1}
+  else out[e] = {0, redis.call('HGETALL', KEYS[2 * e])} end
+end
+return out
 `;
 
+/**
+ * COMMIT for many events: KEYS = dedupe, snapshot per event, then the outbox. Per event, ARGV
+ * holds ttl, expected version, event time, mode, stale, outbox entry, snapshot ttl, n, then n
+ * field/value pairs. Per event the answer is 'ok', 'dup' or 'retry'.
+ */
 const COMMIT = `
-local v = redis.call('HGET', KEYS[2], '#v') or '0'
-if v ~= ARGV[2] then return 'retry' end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 'dup' end
-if ARGV[5] == '0' then
-  local mode = ARGV[4]
-  if mode == 'replace' or mode == 'delete' then redis.call('DEL', KEYS[2]) end
-  if mode == 'replace' or mode == 'patch' then
-    local n = tonumber(ARGV[8])
-    for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[9 + 2 * i], ARGV[10 + 2 * i]) end
-    redis.call('HSET', KEYS[2], '#t', ARGV[3], '#v', tostring(tonumber(v) + 1))
-    redis.call('EXPIRE', KEYS[2], ARGV[7])
+local out = {}
+local outbox = KEYS[#KEYS]
+local a = 1
+for e = 1, (#KEYS - 1) / 2 do
+  local dk, sk = KEYS[2 * e - 1], KEYS[2 * e]
+  local n = tonumber(ARGV[a + 7])
+  local f = a + 8
+  local v = redis.call('HGET', sk, '#v') or '0'
+  if v ~= ARGV[a + 1] then out[e] = 'retry'
+  elseif not redis.call('SET', dk, '1', 'NX', 'EX', ARGV[a]) then out[e] = 'dup'
+  else
+    if ARGV[a + 4] == '0' then
+      local mode = ARGV[a + 3]
+      if mode == 'replace' or mode == 'delete' then redis.call('DEL', sk) end
+      if mode == 'replace' or mode == 'patch' then
+        for i = 0, n - 1 do redis.call('HSET', sk, ARGV[f + 2 * i], ARGV[f + 2 * i + 1]) end
+        redis.call('HSET', sk, '#t', ARGV[a + 2], '#v', tostring(tonumber(v) + 1))
+        redis.call('EXPIRE', sk, ARGV[a + 6])
+      end
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', '10000000', '*', 'e', ARGV[a + 5])
+    out[e] = 'ok'
   end
+  a = f + 2 * n
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', '10000000', '*', 'e', ARGV[6])
-return 'ok'
+return out
 `;
+
+/** Events per script call: bounds how long one call holds Redis. */
+const CHUNK = 256;
 
 export type Outcome = 'accepted' | 'duplicate' | 'stale';
 
@@ -78,8 +102,8 @@ interface Pending {
 }
 
 type ScriptPipeline = ReturnType<Redis['pipeline']> & {
-  sbHandoffRead(...args: string[]): ScriptPipeline;
-  sbHandoffCommit(...args: string[]): ScriptPipeline;
+  sbHandoffRead(numKeys: number, ...args: string[]): ScriptPipeline;
+  sbHandoffCommit(numKeys: number, ...args: string[]): ScriptPipeline;
 };
 
 const META_TIME = '#t';
@@ -109,8 +133,9 @@ export class Handoff {
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis (which
     // has lost its script cache) keeps working.
     if (!('sbHandoffRead' in redis)) {
-      redis.defineCommand('sbHandoffRead', { numberOfKeys: 2, lua: READ });
-      redis.defineCommand('sbHandoffCommit', { numberOfKeys: 3, lua: COMMIT });
+      // No fixed key count: the first argument says how many keys a call has.
+      redis.defineCommand('sbHandoffRead', { lua: READ });
+      redis.defineCommand('sbHandoffCommit', { lua: COMMIT });
     }
   }
 
@@ -151,43 +176,66 @@ export class Handoff {
   }
 
   private async run(batch: Pending[]): Promise<void> {
+    // READ, one script call per chunk of events. Events without an entity (generic sources) have
+    // no snapshot to read: they skip it, and COMMIT's SET NX alone tells a duplicate.
+    const needsRead = batch.filter((p) => !(p.ev.merge === 'none' && p.ev.entityId === ''));
+    const reading = new Set(needsRead);
     const read = this.redis.pipeline() as ScriptPipeline;
-    for (const p of batch) read.sbHandoffRead(...this.keys(p.ev));
-    const reads = await read.exec();
-    const commit = this.redis.pipeline() as ScriptPipeline;
-    const planned: Array<{ p: Pending; result: HandoffResult } | null> = [];
-    batch.forEach((p, i) => {
-      const [err, res] = reads![i]!;
-      if (err) {
-        p.reject(err);
-        planned.push(null);
-        return;
+    for (let i = 0; i < needsRead.length; i += CHUNK) {
+      const keys = needsRead.slice(i, i + CHUNK).flatMap((p) => this.keys(p.ev));
+      read.sbHandoffRead(keys.length, ...keys);
+    }
+    const snapshots = new Map<Pending, [number, string[]?]>();
+    if (needsRead.length > 0) {
+      const res = (await read.exec())!;
+      let k = 0;
+      for (const [err, out] of res) {
+        const chunk = needsRead.slice(k, k + CHUNK);
+        k += CHUNK;
+        for (let j = 0; j < chunk.length; j++) {
+          if (err) chunk[j]!.reject(err);
+          else snapshots.set(chunk[j]!, (out as Array<[number, string[]?]>)[j]!);
+        }
       }
-      const r = res as [number, string[]?];
+    }
+    // Match in process, then COMMIT, one script call per chunk.
+    const planned: Array<{ p: Pending; result: HandoffResult; keys: [string, string]; args: string[] }> = [];
+    for (const p of batch) {
+      const r = reading.has(p) ? snapshots.get(p) : ([0, []] as [number, string[]]);
+      if (r === undefined) continue; // its READ failed: already rejected
       if (r[0] === 1) {
         p.resolve({ id: p.ev.envelope.id, outcome: 'duplicate', matches: [] });
-        planned.push(null);
-        return;
+        continue;
       }
       const { entry, args } = this.plan(p, r[1] ?? []);
-      const [dedupe, snap] = this.keys(p.ev);
-      commit.sbHandoffCommit(dedupe, snap, this.outboxKey, ...args);
-      planned.push({ p, result: { id: p.ev.envelope.id, outcome: entry.outcome, matches: entry.rules } });
-    });
-    if (commit.length === 0) return;
-    const commits = await commit.exec();
-    let k = 0;
-    const again: Pending[] = [];
-    for (const pl of planned) {
-      if (pl === null) continue;
-      const [err, res] = commits![k++]!;
-      if (err) pl.p.reject(err);
-      else if (res === 'ok') pl.p.resolve(pl.result);
-      else if (res === 'dup') pl.p.resolve({ id: pl.result.id, outcome: 'duplicate', matches: [] });
-      else if (++pl.p.attempts > this.maxRetries)
-        pl.p.reject(new Error(`gave up after ${this.maxRetries} conflicting updates of one entity`));
-      else again.push(pl.p);
+      planned.push({
+        p,
+        result: { id: p.ev.envelope.id, outcome: entry.outcome, matches: entry.rules },
+        keys: this.keys(p.ev),
+        args,
+      });
     }
+    if (planned.length === 0) return;
+    const commit = this.redis.pipeline() as ScriptPipeline;
+    for (let i = 0; i < planned.length; i += CHUNK) {
+      const chunk = planned.slice(i, i + CHUNK);
+      const keys = [...chunk.flatMap((c) => c.keys), this.outboxKey];
+      commit.sbHandoffCommit(keys.length, ...keys, ...chunk.flatMap((c) => c.args));
+    }
+    const commits = (await commit.exec())!;
+    const again: Pending[] = [];
+    commits.forEach(([err, out], ci) => {
+      const chunk = planned.slice(ci * CHUNK, ci * CHUNK + CHUNK);
+      chunk.forEach((pl, j) => {
+        const res = err ? undefined : (out as string[])[j];
+        if (err) pl.p.reject(err);
+        else if (res === 'ok') pl.p.resolve(pl.result);
+        else if (res === 'dup') pl.p.resolve({ id: pl.result.id, outcome: 'duplicate', matches: [] });
+        else if (++pl.p.attempts > this.maxRetries)
+          pl.p.reject(new Error(`gave up after ${this.maxRetries} conflicting updates of one entity`));
+        else again.push(pl.p);
+      });
+    });
     if (again.length > 0) await this.run(again);
   }
 

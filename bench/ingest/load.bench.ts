@@ -1,0 +1,155 @@
+/**
+ * Ingest load benchmarks, against the bare uWebSockets.js server measured in the same run with
+ * the same load tool (autocannon), connections and duration. The server runs in its own process
+ * (and Redis in its own), the load tool in this one.
+ *
+ *   node bench/run.mjs bench/ingest/load.bench.ts        (npm run bench:ingest)
+ *
+ * 1. one event per request: requests/s of the ingest beside the bare server;
+ * 2. batches: NDJSON, 100 events a request, 10k active rules, ~5% of events matching: events/s;
+ * 3. latency: one event per request at a fixed 5,000 events/s: p50/p99 from request to 2xx.
+ *
+ * Writes bench/results/ingest.json.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import { build } from '../../scripts/build-lib.mjs';
+import { Engine, RuleCompiler } from '../../src/engine/index.js';
+import { makeWorkload } from '../engine/workload.js';
+import { runInfo } from '../env.js';
+
+const RULES = 10_000;
+const CONNECTIONS = 32;
+const SECONDS = Number(process.env.SB_BENCH_SECONDS ?? 10);
+
+// Rules and events: the engine workload with generic source names (PSAs post to /v1/hooks).
+const generic = (s: string) => (s === '*' ? s : `g-${s}`);
+const work = makeWorkload(RULES, 40_000);
+const rules = work.rules.map((r) => ({ ...r, source: generic(r.source as string) }));
+const events: Array<Record<string, unknown>> = work.events.map((e) => ({
+  ...e,
+  source: generic(e.source as string),
+  previous: undefined,
+}));
+// ~5% of events match at least one rule (issue 3's batch target), the rest match nothing.
+const compiler = new RuleCompiler();
+const engine = new Engine(rules.map((d) => compiler.compile(d)));
+const matching = events.filter((e) => engine.match(e as never).length > 0);
+const quiet = events.filter((e) => engine.match(e as never).length === 0);
+const pool = Array.from(
+  { length: 20_000 },
+  (_, i) => (i % 20 === 0 ? matching[i % matching.length] : quiet[i % quiet.length])!,
+);
+mkdirSync('var/bench', { recursive: true });
+writeFileSync('var/bench/ingest-rules.json', JSON.stringify(rules));
+const serverBundle = await build('bench/ingest/servers.ts', 'var/bench/ingest-servers.mjs');
+
+async function startServer(
+  mode: 'bare' | 'ingest',
+): Promise<{ port: number; child: ChildProcess; out: string[] }> {
+  const child = spawn(process.execPath, [serverBundle, mode, 'var/bench/ingest-rules.json'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const out: string[] = [];
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out.push(d.toString());
+      const m = /port (\d+)/.exec(d.toString());
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (c) => reject(new Error(`server exited with ${c}`)));
+  });
+  return { port, child, out };
+}
+
+async function stopServer(s: { child: ChildProcess }): Promise<void> {
+  s.child.kill('SIGTERM');
+  await new Promise((r) => s.child.once('exit', r));
+}
+
+let seq = 0;
+function body(batch: number): { body: string; tenant: string } {
+  const first = pool[seq % pool.length]!;
+  const lines: string[] = [];
+  for (let i = 0; i < batch; i++) {
+    const e = pool[seq++ % pool.length]!;
+    // One tenant per request (an API key is one tenant's); unique ids so nothing is a duplicate.
+    lines.push(JSON.stringify({ ...e, tenant: first.tenant, id: `${e.id}-${seq}-${process.pid}` }));
+  }
+  return { body: batch === 1 ? lines[0]! : lines.join('\n'), tenant: first.tenant as string };
+}
+
+function load(port: number, batch: number, rate?: number): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: `http://127.0.0.1:${port}/v1/events`,
+        connections: CONNECTIONS,
+        duration: SECONDS,
+        ...(rate ? { overallRate: rate } : {}),
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (req) => {
+              const b = body(batch);
+              return {
+                ...req,
+                body: b.body,
+                headers: {
+                  'content-type': batch === 1 ? 'application/json' : 'application/x-ndjson',
+                  authorization: `Bearer key-${b.tenant}`,
+                },
+              };
+            },
+          },
+        ],
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+}
+
+function summary(r: autocannon.Result, batch: number) {
+  const ok = r['2xx'];
+  return {
+    requestsPerSec: Math.round(ok / SECONDS),
+    eventsPerSec: Math.round((ok * batch) / SECONDS),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    latencyMs: { p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max },
+  };
+}
+
+const results: Record<string, unknown> = {};
+for (const [name, mode, batch, rate] of [
+  ['single:bare', 'bare', 1, undefined],
+  ['single:ingest', 'ingest', 1, undefined],
+  ['batch100:bare', 'bare', 100, undefined],
+  ['batch100:ingest', 'ingest', 100, undefined],
+  ['rate5000:ingest', 'ingest', 1, 5_000],
+] as const) {
+  const s = await startServer(mode);
+  await load(s.port, batch, rate).catch(() => undefined); // warm-up run, discarded
+  const r = summary(await load(s.port, batch, rate), batch);
+  await stopServer(s);
+  console.log(name, JSON.stringify(r), s.out.join('').trim().split('\n').at(-1));
+  results[name] = r;
+}
+const single = results['single:ingest'] as { requestsPerSec: number };
+const bare = results['single:bare'] as { requestsPerSec: number };
+const out = {
+  run: runInfo(),
+  command: 'npm run bench:ingest',
+  setup: {
+    rules: RULES,
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    matchingShare: 0.05,
+    tool: 'autocannon',
+  },
+  results,
+  singleVsBare: +(single.requestsPerSec / bare.requestsPerSec).toFixed(3),
+};
+writeFileSync('bench/results/ingest.json', `${JSON.stringify(out, null, 2)}\n`);
+console.log('wrote bench/results/ingest.json', 'single vs bare:', out.singleVsBare);
