@@ -63,7 +63,7 @@ if (mode === 'bare') {
   const engine = new Engine(docs.map((d) => compiler.compile(d)));
   const handoff = new Handoff(redis, () => engine, { prefix: 'bench' });
   const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: 'bench' });
-  const dispatcher = new Dispatcher(redis.duplicate(), handoff.outboxKey, queue);
+  const dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue);
   await dispatcher.start();
   const server = await startIngest({
     connections: { get: () => undefined },

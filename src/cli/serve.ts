@@ -102,7 +102,7 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
   await live.start();
   const handoff = new Handoff(redis, () => live.engine);
   const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate() });
-  const dispatcher = new Dispatcher(redis.duplicate(), handoff.outboxKey, queue);
+  const dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue);
   await dispatcher.start();
   const server = await startIngest({
     host,

@@ -1,5 +1,6 @@
 /**
- * The dispatcher: turns outbox entries (handoff.ts) into BullMQ run jobs, one per matched rule.
+ * The dispatcher: turns dispatch-stream entries (handoff.ts: committed events that matched) into
+ * BullMQ run jobs, one per matched rule.
  * A consumer group gives at-least-once delivery (entries are acknowledged after their jobs are
  * added; a restarted dispatcher re-reads what it had not acknowledged), and job ids derived from
  * (tenant, event id, rule id) make a repeat a no-op, so each match becomes exactly one run.
@@ -44,6 +45,7 @@ export class Dispatcher {
 
   constructor(
     private readonly redis: Redis,
+    /** The stream it reads (Handoff.dispatchKey). */
     private readonly outboxKey: string,
     private readonly queue: Queue,
     opts: DispatcherOptions = {},
@@ -92,8 +94,10 @@ export class Dispatcher {
         if (pendingFirst && entries.length === 0) pendingFirst = false;
         if (entries.length > 0) await this.dispatch(entries);
       } catch (e) {
-        // Redis is down or restarting: wait and go on; nothing is acknowledged until dispatched.
+        // Redis is down or restarting: wait and go on; nothing is acknowledged until dispatched,
+        // and what was delivered but not acknowledged is read again first.
         this.lastError = e as Error;
+        pendingFirst = true;
         await new Promise((r) => setTimeout(r, 250));
       }
     }

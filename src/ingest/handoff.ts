@@ -31,18 +31,20 @@ return out
 `;
 
 /**
- * COMMIT for many events: KEYS = dedupe, snapshot per event, then the outbox. Per event, ARGV
- * holds ttl, expected version, event time, mode, stale, outbox entry, snapshot ttl, n, then n
- * field/value pairs. Per event the answer is 'ok', 'dup' or 'retry'.
+ * COMMIT for many events: KEYS = dedupe, snapshot per event, then the archive and the dispatch
+ * streams. Per event, ARGV holds ttl, expected version, event time, mode, stale, outbox entry,
+ * snapshot ttl, matched (1/0), n, then n field/value pairs. Every event goes to the archive;
+ * events with matches go to the dispatch stream too, in the same script (so the dispatcher reads
+ * only the few events that start runs). Per event the answer is 'ok', 'dup' or 'retry'.
  */
 const COMMIT = `
 local out = {}
-local outbox = KEYS[#KEYS]
+local archive, dispatch = KEYS[#KEYS - 1], KEYS[#KEYS]
 local a = 1
-for e = 1, (#KEYS - 1) / 2 do
+for e = 1, (#KEYS - 2) / 2 do
   local dk, sk = KEYS[2 * e - 1], KEYS[2 * e]
-  local n = tonumber(ARGV[a + 7])
-  local f = a + 8
+  local n = tonumber(ARGV[a + 8])
+  local f = a + 9
   local v = redis.call('HGET', sk, '#v') or '0'
   if v ~= ARGV[a + 1] then out[e] = 'retry'
   elseif not redis.call('SET', dk, '1', 'NX', 'EX', ARGV[a]) then out[e] = 'dup'
@@ -56,7 +58,8 @@ for e = 1, (#KEYS - 1) / 2 do
         redis.call('EXPIRE', sk, ARGV[a + 6])
       end
     end
-    redis.call('XADD', outbox, 'MAXLEN', '~', '10000000', '*', 'e', ARGV[a + 5])
+    redis.call('XADD', archive, 'MAXLEN', '~', '10000000', '*', 'e', ARGV[a + 5])
+    if ARGV[a + 7] == '1' then redis.call('XADD', dispatch, '*', 'e', ARGV[a + 5]) end
     out[e] = 'ok'
   end
   a = f + 2 * n
@@ -95,6 +98,8 @@ export interface HandoffOptions {
 
 interface Pending {
   readonly ev: AdaptedEvent;
+  /** Dedupe and snapshot keys, built once. */
+  readonly keys: [string, string];
   readonly receivedAt: number;
   readonly resolve: (r: HandoffResult) => void;
   readonly reject: (e: unknown) => void;
@@ -111,7 +116,10 @@ const META_VERSION = '#v';
 
 export class Handoff {
   readonly prefix: string;
+  /** Every committed event (the archive's first stop: replay, backtest, drained to Postgres). */
   readonly outboxKey: string;
+  /** Committed events with matches: what the dispatcher turns into run jobs. */
+  readonly dispatchKey: string;
   private readonly dedupeTtl: number;
   private readonly snapshotTtl: number;
   private readonly matchStale: boolean;
@@ -126,6 +134,7 @@ export class Handoff {
   ) {
     this.prefix = opts.prefix ?? 'sb';
     this.outboxKey = `${this.prefix}:outbox`;
+    this.dispatchKey = `${this.prefix}:dispatch`;
     this.dedupeTtl = opts.dedupeTtlSeconds ?? 7 * 24 * 3600;
     this.snapshotTtl = opts.snapshotTtlSeconds ?? 90 * 24 * 3600;
     this.matchStale = opts.matchStale ?? false;
@@ -145,7 +154,7 @@ export class Handoff {
    */
   submit(ev: AdaptedEvent, receivedAt = Date.now()): Promise<HandoffResult> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ ev, receivedAt, resolve, reject, attempts: 0 });
+      this.queue.push({ ev, keys: this.keys(ev), receivedAt, resolve, reject, attempts: 0 });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => void this.flush());
@@ -182,7 +191,7 @@ export class Handoff {
     const reading = new Set(needsRead);
     const read = this.redis.pipeline() as ScriptPipeline;
     for (let i = 0; i < needsRead.length; i += CHUNK) {
-      const keys = needsRead.slice(i, i + CHUNK).flatMap((p) => this.keys(p.ev));
+      const keys = needsRead.slice(i, i + CHUNK).flatMap((p) => p.keys);
       read.sbHandoffRead(keys.length, ...keys);
     }
     const snapshots = new Map<Pending, [number, string[]?]>();
@@ -211,7 +220,7 @@ export class Handoff {
       planned.push({
         p,
         result: { id: p.ev.envelope.id, outcome: entry.outcome, matches: entry.rules },
-        keys: this.keys(p.ev),
+        keys: p.keys,
         args,
       });
     }
@@ -219,7 +228,7 @@ export class Handoff {
     const commit = this.redis.pipeline() as ScriptPipeline;
     for (let i = 0; i < planned.length; i += CHUNK) {
       const chunk = planned.slice(i, i + CHUNK);
-      const keys = [...chunk.flatMap((c) => c.keys), this.outboxKey];
+      const keys = [...chunk.flatMap((c) => c.keys), this.outboxKey, this.dispatchKey];
       commit.sbHandoffCommit(keys.length, ...keys, ...chunk.flatMap((c) => c.args));
     }
     const commits = (await commit.exec())!;
@@ -283,6 +292,7 @@ export class Handoff {
       stale ? '1' : '0',
       JSON.stringify(entry),
       String(this.snapshotTtl),
+      rules.length > 0 ? '1' : '0',
       String(fields.length / 2),
       ...fields,
     ];

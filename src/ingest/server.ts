@@ -166,11 +166,16 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<HandoffResult[]> {
     const results = await Promise.all(events.map((e) => opts.handoff.submit(e, receivedAt)));
     metrics.handoff.observe((Date.now() - receivedAt) / 1000);
-    results.forEach((r, i) => {
-      const source = events[i]!.envelope.source;
-      metrics.events.inc({ source, outcome: r.outcome });
-      if (r.matches.length > 0) metrics.matches.inc({ source }, r.matches.length);
-    });
+    // Counted per request, not per event: a request's events share source and tenant.
+    const counts = new Map<string, number>();
+    let matches = 0;
+    for (const r of results) {
+      counts.set(r.outcome, (counts.get(r.outcome) ?? 0) + 1);
+      matches += r.matches.length;
+    }
+    const source = events[0]!.envelope.source;
+    for (const [outcome, n] of counts) metrics.events.inc({ source, outcome }, n);
+    if (matches > 0) metrics.matches.inc({ source }, matches);
     return results;
   }
 
@@ -184,7 +189,11 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       duplicates: count('duplicate'),
       stale: count('stale'),
       matched: results.reduce((n, r) => n + r.matches.length, 0),
-      results: results.map((r) => ({ id: r.id, outcome: r.outcome, rules: r.matches })),
+      // Only the events that were not plainly accepted, or that matched: a batch of plain
+      // acceptances answers with its counts alone.
+      results: results
+        .filter((r) => r.outcome !== 'accepted' || r.matches.length > 0)
+        .map((r) => ({ id: r.id, outcome: r.outcome, rules: r.matches })),
       ...(errors.length > 0 ? { errors } : {}),
     };
   }

@@ -81,7 +81,7 @@ it('loses no acknowledged event when Redis is killed mid-load', { timeout: 120_0
   const handoff = new Handoff(redis, () => engine, { prefix: 'dur' });
   const queue = new Queue(RUN_QUEUE, { connection: client(), prefix: 'dur' });
   queue.on('error', () => {}); // expected while Redis is down
-  const dispatcher = new Dispatcher(client(), handoff.outboxKey, queue, { blockMs: 50 });
+  const dispatcher = new Dispatcher(client(), handoff.dispatchKey, queue, { blockMs: 50 });
   await dispatcher.start();
   const server = await startIngest({
     connections: { get: () => undefined },
@@ -135,7 +135,12 @@ it('loses no acknowledged event when Redis is killed mid-load', { timeout: 120_0
   const archived = entries.map(([, f]) => (JSON.parse(f[1]!) as OutboxEntry).envelope.id);
   expect(new Set(archived).size).toBe(archived.length);
   expect([...archived].sort()).toEqual([...ids].sort());
-  await waitUntil(async () => (await queue.getJobCounts('wait')).wait === N, 20_000);
+  await waitUntil(async () => (await queue.getJobCounts('wait')).wait === N, 20_000).catch(async (e) => {
+    const info = await redis.xinfo('GROUPS', handoff.dispatchKey).catch((x) => String(x));
+    throw new Error(
+      `${e.message}: ${(await queue.getJobCounts('wait')).wait} jobs; dispatch stream ${await redis.xlen(handoff.dispatchKey)}; groups ${JSON.stringify(info)}; dispatcher error ${dispatcher.lastError?.message}`,
+    );
+  });
   const jobs = await queue.getJobs(['wait'], 0, N);
   expect(new Set(jobs.map((j) => j.id)).size).toBe(N);
   expect(jobs.map((j) => j.id).sort()).toEqual(ids.map((id) => runJobId('acme', id, 'offline')).sort());

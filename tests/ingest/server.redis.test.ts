@@ -101,7 +101,7 @@ beforeAll(async () => {
   const engine = new Engine(rules);
   const handoff = new Handoff(redis, () => engine, { prefix });
   queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix });
-  dispatcher = new Dispatcher(redis.duplicate(), handoff.outboxKey, queue, { blockMs: 50 });
+  dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue, { blockMs: 50 });
   await dispatcher.start();
   const byKey = new Map(CONNECTIONS.map((c) => [`${c.source}/${c.id}`, c]));
   server = await startIngest({
