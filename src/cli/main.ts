@@ -2,22 +2,31 @@
  * The `signalbox` command. Wiring only: each subcommand lives in its own module.
  */
 import './v8-flags.js';
+import { runDemo } from './demo.js';
 import { runMatch } from './match.js';
+import { runRules } from './rules.js';
 import { runServe } from './serve.js';
 
 const USAGE = `usage: signalbox <command> [options]
 
 commands:
+  demo                                              Signalbox end to end: example rules, PSA webhooks, queued runs
   serve [--port 8080] [--connections FILE]          run the ingest server (Redis: REDIS_URL or deploy/local)
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
+  rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
+  rules export [--tenant T]                         print the stored rules as JSON
   help                                              show this help
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
+    case 'demo':
+      return runDemo({ stdout: process.stdout, stderr: process.stderr });
     case 'serve':
       return runServe(rest, { stdout: process.stdout, stderr: process.stderr });
+    case 'rules':
+      return runRules(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'match':
       return runMatch(rest, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
     case 'help':

@@ -12,7 +12,7 @@
  *    "apiKeys": [{"tenant": "acme", "key": "…"}]}
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Connection, PsaSource } from '../ingest/connection.js';
@@ -20,7 +20,8 @@ import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
-import { migrate, openDb, RuleStore } from '../store/index.js';
+import { migrate, RuleStore } from '../store/index.js';
+import { commandEnv, openCommandDb } from './env.js';
 
 export interface ServeIo {
   readonly stdout: NodeJS.WritableStream;
@@ -32,16 +33,6 @@ function arg(argv: readonly string[], name: string): string | undefined {
   if (i < 0) return undefined;
   const a = argv[i]!;
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
-}
-
-function localEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!existsSync('var/local.env')) return out;
-  for (const line of readFileSync('var/local.env', 'utf8').split('\n')) {
-    const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
-    if (m) out[m[1]!] = m[2]!;
-  }
-  return out;
 }
 
 interface ConnectionsFile {
@@ -64,7 +55,7 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     io.stderr.write('signalbox serve: --port must be a port number\n');
     return 2;
   }
-  const env = { ...localEnv(), ...process.env };
+  const env = commandEnv();
   if (!env.REDIS_URL) {
     io.stderr.write(
       'signalbox serve: no Redis: set REDIS_URL, or run `bash deploy/local/up.sh` to start a local one\n',
@@ -96,13 +87,16 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     redis.disconnect();
     return 2;
   }
-  const db = await openDb({ DATABASE_URL: env.DATABASE_URL });
+  const db = await openCommandDb(env);
   await migrate(db);
   const live = new LiveRules(new RuleStore(db));
   await live.start();
   const handoff = new Handoff(redis, () => live.engine);
-  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate() });
-  const dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue);
+  // Connections given to BullMQ and the dispatcher are ours to close (BullMQ closes only its own).
+  const queueRedis = redis.duplicate();
+  const dispatchRedis = redis.duplicate();
+  const queue = new Queue(RUN_QUEUE, { connection: queueRedis });
+  const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
   await dispatcher.start();
   const server = await startIngest({
     host,
@@ -126,6 +120,6 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
   await dispatcher.stop();
   await queue.close();
   await db.close();
-  redis.disconnect();
+  for (const r of [redis, queueRedis, dispatchRedis]) r.disconnect();
   return 0;
 }

@@ -1,0 +1,97 @@
+/** `signalbox rules apply|export` through the real command, on Postgres in a schema of its own. */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, expect, it } from 'vitest';
+
+const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
+const url = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
+const schema = `sb_cli_${process.pid}_${Date.now().toString(36)}`;
+const dir = mkdtempSync(join(tmpdir(), 'sb-rules-'));
+const rulesDir = join(dir, 'rules');
+mkdirSync(rulesDir);
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, 'rules', ...args],
+      { env: { ...process.env, DATABASE_URL: url, SIGNALBOX_DB_SCHEMA: schema } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+afterAll(async () => {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await c.query(`drop schema if exists ${schema} cascade`);
+  await c.end();
+});
+
+it('applies rule files idempotently, printing what it did', async () => {
+  writeFileSync(
+    join(rulesDir, 'p1.yaml'),
+    'id: p1-escalation\ntenant: acme\nsource: halo\non: [ticket.updated]\nwhen: ticket.priority <= 1 and changed(ticket.status)\n',
+  );
+  writeFileSync(
+    join(rulesDir, 'more.json'),
+    JSON.stringify([
+      { id: 'vip', source: '*', when: 'ticket.company == "Contoso"' },
+      { id: 'draft-one', source: '*', status: 'draft' },
+    ]),
+  );
+  const first = await run(['apply', '-f', rulesDir, '--tenant', 'acme']);
+  expect(first.code).toBe(0);
+  expect(first.stdout).toContain('+ acme/p1-escalation (v1, active)');
+  expect(first.stdout).toContain('+ acme/vip (v1, active)');
+  expect(first.stdout).toContain('+ acme/draft-one (v1, draft)');
+  expect(first.stdout).toContain('3 rules: 3 changed');
+
+  const again = await run(['apply', '-f', rulesDir, '--tenant', 'acme']);
+  expect(again.stdout).toContain('= acme/vip (v1, unchanged)');
+  expect(again.stdout).toContain('3 rules: 0 changed');
+
+  writeFileSync(
+    join(rulesDir, 'more.json'),
+    JSON.stringify([
+      { id: 'vip', source: '*', when: 'ticket.company == "Fabrikam"' },
+      { id: 'draft-one', source: '*', status: 'draft' },
+    ]),
+  );
+  const dry = await run(['apply', '-f', rulesDir, '--tenant', 'acme', '--dry-run']);
+  expect(dry.stdout).toContain('~ acme/vip (v1 → v2, dry run)');
+  const real = await run(['apply', '-f', rulesDir, '--tenant', 'acme']);
+  expect(real.stdout).toContain('~ acme/vip (v1 → v2, active)');
+
+  const exported = await run(['export', '--tenant', 'acme']);
+  const docs = JSON.parse(exported.stdout) as Array<Record<string, unknown>>;
+  expect(docs.map((d) => d.id)).toEqual(['draft-one', 'p1-escalation', 'vip']);
+  expect(docs.find((d) => d.id === 'vip')).toMatchObject({
+    when: 'ticket.company == "Fabrikam"',
+    status: 'active',
+    tenant: 'acme',
+  });
+});
+
+it('rejects the whole set, writing nothing, when any rule is bad', async () => {
+  const bad = join(dir, 'bad');
+  mkdirSync(bad);
+  writeFileSync(join(bad, 'a.json'), JSON.stringify({ id: 'new-good', source: '*' }));
+  writeFileSync(join(bad, 'b.yaml'), 'id: broken\nsource: "*"\nwhen: ticket.status ==\n');
+  const r = await run(['apply', '-f', bad, '--tenant', 'acme']);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/b\.yaml: rule "broken": when: line 1, column 17: unexpected end of expression/);
+  expect(r.stderr).toContain('nothing was applied');
+  const exported = JSON.parse((await run(['export', '--tenant', 'acme'])).stdout) as Array<{ id: string }>;
+  expect(exported.map((d) => d.id)).not.toContain('new-good');
+});
+
+it('answers bad arguments with usage and exit 2', async () => {
+  expect((await run(['apply'])).code).toBe(2);
+  expect((await run(['frob'])).code).toBe(2);
+  expect((await run(['apply', '-f', join(dir, 'missing')])).code).toBe(2);
+});
