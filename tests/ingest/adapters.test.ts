@@ -1,5 +1,5 @@
 /**
- * The PSA adapters on the shared fixtures (byte for byte as the PSAs send them, with their
+ * The PSA adapters on the PSA fixtures (examples/psa: copies of the shared fixtures, byte for byte as the PSAs send them, with their
  * signatures): verification on the raw bytes, and the envelopes sources.md specifies.
  */
 import { createHash, createHmac } from 'node:crypto';
@@ -19,7 +19,7 @@ import {
 } from '../../src/ingest/connection.js';
 import { KeyFetcher } from '../../src/ingest/keys.js';
 
-const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const FIXTURES = new URL('../../examples/psa/', import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIXTURES));
 const RECEIVED = Date.parse('2026-06-10T00:00:00Z');
 

@@ -16,7 +16,7 @@ import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const FIXTURES = new URL('../../examples/psa/', import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIXTURES));
 const prefix = `sbt${process.pid}${randomBytes(3).toString('hex')}`;
 
