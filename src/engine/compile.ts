@@ -115,16 +115,7 @@ interface PlainPath {
 function plainPath(root: string, segs: readonly Segment[]): PlainPath | undefined {
   if (root === 'event' || segs.length > 3) return undefined;
   if (!segs.every((k) => typeof k === 'string' && !isInheritedName(k))) return undefined;
-  const base =
-    root === 'data'
-      ? DATA
-      : root === 'previous'
-        ? PREVIOUS
-        : root === 'raw'
-          ? RAW
-          : root === 'it'
-            ? IT
-            : ENTITY;
+  const base = plainBase(root);
   return { base, root, n: segs.length, k0: segs[0] as string, k1: segs[1] as string, k2: segs[2] as string };
 }
 

@@ -179,6 +179,21 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     return results;
   }
 
+  /** Hands the valid events off and answers: 202 with the outcomes, or 503 when Redis cannot take them. */
+  async function accept(
+    reply: Reply,
+    good: AdaptedEvent[],
+    receivedAt: number,
+    errors: Array<{ index: number; error: string }>,
+  ): Promise<void> {
+    try {
+      reply(202, summary(await handOff(good, receivedAt), errors));
+    } catch {
+      metrics.rejected.inc({ reason: 'unavailable' });
+      reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
+    }
+  }
+
   function summary(
     results: HandoffResult[],
     errors: ReadonlyArray<{ index: number; error: string }>,
@@ -251,12 +266,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           reply(422, { error: 'no valid event in the request', errors });
           return;
         }
-        try {
-          reply(202, summary(await handOff(good, receivedAt), errors));
-        } catch {
-          metrics.rejected.inc({ reason: 'unavailable' });
-          reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
-        }
+        await accept(reply, good, receivedAt, errors);
       })().catch(() => reply(500, { error: 'internal error' }));
     });
   };
@@ -366,12 +376,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           );
           return;
         }
-        try {
-          reply(202, summary(await handOff(good, receivedAt), errors));
-        } catch {
-          metrics.rejected.inc({ reason: 'unavailable' });
-          reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
-        }
+        await accept(reply, good, receivedAt, errors);
       }
     });
   });
