@@ -2,7 +2,9 @@
  * The `signalbox` command. Wiring only: each subcommand lives in its own module.
  */
 import './v8-flags.js';
+import { isMainThread } from 'node:worker_threads';
 import { runDemo } from './demo.js';
+import { isIngestThread, runIngestThread, workerData } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
 import { runServe } from './serve.js';
@@ -17,6 +19,9 @@ commands:
   rules export [--tenant T]                         print the stored rules as JSON
   help                                              show this help
 `;
+
+// Loaded as an extra ingest thread of `serve --threads N`: run that, not the command line.
+if (!isMainThread && isIngestThread(workerData)) void runIngestThread(workerData);
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Connection, PsaSource } from '../ingest/connection.js';
@@ -22,6 +23,7 @@ import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
 import { migrate, RuleStore } from '../store/index.js';
 import { commandEnv, openCommandDb } from './env.js';
+import type { RuleMessage, ThreadData } from './ingest-thread.js';
 
 export interface ServeIo {
   readonly stdout: NodeJS.WritableStream;
@@ -41,7 +43,7 @@ interface ConnectionsFile {
 }
 
 export async function runServe(argv: readonly string[], io: ServeIo): Promise<number> {
-  const known = new Set(['host', 'port', 'connections']);
+  const known = new Set(['host', 'port', 'connections', 'threads']);
   for (const a of argv) {
     const m = /^--([a-z-]+)/.exec(a);
     if (m && !known.has(m[1]!)) {
@@ -50,6 +52,11 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     }
   }
   const port = Number(arg(argv, 'port') ?? process.env.PORT ?? 8080);
+  const threads = Number(arg(argv, 'threads') ?? 1);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+    io.stderr.write('signalbox serve: --threads must be a whole number from 1 to 64\n');
+    return 2;
+  }
   const host = arg(argv, 'host') ?? '127.0.0.1';
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     io.stderr.write('signalbox serve: --port must be a port number\n');
@@ -91,11 +98,13 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
   await migrate(db);
   const live = new LiveRules(new RuleStore(db));
   await live.start();
-  const handoff = new Handoff(redis, () => live.engine);
+  // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
+  const prefix = env.SIGNALBOX_REDIS_PREFIX || 'sb';
+  const handoff = new Handoff(redis, () => live.engine, { prefix });
   // Connections given to BullMQ and the dispatcher are ours to close (BullMQ closes only its own).
   const queueRedis = redis.duplicate();
   const dispatchRedis = redis.duplicate();
-  const queue = new Queue(RUN_QUEUE, { connection: queueRedis });
+  const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix });
   const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
   await dispatcher.start();
   const server = await startIngest({
@@ -106,8 +115,31 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
   });
+  // Extra server threads on the same port; the rule store stays here and feeds them.
+  const workers: Worker[] = [];
+  for (let i = 1; i < threads; i++) {
+    const data: ThreadData = {
+      kind: 'signalbox-ingest-thread',
+      host,
+      port: server.port,
+      redisUrl: env.REDIS_URL,
+      prefix,
+      connections: [...connections.values()],
+      apiKeys: [...apiKeys],
+    };
+    const w = new Worker(new URL(import.meta.url), { workerData: data });
+    await new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      w.once('error', reject);
+    });
+    w.postMessage({ type: 'rules', rules: [...live.documents.values()] } satisfies RuleMessage);
+    workers.push(w);
+  }
+  live.onChange = (tenant, id, doc) => {
+    for (const w of workers) w.postMessage({ type: 'rule', tenant, id, doc } satisfies RuleMessage);
+  };
   io.stdout.write(
-    `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${live.engine.size} active rules; ` +
+    `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${threads} thread${threads === 1 ? '' : 's'}; ${live.engine.size} active rules; ` +
       `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${connections.size} connections)\n`,
   );
   await new Promise<void>((resolve) => {
@@ -116,6 +148,8 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     process.once('SIGTERM', stop);
   });
   io.stdout.write('signalbox: shutting down\n');
+  for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
   server.close();
   await dispatcher.stop();
   await queue.close();

@@ -12,6 +12,11 @@ export class LiveRules {
   /** Rules whose stored document does not compile (it should not happen: the admin validates). */
   readonly broken = new Map<string, string>();
 
+  /** Active rule documents by `tenant\u0000id`, for processes and threads that mirror this index. */
+  readonly documents = new Map<string, { tenant: string; doc: Record<string, unknown> }>();
+  /** Called after each change is applied (doc null: the rule left the index). */
+  onChange: ((tenant: string, id: string, doc: Record<string, unknown> | null) => void) | undefined;
+
   constructor(private readonly store: RuleStore) {}
 
   async start(): Promise<() => Promise<void>> {
@@ -20,7 +25,10 @@ export class LiveRules {
     const rules: CompiledRule[] = [];
     for (const r of await this.store.active()) {
       const c = this.compile(r.tenant, r.document);
-      if (c) rules.push(c);
+      if (c) {
+        rules.push(c);
+        this.documents.set(`${r.tenant}\u0000${r.id}`, { tenant: r.tenant, doc: r.document });
+      }
     }
     this.engine.replaceAll(rules);
     this.loaded = true;
@@ -39,7 +47,13 @@ export class LiveRules {
   private async refresh(tenant: string, id: string): Promise<void> {
     const r = await this.store.get(tenant, id).catch(() => undefined);
     const compiled = r && r.status === 'active' ? this.compile(tenant, r.document) : undefined;
-    if (compiled) this.engine.apply({ upsert: [compiled] });
-    else this.engine.apply({ remove: [{ tenant, id }] });
+    if (compiled) {
+      this.engine.apply({ upsert: [compiled] });
+      this.documents.set(`${tenant}\u0000${id}`, { tenant, doc: r!.document });
+    } else {
+      this.engine.apply({ remove: [{ tenant, id }] });
+      this.documents.delete(`${tenant}\u0000${id}`);
+    }
+    this.onChange?.(tenant, id, compiled ? r!.document : null);
   }
 }

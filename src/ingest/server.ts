@@ -11,7 +11,9 @@
  * a status and a JSON body: 413 (before the body is read, when Content-Length says so), 415, 400,
  * 401, 404, 422 per item, 429 with Retry-After.
  */
+
 import uWS from 'uWebSockets.js';
+import { threadId } from 'node:worker_threads';
 import { checkEnvelope } from '../engine/index.js';
 import { autotask } from './adapters/autotask.js';
 import { connectwise } from './adapters/connectwise.js';
@@ -383,7 +385,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
 
   app.get('/healthz', (res) => {
     const { reply } = replier(res, 'healthz');
-    reply(200, { status: 'ok', native: uwsIsNative() });
+    reply(200, { status: 'ok', native: uwsIsNative(), thread: threadId });
   });
   app.get('/readyz', (res) => {
     const { reply } = replier(res, 'readyz');

@@ -1,0 +1,85 @@
+/**
+ * One extra ingest server thread of `signalbox serve --threads N`. uWebSockets.js threads listen
+ * on the same port (the kernel spreads connections between them). The main thread keeps the one
+ * connection to the rule store and forwards rule documents; each thread compiles its own index
+ * and hands off to Redis with its own connection (the dispatcher runs once, in the main thread).
+ */
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { Redis } from 'ioredis';
+import { type CompiledRule, Engine, RuleCompiler } from '../engine/index.js';
+import type { Connection, PsaSource } from '../ingest/connection.js';
+import { Handoff } from '../ingest/handoff.js';
+import { startIngest } from '../ingest/server.js';
+
+export interface ThreadData {
+  readonly kind: 'signalbox-ingest-thread';
+  readonly host: string;
+  readonly port: number;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly connections: Connection[];
+  /** sha256(key) → tenant */
+  readonly apiKeys: Array<[string, string]>;
+}
+
+export type RuleMessage =
+  | { readonly type: 'rules'; readonly rules: Array<{ tenant: string; doc: Record<string, unknown> }> }
+  | {
+      readonly type: 'rule';
+      readonly tenant: string;
+      readonly id: string;
+      readonly doc: Record<string, unknown> | null;
+    }
+  | { readonly type: 'stop' };
+
+export async function runIngestThread(data: ThreadData): Promise<void> {
+  const { createHash } = await import('node:crypto');
+  const engine = new Engine();
+  const compiler = new RuleCompiler();
+  let loaded = false;
+  const compile = (tenant: string, doc: Record<string, unknown>): CompiledRule | undefined => {
+    try {
+      return compiler.compile({ ...doc, tenant, status: 'active' });
+    } catch {
+      return undefined;
+    }
+  };
+  const redis = new Redis(data.redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  const connections = new Map(data.connections.map((c) => [`${c.source}/${c.id}`, c]));
+  const apiKeys = new Map(data.apiKeys);
+  const server = await startIngest({
+    host: data.host,
+    port: data.port,
+    connections: { get: (s: PsaSource, id: string) => connections.get(`${s}/${id}`) },
+    apiKeys: { tenantOf: (k) => apiKeys.get(createHash('sha256').update(k).digest('hex')) },
+    handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
+    ready: async () => loaded && (await redis.ping()) === 'PONG',
+  });
+  parentPort!.on('message', (m: RuleMessage) => {
+    if (m.type === 'rules') {
+      engine.replaceAll(
+        m.rules.map((r) => compile(r.tenant, r.doc)).filter((r): r is CompiledRule => r !== undefined),
+      );
+      loaded = true;
+    } else if (m.type === 'rule') {
+      const c = m.doc ? compile(m.tenant, m.doc) : undefined;
+      engine.apply(c ? { upsert: [c] } : { remove: [{ tenant: m.tenant, id: m.id }] });
+    } else {
+      server.close();
+      redis.disconnect();
+      parentPort!.close();
+    }
+  });
+  parentPort!.postMessage({ type: 'listening', thread: threadId, port: server.port });
+}
+
+export function isIngestThread(data: unknown): data is ThreadData {
+  return (
+    typeof data === 'object' &&
+    data !== null &&
+    (data as { kind?: unknown }).kind === 'signalbox-ingest-thread'
+  );
+}
+
+export { workerData };

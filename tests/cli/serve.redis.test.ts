@@ -1,0 +1,128 @@
+/**
+ * `signalbox serve --threads 2` through the real command: both threads answer on one port, an
+ * event posted to each is matched against the rules from the store, a rule change reaches every
+ * thread, and SIGTERM shuts it down.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, expect, it } from 'vitest';
+
+const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
+const url = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
+const schema = `sb_serve_${process.pid}_${Date.now().toString(36)}`;
+const port = 30_000 + (process.pid % 20_000);
+const dir = mkdtempSync(join(tmpdir(), 'sb-serve-'));
+const prefix = `sbs${process.pid}${Date.now().toString(36)}`;
+const env = {
+  ...process.env,
+  DATABASE_URL: url,
+  SIGNALBOX_DB_SCHEMA: schema,
+  SIGNALBOX_REDIS_PREFIX: prefix,
+};
+let child: ChildProcess | undefined;
+
+afterAll(async () => {
+  child?.kill('SIGKILL');
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390');
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await c.query(`drop schema if exists ${schema} cascade`);
+  await c.end();
+});
+
+function cli(args: string[]): Promise<number> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [BIN, ...args], { env }, (err) => resolve(err ? 1 : 0)),
+  );
+}
+
+/** GET on a fresh connection (no keep-alive), so the kernel may pick either thread. */
+function fresh(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+async function post(id: string, status: string): Promise<{ status: number; rules: string[] }> {
+  const r = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      authorization: 'Bearer serve-test-key',
+      connection: 'close',
+    },
+    body: JSON.stringify({ id, source: 'rmm', type: 'device.offline', data: { status } }),
+  });
+  const body = (await r.json()) as { results?: Array<{ rules: string[] }> };
+  return { status: r.status, rules: body.results?.[0]?.rules ?? [] };
+}
+
+it('serves on two threads, with live rules in each', { timeout: 60_000 }, async () => {
+  writeFileSync(
+    join(dir, 'rules.json'),
+    JSON.stringify([
+      { id: 'offline', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.status == "down"' },
+    ]),
+  );
+  writeFileSync(
+    join(dir, 'connections.json'),
+    JSON.stringify({ connections: [], apiKeys: [{ tenant: 'acme', key: 'serve-test-key' }] }),
+  );
+  expect(await cli(['rules', 'apply', '-f', join(dir, 'rules.json')])).toBe(0);
+
+  child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--port', String(port), '--threads', '2', '--connections', join(dir, 'connections.json')],
+    { env },
+  );
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child!.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening')) resolve();
+    });
+    child!.once('exit', (c) => reject(new Error(`serve exited ${c}: ${out}`)));
+  });
+  expect(out).toContain('2 threads');
+
+  const threads = new Set<number>();
+  for (let i = 0; i < 60 && threads.size < 2; i++) threads.add(JSON.parse(await fresh('/healthz')).thread);
+  expect(threads.size).toBe(2);
+
+  // Events on fresh connections reach both threads; each matches against the same rules.
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => post(`e${i}`, 'down')));
+  expect(results.every((r) => r.status === 202 && r.rules.join() === 'offline')).toBe(true);
+
+  // A rule change made elsewhere reaches every thread.
+  writeFileSync(
+    join(dir, 'rules.json'),
+    JSON.stringify([
+      { id: 'offline', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.status == "gone"' },
+    ]),
+  );
+  expect(await cli(['rules', 'apply', '-f', join(dir, 'rules.json')])).toBe(0);
+  const until = Date.now() + 10_000;
+  let after: Array<{ status: number; rules: string[] }> = [];
+  do {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await Promise.all(Array.from({ length: 10 }, (_, i) => post(`f${Date.now()}-${i}`, 'gone')));
+  } while (!after.every((r) => r.rules.join() === 'offline') && Date.now() < until);
+  expect(after.every((r) => r.rules.join() === 'offline')).toBe(true);
+  expect((await post(`g${Date.now()}`, 'down')).rules).toEqual([]);
+
+  child.kill('SIGTERM');
+  const code = await new Promise<number | null>((r) => child!.once('exit', r));
+  expect(code).toBe(0);
+});
