@@ -4,7 +4,7 @@
  * connection to the rule store and forwards rule documents; each thread compiles its own index
  * and hands off to Redis with its own connection (the dispatcher runs once, in the main thread).
  */
-import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { type CompiledRule, Engine, RuleCompiler } from '../engine/index.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
@@ -81,5 +81,3 @@ export function isIngestThread(data: unknown): data is ThreadData {
     (data as { kind?: unknown }).kind === 'signalbox-ingest-thread'
   );
 }
-
-export { workerData };

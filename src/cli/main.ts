@@ -2,9 +2,9 @@
  * The `signalbox` command. Wiring only: each subcommand lives in its own module.
  */
 import './v8-flags.js';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { runDemo } from './demo.js';
-import { isIngestThread, runIngestThread, workerData } from './ingest-thread.js';
+import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
 import { runServe } from './serve.js';

@@ -512,10 +512,7 @@ export function compileBool(n: Node, cache?: CompileCache): Pred {
       const lit = n.r.v;
       let byLit = cache.leaves.get(`${n.op}${shape}`);
       const hit = byLit?.get(lit);
-      if (hit) {
-        cache.hits++;
-        return hit;
-      }
+      if (hit) return hit;
       const p = compileBoolNode(n, cache);
       if (!byLit && cache.leaves.size < 10_000) cache.leaves.set(`${n.op}${shape}`, (byLit = new Map()));
       if (byLit) cache.putLeaf(byLit, lit, p);
@@ -526,10 +523,7 @@ export function compileBool(n: Node, cache?: CompileCache): Pred {
   const key = cache?.keyOf(n);
   if (key !== undefined) {
     const hit = cache!.preds.get(key);
-    if (hit) {
-      cache!.hits++;
-      return hit;
-    }
+    if (hit) return hit;
   }
   const missesBefore = cache?.misses ?? 0;
   const p = compileBoolNode(n, cache);
@@ -646,8 +640,7 @@ export class CompileCache {
       this.leafCount++;
     }
   }
-  /** Lookups that found / did not find a shared closure (the parts of a composite tell it whether to keep it). */
-  hits = 0;
+  /** Closures compiled anew: a composite is kept only when compiling it added none (its parts were all shared). */
   misses = 0;
 
   constructor(readonly maxEntries = 200_000) {}

@@ -69,8 +69,6 @@ function checkSize(text: string): void {
 class Parser {
   readonly lx: Lexer;
   private depth: number;
-  /** Nesting of any()/all() conditions, where `it` is bound. */
-  private itDepth = 0;
   private firstProblem: CheckProblem | undefined;
 
   constructor(
@@ -308,16 +306,11 @@ class Parser {
     this.enter(open);
     const args: Node[] = [];
     let t = this.lx.peek();
-    const binds = name.text === 'any' || name.text === 'all';
     if (this.isPunct(t, ')')) {
       this.lx.next();
     } else {
       for (;;) {
-        // The condition (second argument) of any()/all() is where `it` is the element.
-        const bound = binds && args.length === 1;
-        if (bound) this.itDepth++;
         args.push(this.expression());
-        if (bound) this.itDepth--;
         t = this.lx.next();
         if (this.isPunct(t, ')')) break;
         if (!this.isPunct(t, ',')) throw this.unexpected(t, '"," or ")"');
@@ -366,10 +359,5 @@ class Parser {
     }
     // slice(): an array grown by push() keeps spare capacity; paths are kept by compiled rules.
     return { k: 'path', root: root.text, segs: segs.slice(), src: this.text, start: root.start, end };
-  }
-
-  /** Whether `it` is bound here (for warnings by callers). */
-  get inIt(): boolean {
-    return this.itDepth > 0;
   }
 }

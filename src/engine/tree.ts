@@ -64,7 +64,6 @@ export function treeToNode(cond: unknown, where: string, level = 0): Node | null
       where,
     });
   }
-  const src = '';
   switch (name) {
     case 'all':
     case 'any': {
@@ -103,11 +102,11 @@ export function treeToNode(cond: unknown, where: string, level = 0): Node | null
       }
     }
     default:
-      return fieldNode(c, where, level, src);
+      return fieldNode(c, where, level);
   }
 }
 
-function fieldNode(c: Record<string, unknown>, where: string, level: number, _src: string): Node {
+function fieldNode(c: Record<string, unknown>, where: string, level: number): Node {
   if (typeof c.field !== 'string')
     throw invalid(`${where}.field`, '"field" must be a path string like "ticket.status"');
   if (typeof c.op !== 'string' || !Object.hasOwn(OPS, c.op)) {

@@ -46,7 +46,7 @@ export class Dispatcher {
   constructor(
     private readonly redis: Redis,
     /** The stream it reads (Handoff.dispatchKey). */
-    private readonly outboxKey: string,
+    private readonly streamKey: string,
     private readonly queue: Queue,
     opts: DispatcherOptions = {},
   ) {
@@ -58,7 +58,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     try {
-      await this.redis.xgroup('CREATE', this.outboxKey, this.group, '0', 'MKSTREAM');
+      await this.redis.xgroup('CREATE', this.streamKey, this.group, '0', 'MKSTREAM');
     } catch (e) {
       if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
     }
@@ -85,7 +85,7 @@ export class Dispatcher {
           String(this.batch),
           ...(pendingFirst ? [] : ['BLOCK', String(this.blockMs)]),
           'STREAMS',
-          this.outboxKey,
+          this.streamKey,
           pendingFirst ? '0' : '>',
         )) as unknown[] | null;
         // One stream's reply: [key, entries] (ioredis 6 unwraps it) or [[key, entries]] (raw).
@@ -125,6 +125,6 @@ export class Dispatcher {
     }
     if (jobs.length > 0) await this.queue.addBulk(jobs);
     this.enqueued += jobs.length;
-    await this.redis.xack(this.outboxKey, this.group, ...entries.map(([id]) => id));
+    await this.redis.xack(this.streamKey, this.group, ...entries.map(([id]) => id));
   }
 }

@@ -395,14 +395,8 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     );
   });
   app.get('/metrics', (res) => {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    if (aborted) return;
-    res.cork(() => {
-      res.writeStatus('200').writeHeader('content-type', 'text/plain; version=0.0.4').end(metrics.render());
-    });
+    // Answered synchronously, before the handler returns: the client cannot have gone away yet.
+    res.writeStatus('200').writeHeader('content-type', 'text/plain; version=0.0.4').end(metrics.render());
   });
   app.any('/*', (res) => {
     const { reply } = replier(res, 'other');
