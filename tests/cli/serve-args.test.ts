@@ -1,0 +1,72 @@
+/**
+ * Bad input to `signalbox serve` and `signalbox demo`: each gets exit status 2 and a message that
+ * says what is wrong, before anything starts listening.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+
+const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
+const elsewhere = mkdtempSync(join(tmpdir(), 'sb-args-'));
+let redis: ChildProcess | undefined;
+
+afterAll(() => {
+  redis?.kill('SIGKILL');
+});
+
+function run(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd, timeout: 30_000 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+    );
+  });
+}
+
+it('refuses bad options with exit 2 and a reason', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['serve', '--bogus'], /unknown option --bogus/],
+    [['serve', '--port', 'http'], /--port must be a port number/],
+    [['serve', '--port', '70000'], /--port must be a port number/],
+    [['serve', '--threads', '0'], /--threads must be a whole number from 1 to 64/],
+    [['serve', '--threads', '1.5'], /--threads must be a whole number/],
+    [['serve', '--connections', join(elsewhere, 'missing.json')], /cannot read connections file/],
+  ];
+  for (const [args, reason] of cases) {
+    const r = await run(args);
+    expect(r.code, args.join(' ')).toBe(2);
+    expect(r.stderr).toMatch(reason);
+  }
+});
+
+it('says what is missing when there is no Redis', async () => {
+  const env = { ...process.env };
+  delete env.REDIS_URL;
+  const r = await run(['serve'], env, elsewhere);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/no Redis: set REDIS_URL, or run `bash deploy\/local\/up.sh`/);
+});
+
+it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
+  const port = 40_000 + (process.pid % 20_000);
+  redis = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'],
+    { stdio: 'ignore' },
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  const r = await run(['serve', '--port', '0'], { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` });
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/maxmemory-policy noeviction \(it has allkeys-lru\)/);
+});
+
+it('demo says where to run it from', async () => {
+  const r = await run(['demo'], process.env, elsewhere);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/run it from the repository root/);
+});
