@@ -113,7 +113,7 @@ interface PlainPath {
 }
 
 function plainPath(root: string, segs: readonly Segment[]): PlainPath | undefined {
-  if (root === 'event' || segs.length > 3) return undefined;
+  if (root === 'event' || segs.length > 3 || root.charCodeAt(0) === DOLLAR) return undefined;
   if (!segs.every((k) => typeof k === 'string' && !isInheritedName(k))) return undefined;
   const base = plainBase(root);
   return { base, root, n: segs.length, k0: segs[0] as string, k1: segs[1] as string, k2: segs[2] as string };
@@ -155,7 +155,24 @@ function readPlain(
   return v === undefined ? null : v;
 }
 
+const DOLLAR = 36;
+
+/**
+ * The roots of a run (template.ts renames `meta`, `custom`, `steps` to `$meta`… and a source
+ * name to `$src:<name>` in templates and guards; the parser never makes a `$` root).
+ */
+function compileRunPath(root: string, segs: readonly Segment[]): Val {
+  const s = compileSegments(segs);
+  if (root.startsWith('$src:')) {
+    const source = root.slice(5);
+    return (c) => (c.source === source ? s(c.raw) : null);
+  }
+  const name = root.slice(1);
+  return (c) => s(c.run === null ? null : c.run[name]);
+}
+
 export function compilePath(root: string, segs: readonly Segment[]): Val {
+  if (root.charCodeAt(0) === DOLLAR) return compileRunPath(root, segs);
   if (root === 'event') {
     if (segs.length === 0) return (c) => c.event();
     const f = segs[0]!;

@@ -29,6 +29,8 @@ export class EvalContext {
   data: Record<string, unknown> = {};
   previous: Record<string, unknown> | null = null;
   raw: unknown = null;
+  /** A run's own roots (`meta`, `custom`, `steps`) for templates and guards; null when matching. */
+  run: Record<string, unknown> | null = null;
   private eventObject: Record<string, unknown> | null = null;
 
   /** Loads an envelope; `entity` and `created` are passed in by the caller, which caches them per type. */
@@ -74,4 +76,12 @@ export function entityOf(type: string): string {
 
 export function isCreatedType(type: string): boolean {
   return type.endsWith('.created') || type === 'created';
+}
+
+/** A fresh context for one envelope (workers, tests): matching reuses one context instead. */
+export function contextOf(env: Envelope, run: Record<string, unknown> | null = null): EvalContext {
+  const c = new EvalContext();
+  c.load(env, entityOf(env.type), isCreatedType(env.type));
+  c.run = run;
+  return c;
 }

@@ -3,7 +3,7 @@ export type { CmpOp, Json, Node, PathNode, Segment } from './ast.js';
 export { nodeText, pathText } from './ast.js';
 export { FUNCTIONS } from './check.js';
 export { CompileCache, CompiledCondition, type Pred } from './compile.js';
-export { type Envelope, EvalContext } from './context.js';
+export { contextOf, type Envelope, EvalContext } from './context.js';
 export { checkEnvelope, type EnvelopeCheck } from './envelope.js';
 export {
   caretSnippet,
@@ -31,4 +31,27 @@ export {
   ruleLabel,
 } from './rule.js';
 export { Bucket, buildBucket } from './rule-index.js';
+export {
+  compileGuard,
+  compileParams,
+  compileTemplate,
+  interpolated,
+  type Render,
+  RUN_ROOTS,
+  SOURCE_ALIASES,
+} from './template.js';
 export { treeToNode } from './tree.js';
+export {
+  ACTION_TYPES,
+  compileWorkflow,
+  DEFAULT_LOOP,
+  DEFAULT_RETRIES,
+  type Debounce,
+  type ErrorStrategy,
+  type LoopBreaker,
+  parseDuration,
+  type Schedule,
+  type Step,
+  type Throttle,
+  type Workflow,
+} from './workflow.js';

@@ -7,6 +7,7 @@ import { CompileCache, CompiledCondition } from './compile.js';
 import { describe, EngineError, invalid } from './errors.js';
 import { parseExpression } from './parse.js';
 import { treeToNode } from './tree.js';
+import { compileWorkflow, type Workflow } from './workflow.js';
 
 export const RULE_ID = /^[a-z0-9][a-z0-9_-]{0,127}$/;
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -35,6 +36,8 @@ export class CompiledRule {
     readonly condition: CompiledCondition,
     /** The document as given, for explain() and the admin API. */
     readonly doc: Readonly<Record<string, unknown>>,
+    /** Actions, templates and timing (workflows.md), compiled. */
+    readonly workflow: Workflow,
   ) {}
 
   get active(): boolean {
@@ -90,6 +93,12 @@ function parseOn(on: unknown): OnPatterns {
   });
   return { star, exact: [...exact], prefixes: [...prefixes] };
 }
+
+const NO_EVENTS: OnPatterns = Object.freeze({
+  star: false,
+  exact: Object.freeze([]),
+  prefixes: Object.freeze([]),
+});
 
 /** `on` lists repeat across rules; share one frozen object per distinct list (bounded). */
 const ON_CACHE = new Map<string, OnPatterns>();
@@ -163,18 +172,19 @@ export function compileRule(doc: unknown, cache?: CompileCache): CompiledRule {
   }
   if (Object.hasOwn(d, 'name') && typeof d.name !== 'string')
     throw invalid('name', '"name" must be a string');
-  if (Object.hasOwn(d, 'actions') && !Array.isArray(d.actions))
-    throw invalid('actions', '"actions" must be an array');
+  const workflow = compileWorkflow(d);
   const node = parseWhen(d.when);
   return new CompiledRule(
     d.id,
     tenant,
     d.source,
-    internOn(on),
+    // A scheduled rule runs on its schedule (schedule.tick), never on an ingested event.
+    workflow.schedule ? NO_EVENTS : internOn(on),
     status,
     d.allowSelf === true,
     new CompiledCondition(node, cache),
     d,
+    workflow,
   );
 }
 

@@ -1,0 +1,291 @@
+/**
+ * The run fields of a rule document (workflows.md): actions with their templates, onError and
+ * retries, debounce, throttle, schedule and the loop breaker. Validated and compiled when the rule
+ * is saved, so that a bad template rejects the rule with the step and position.
+ */
+import type { Pred } from './compile.js';
+import { describe, EngineError, invalid } from './errors.js';
+import { compileGuard, compileParams, type Render, type TemplateScope } from './template.js';
+
+export type ErrorStrategy = 'continue' | 'retry' | 'stop';
+const STRATEGIES: ReadonlySet<string> = new Set(['continue', 'retry', 'stop']);
+
+/** Parameters each action requires in `with` (the worker checks the rest when it runs). */
+export const ACTION_TYPES: Readonly<Record<string, readonly string[]>> = {
+  webhook: ['url'],
+  slack: [],
+  teams: [],
+  email: ['to', 'subject'],
+  'psa.ticket.create': [],
+  'psa.ticket.update': ['id'],
+  'psa.note.add': ['ticket_id', 'text'],
+  'psa.request': ['method', 'path'],
+  delay: ['for'],
+  guard: ['when'],
+  set: [],
+  log: [],
+};
+
+/** Actions that call a PSA and need a `connection`. */
+const NEEDS_CONNECTION = /^psa\./;
+
+export interface Step {
+  readonly index: number;
+  readonly id: string | undefined;
+  readonly type: string;
+  readonly connection: string | undefined;
+  /** Renders the step's `with` (always an object). */
+  readonly params: Render;
+  readonly onError: ErrorStrategy;
+  readonly retries: number;
+  /** `delay`: how long, in ms. */
+  readonly delayMs: number;
+  /** `guard`: the condition. */
+  readonly guard: Pred | undefined;
+  /** The step as written, for history and the admin API. */
+  readonly doc: Readonly<Record<string, unknown>>;
+}
+
+export interface Debounce {
+  readonly ms: number;
+  readonly key: Render;
+}
+
+export interface Throttle {
+  readonly max: number;
+  readonly perMs: number;
+  readonly key: Render;
+}
+
+export interface Schedule {
+  readonly cron: string;
+  readonly tz: string;
+}
+
+export interface LoopBreaker {
+  readonly max: number;
+  readonly windowMs: number;
+}
+
+export interface Workflow {
+  readonly steps: readonly Step[];
+  readonly onError: ErrorStrategy;
+  readonly retries: number;
+  readonly debounce: Debounce | undefined;
+  readonly throttle: Throttle | undefined;
+  readonly schedule: Schedule | undefined;
+  readonly loop: LoopBreaker;
+}
+
+export const DEFAULT_RETRIES = 3;
+export const DEFAULT_LOOP: LoopBreaker = Object.freeze({ max: 5, windowMs: 10 * 60_000 });
+const RUN_FIELDS = ['actions', 'onError', 'retries', 'debounce', 'throttle', 'schedule', 'loop'];
+/** The workflow of a rule without run fields (most rules in benchmarks), shared. */
+const EMPTY: Workflow = Object.freeze({
+  steps: [],
+  onError: 'continue',
+  retries: DEFAULT_RETRIES,
+  debounce: undefined,
+  throttle: undefined,
+  schedule: undefined,
+  loop: DEFAULT_LOOP,
+});
+const MAX_STEPS = 50;
+const MAX_RETRIES = 25;
+const MAX_DURATION_MS = 366 * 24 * 3600_000;
+
+const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** `<n>ms|s|m|h|d` → milliseconds, or undefined when malformed. */
+export function parseDuration(text: unknown): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * UNITS[m[2]!]!;
+}
+
+function duration(v: unknown, where: string, min = 0): number {
+  const ms = parseDuration(v);
+  if (ms === undefined) throw invalid(where, `must be a duration like "15m" (<n>ms|s|m|h|d), not ${show(v)}`);
+  if (ms < min) throw invalid(where, `must be at least ${min} ms`);
+  if (ms > MAX_DURATION_MS) throw invalid(where, 'must be at most 366d');
+  return ms;
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : describe(v);
+}
+
+function object(v: unknown, where: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw invalid(where, `must be an object, not ${describe(v)}`);
+  return v as Record<string, unknown>;
+}
+
+function strategy(v: unknown, where: string): ErrorStrategy {
+  if (typeof v !== 'string' || !STRATEGIES.has(v))
+    throw invalid(where, 'must be one of continue, retry, stop');
+  return v as ErrorStrategy;
+}
+
+function retries(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_RETRIES)
+    throw invalid(where, `must be an integer from 0 to ${MAX_RETRIES}`);
+  return v;
+}
+
+/** A template key (debounce, throttle): required, and a template or a constant string. */
+function keyTemplate(v: unknown, where: string): Render {
+  if (typeof v !== 'string' || v.length === 0)
+    throw invalid(where, 'must be a non-empty string, usually a template like "{{ device.id }}"');
+  return compileParams(v, where);
+}
+
+const STEP_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+function compileStep(
+  raw: unknown,
+  index: number,
+  ruleOnError: ErrorStrategy,
+  ruleRetries: number,
+  scope: TemplateScope,
+): Step {
+  const where = `actions[${index}]`;
+  const d = object(raw, where);
+  for (const k of Object.keys(d)) {
+    if (!['id', 'type', 'with', 'onError', 'retries', 'connection', 'name'].includes(k))
+      throw invalid(
+        `${where}.${k}`,
+        `unknown step field "${k}" (a step has type, id, with, connection, onError, retries)`,
+      );
+  }
+  if (typeof d.type !== 'string' || !Object.hasOwn(ACTION_TYPES, d.type)) {
+    throw invalid(
+      `${where}.type`,
+      `unknown action ${show(d.type)}: one of ${Object.keys(ACTION_TYPES).join(', ')}`,
+    );
+  }
+  const type = d.type;
+  let id: string | undefined;
+  if (d.id !== undefined) {
+    if (typeof d.id !== 'string' || !STEP_ID.test(d.id))
+      throw invalid(`${where}.id`, 'must be a string of [a-z0-9][a-z0-9_-]{0,63}');
+    if (scope.earlierSteps.has(d.id)) throw invalid(`${where}.id`, `duplicate step id "${d.id}"`);
+    id = d.id;
+  }
+  const w = d.with === undefined ? {} : object(d.with, `${where}.with`);
+  for (const k of ACTION_TYPES[type]!) {
+    if (!Object.hasOwn(w, k)) throw invalid(`${where}.with`, `${type} needs "${k}"`);
+  }
+  let connection: string | undefined;
+  if (d.connection !== undefined) {
+    if (typeof d.connection !== 'string' || !STEP_ID.test(d.connection))
+      throw invalid(`${where}.connection`, 'must be a connection id');
+    connection = d.connection;
+  } else if (NEEDS_CONNECTION.test(type)) {
+    throw invalid(`${where}.connection`, `${type} needs a "connection" (the id of a PSA connection)`);
+  }
+  let delayMs = 0;
+  let guard: Pred | undefined;
+  let params: Render;
+  if (type === 'delay') {
+    delayMs = duration(w.for, `${where}.with.for`, 1);
+    params = () => ({ for: w.for });
+  } else if (type === 'guard') {
+    if (typeof w.when !== 'string') throw invalid(`${where}.with.when`, 'must be an expression string');
+    try {
+      guard = compileGuard(w.when, scope);
+    } catch (e) {
+      throw e instanceof EngineError ? e.within(`${where}.with.when`) : e;
+    }
+    params = () => ({ when: w.when });
+  } else {
+    params = compileParams(w, `${where}.with`, scope);
+  }
+  return {
+    index,
+    id,
+    type,
+    connection,
+    params,
+    onError: d.onError === undefined ? ruleOnError : strategy(d.onError, `${where}.onError`),
+    retries: d.retries === undefined ? ruleRetries : retries(d.retries, `${where}.retries`),
+    delayMs,
+    guard,
+    doc: d,
+  };
+}
+
+/** Compiles the run fields of a rule document (the rest is rule.ts's). */
+export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow {
+  if (!RUN_FIELDS.some((f) => Object.hasOwn(d, f))) return EMPTY;
+  const onError = d.onError === undefined ? 'continue' : strategy(d.onError, 'onError');
+  const ruleRetries = d.retries === undefined ? DEFAULT_RETRIES : retries(d.retries, 'retries');
+  const list = d.actions === undefined ? [] : d.actions;
+  if (!Array.isArray(list)) throw invalid('actions', '"actions" must be an array');
+  if (list.length > MAX_STEPS) throw invalid('actions', `at most ${MAX_STEPS} steps`);
+  const earlier = new Set<string>();
+  const steps = list.map((s, i) => {
+    const step = compileStep(s, i, onError, ruleRetries, { earlierSteps: new Set(earlier) });
+    if (step.id) earlier.add(step.id);
+    return step;
+  });
+  let debounce: Debounce | undefined;
+  if (d.debounce !== undefined) {
+    const o = object(d.debounce, 'debounce');
+    debounce = { ms: duration(o.for, 'debounce.for', 1000), key: keyTemplate(o.key, 'debounce.key') };
+  }
+  let throttle: Throttle | undefined;
+  if (d.throttle !== undefined) {
+    const o = object(d.throttle, 'throttle');
+    if (typeof o.max !== 'number' || !Number.isInteger(o.max) || o.max < 1 || o.max > 1_000_000)
+      throw invalid('throttle.max', 'must be an integer from 1 to 1000000');
+    throttle = {
+      max: o.max,
+      perMs: duration(o.per, 'throttle.per', 1000),
+      key: keyTemplate(o.key, 'throttle.key'),
+    };
+  }
+  let schedule: Schedule | undefined;
+  if (d.schedule !== undefined) {
+    const o = object(d.schedule, 'schedule');
+    if (Object.hasOwn(d, 'on'))
+      throw invalid('schedule', 'a scheduled rule has no "on" (its events are schedule.tick)');
+    if (debounce) throw invalid('schedule', 'a scheduled rule cannot also be debounced');
+    if (typeof o.cron !== 'string' || !validCron(o.cron))
+      throw invalid(
+        'schedule.cron',
+        `must be a cron expression of 5 or 6 fields, like "0 8 * * 1-5", not ${show(o.cron)}`,
+      );
+    const tz = o.tz === undefined ? 'UTC' : o.tz;
+    if (typeof tz !== 'string' || !validZone(tz))
+      throw invalid('schedule.tz', `must be an IANA time zone like "Europe/London", not ${show(o.tz)}`);
+    schedule = { cron: o.cron, tz };
+  }
+  let loop = DEFAULT_LOOP;
+  if (d.loop !== undefined) {
+    const o = object(d.loop, 'loop');
+    if (typeof o.max !== 'number' || !Number.isInteger(o.max) || o.max < 1 || o.max > 10_000)
+      throw invalid('loop.max', 'must be an integer from 1 to 10000');
+    loop = {
+      max: o.max,
+      windowMs: o.within === undefined ? DEFAULT_LOOP.windowMs : duration(o.within, 'loop.within', 1000),
+    };
+  }
+  return { steps, onError, retries: ruleRetries, debounce, throttle, schedule, loop };
+}
+
+/** Five (minute first) or six (second first) fields of digits, `*`, `,`, `-`, `/`, names, `?`, `L`. */
+function validCron(text: string): boolean {
+  const fields = text.trim().split(/\s+/);
+  return (fields.length === 5 || fields.length === 6) && fields.every((f) => /^[0-9A-Za-z*,\-/?#]+$/.test(f));
+}
+
+function validZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
