@@ -1,6 +1,7 @@
 /** Environment for the commands: var/local.env (written by deploy/local/up.sh) under the real one. */
-import { existsSync, readFileSync } from 'node:fs';
-import { type Db, openDb, openPostgres } from '../store/index.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type Db, openDb, openPostgres, SecretBox } from '../store/index.js';
 
 export function commandEnv(): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -18,4 +19,18 @@ export function openCommandDb(env = commandEnv()): Promise<Db> {
   if (env.DATABASE_URL && env.SIGNALBOX_DB_SCHEMA)
     return openPostgres({ url: env.DATABASE_URL, schema: env.SIGNALBOX_DB_SCHEMA });
   return openDb({ DATABASE_URL: env.DATABASE_URL });
+}
+
+/**
+ * The key that encrypts connection secrets: SIGNALBOX_SECRET_KEY (64 hex characters or base64 of
+ * 32 bytes), else var/secret.key, created on first use (mode 0600) for the embedded setup.
+ */
+export function secretBox(env = commandEnv()): SecretBox {
+  if (env.SIGNALBOX_SECRET_KEY) return SecretBox.fromText(env.SIGNALBOX_SECRET_KEY);
+  const path = 'var/secret.key';
+  if (!existsSync(path)) {
+    mkdirSync('var', { recursive: true });
+    writeFileSync(path, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+  }
+  return SecretBox.fromText(readFileSync(path, 'utf8'));
 }

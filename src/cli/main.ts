@@ -8,12 +8,15 @@ import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
 import { runServe } from './serve.js';
+import { runWorker } from './worker.js';
 
 const USAGE = `usage: signalbox <command> [options]
 
 commands:
   demo                                              Signalbox end to end: example rules, PSA webhooks, queued runs
   serve [--port 8080] [--connections FILE]          run the ingest server (Redis: REDIS_URL or deploy/local)
+                    [--no-worker]                   (it also runs the workers, unless --no-worker)
+  worker [--concurrency 50]                         run workflows from the run queue (needs DATABASE_URL)
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
   rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
   rules export [--tenant T]                         print the stored rules as JSON
@@ -30,6 +33,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runDemo({ stdout: process.stdout, stderr: process.stderr });
     case 'serve':
       return runServe(rest, { stdout: process.stdout, stderr: process.stderr });
+    case 'worker':
+      return runWorker(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'rules':
       return runRules(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'match':

@@ -24,6 +24,7 @@ import { startIngest } from '../ingest/server.js';
 import { migrate, RuleStore } from '../store/index.js';
 import { commandEnv, openCommandDb } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
+import { workerFromEnv } from './worker.js';
 
 export interface ServeIo {
   readonly stdout: NodeJS.WritableStream;
@@ -43,7 +44,7 @@ interface ConnectionsFile {
 }
 
 export async function runServe(argv: readonly string[], io: ServeIo): Promise<number> {
-  const known = new Set(['host', 'port', 'connections', 'threads']);
+  const known = new Set(['host', 'port', 'connections', 'threads', 'no-worker']);
   for (const a of argv) {
     const m = /^--([a-z-]+)/.exec(a);
     if (m && !known.has(m[1]!)) {
@@ -138,9 +139,12 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
   live.onChange = (tenant, id, doc) => {
     for (const w of workers) w.postMessage({ type: 'rule', tenant, id, doc } satisfies RuleMessage);
   };
+  // The workers run here too unless told not to (with the embedded database they must: it
+  // belongs to this process).
+  const workers_ = argv.includes('--no-worker') ? undefined : await workerFromEnv(env, db);
   io.stdout.write(
     `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${threads} thread${threads === 1 ? '' : 's'}; ${live.engine.size} active rules; ` +
-      `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${connections.size} connections)\n`,
+      `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${connections.size} connections; ${workers_ ? 'workers in this process' : 'no workers'})\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -151,6 +155,7 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
   for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
   await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
   server.close();
+  await workers_?.close();
   await dispatcher.stop();
   await queue.close();
   await db.close();

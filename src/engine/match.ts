@@ -62,7 +62,23 @@ export class RuleIndex {
   rule(tenant: string, id: string): CompiledRule | undefined {
     return this.tenants.get(tenant)?.byId.get(id);
   }
+
+  private debouncedByTenant: Map<string, readonly CompiledRule[]> | undefined;
+
+  /** A tenant's debounced rules (built on first use; an index is immutable). */
+  debounced(tenant: string): readonly CompiledRule[] {
+    if (this.debouncedByTenant === undefined) {
+      this.debouncedByTenant = new Map();
+      for (const [t, ti] of this.tenants) {
+        const rs = [...ti.byId.values()].filter((r) => r.workflow.debounce !== undefined);
+        if (rs.length > 0) this.debouncedByTenant.set(t, rs);
+      }
+    }
+    return this.debouncedByTenant.get(tenant) ?? EMPTY_RULES;
+  }
 }
+
+const EMPTY_RULES: readonly CompiledRule[] = Object.freeze([]);
 
 function push<V>(m: Map<string, V[]>, k: string, v: V): void {
   const a = m.get(k);
@@ -113,6 +129,21 @@ export class Engine {
   /** Applies an incremental change: a new index sharing the untouched tenants, swapped in whole. */
   apply(change: RuleChange): void {
     this.index = this.index.with(change);
+  }
+
+  /**
+   * The debounced rules that admit an envelope (tenant, source, type) but are not among its
+   * matches: an event of a debounce key that does not match cancels that key's timer.
+   */
+  cancels(env: Envelope, matched: readonly string[]): readonly string[] {
+    const rs = this.index.debounced(env.tenant ?? 'default');
+    if (rs.length === 0) return EMPTY;
+    let out: string[] | null = null;
+    for (const r of rs) {
+      if (r.admits(env.tenant ?? 'default', env.source, env.type) && !matched.includes(r.id))
+        (out ??= []).push(r.id);
+    }
+    return out ?? EMPTY;
   }
 
   /**

@@ -5,24 +5,12 @@
  * added; a restarted dispatcher re-reads what it had not acknowledged), and job ids derived from
  * (tenant, event id, rule id) make a repeat a no-op, so each match becomes exactly one run.
  */
-import { createHash } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { type RunJob, runJobId } from '../config/runs.js';
 import type { OutboxEntry } from './handoff.js';
 
-export const RUN_QUEUE = 'signalbox-runs';
-
-/** The payload of a run job (the workers' input). */
-export interface RunJob {
-  readonly tenant: string;
-  readonly ruleId: string;
-  readonly event: OutboxEntry['envelope'];
-}
-
-export function runJobId(tenant: string, eventId: string, ruleId: string): string {
-  // BullMQ ids must not be integers and are safest without separators: a hash of the triple.
-  return `r-${createHash('sha256').update(`${tenant}\u0000${eventId}\u0000${ruleId}`).digest('hex').slice(0, 40)}`;
-}
+export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
 
 export interface DispatcherOptions {
   readonly group?: string;
@@ -110,13 +98,28 @@ export class Dispatcher {
       const raw = fields ? fields[fields.indexOf('e') + 1] : undefined;
       if (raw === undefined) continue;
       const entry = JSON.parse(raw) as OutboxEntry;
+      const tenant = entry.envelope.tenant ?? 'default';
+      const snapshot = entry.snapshot;
       for (const ruleId of entry.rules) {
-        const data: RunJob = { tenant: entry.envelope.tenant ?? 'default', ruleId, event: entry.envelope };
+        const data: RunJob = { tenant, ruleId, event: entry.envelope, ...(snapshot ? { snapshot } : {}) };
         jobs.push({
           name: 'run',
           data,
           opts: {
-            jobId: runJobId(data.tenant, entry.envelope.id, ruleId),
+            jobId: runJobId(tenant, entry.envelope.id, ruleId),
+            removeOnComplete: 10_000,
+            removeOnFail: 50_000,
+          },
+        });
+      }
+      // Debounced rules that admitted the event but did not match: their timer for its key ends.
+      for (const ruleId of entry.cancel ?? []) {
+        const data: RunJob = { tenant, ruleId, event: entry.envelope, kind: 'cancel' };
+        jobs.push({
+          name: 'cancel',
+          data,
+          opts: {
+            jobId: runJobId(tenant, entry.envelope.id, ruleId, 'cancel'),
             removeOnComplete: 10_000,
             removeOnFail: 50_000,
           },

@@ -83,6 +83,10 @@ export interface OutboxEntry {
   readonly envelope: Envelope & { previous: Record<string, unknown> | null; receivedAt: string };
   readonly outcome: Exclude<Outcome, 'duplicate'>;
   readonly rules: readonly string[];
+  /** Debounced rules that admitted the event without matching it (their timers are cancelled). */
+  readonly cancel?: readonly string[];
+  /** The entity's snapshot key (guards in workers read the latest snapshot). */
+  readonly snapshot?: string;
 }
 
 export interface HandoffOptions {
@@ -278,8 +282,15 @@ export class Handoff {
         data = ev.envelope.data;
     }
     const envelope = { ...ev.envelope, data, previous, receivedAt: new Date(p.receivedAt).toISOString() };
-    const rules = stale && !this.matchStale ? [] : this.engine().match(envelope);
-    const entry: OutboxEntry = { envelope, outcome: stale ? 'stale' : 'accepted', rules };
+    const engine = this.engine();
+    const rules = stale && !this.matchStale ? [] : engine.match(envelope);
+    const cancel = stale ? [] : engine.cancels(envelope, rules);
+    const entry: OutboxEntry =
+      cancel.length > 0
+        ? { envelope, outcome: stale ? 'stale' : 'accepted', rules, cancel, snapshot: p.keys[1] }
+        : rules.length > 0
+          ? { envelope, outcome: stale ? 'stale' : 'accepted', rules, snapshot: p.keys[1] }
+          : { envelope, outcome: stale ? 'stale' : 'accepted', rules };
     const fields: string[] = [];
     if (ev.merge === 'replace' || ev.merge === 'patch') {
       for (const [k, v] of Object.entries(ev.envelope.data)) fields.push(`k:${k}`, JSON.stringify(v));
@@ -292,7 +303,7 @@ export class Handoff {
       stale ? '1' : '0',
       JSON.stringify(entry),
       String(this.snapshotTtl),
-      rules.length > 0 ? '1' : '0',
+      rules.length > 0 || cancel.length > 0 ? '1' : '0',
       String(fields.length / 2),
       ...fields,
     ];

@@ -1,4 +1,14 @@
 /** The store's public surface: an explicit list (style.md). */
+
+export {
+  type ConnectionInfo,
+  type ConnectionInput,
+  type ConnectionKind,
+  ConnectionStore,
+  SecretBox,
+  setTenantSettings,
+  tenantSettings,
+} from './connections.js';
 export {
   type Db,
   openDb,

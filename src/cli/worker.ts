@@ -1,0 +1,97 @@
+/**
+ * `signalbox worker`: runs workflows from the run queue (src/workers).
+ *
+ *   signalbox worker [--concurrency 50]
+ *
+ * Redis: REDIS_URL (or deploy/local's). The store: DATABASE_URL (a worker process needs a
+ * Postgres server: the embedded database belongs to one process, so with it `signalbox serve`
+ * runs the workers itself). SIGNALBOX_SECRET_KEY decrypts connection secrets; SIGNALBOX_SMTP_URL
+ * and SIGNALBOX_MAIL_FROM serve `email` steps without a connection.
+ */
+import type { Db } from '../store/index.js';
+import { migrate } from '../store/index.js';
+import { RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
+import { commandEnv, openCommandDb, secretBox } from './env.js';
+
+interface Io {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+function arg(argv: readonly string[], name: string): string | undefined {
+  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (i < 0) return undefined;
+  const a = argv[i]!;
+  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
+}
+
+/** Starts the workers of this process from the environment (serve uses it too). */
+export function workerFromEnv(
+  env: Record<string, string | undefined>,
+  db: Db,
+  concurrency?: number,
+): Promise<RunningWorker> {
+  return startWorker({
+    redisUrl: env.REDIS_URL!,
+    prefix: env.SIGNALBOX_REDIS_PREFIX || 'sb',
+    db,
+    secrets: secretBox(env),
+    smtpUrl: env.SIGNALBOX_SMTP_URL,
+    defaultFrom: env.SIGNALBOX_MAIL_FROM,
+    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(env.SIGNALBOX_LOCK_MS
+      ? { lockDurationMs: Number(env.SIGNALBOX_LOCK_MS), stalledIntervalMs: Number(env.SIGNALBOX_LOCK_MS) }
+      : {}),
+    ...(env.SIGNALBOX_RETRY_BASE_MS ? { retryBaseMs: Number(env.SIGNALBOX_RETRY_BASE_MS) } : {}),
+  });
+}
+
+export async function runWorker(argv: readonly string[], io: Io): Promise<number> {
+  for (const a of argv) {
+    const m = /^--([a-z-]+)/.exec(a);
+    if (m && m[1] !== 'concurrency') {
+      io.stderr.write(`signalbox worker: unknown option --${m[1]}\n`);
+      return 2;
+    }
+  }
+  const concurrency = Number(arg(argv, 'concurrency') ?? 50);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
+    io.stderr.write('signalbox worker: --concurrency must be a whole number from 1 to 1000\n');
+    return 2;
+  }
+  const env = commandEnv();
+  if (!env.REDIS_URL) {
+    io.stderr.write(
+      'signalbox worker: no Redis: set REDIS_URL, or run `bash deploy/local/up.sh` to start a local one\n',
+    );
+    return 2;
+  }
+  if (!env.DATABASE_URL) {
+    io.stderr.write(
+      'signalbox worker: set DATABASE_URL (a separate worker process needs Postgres; with the embedded database, `signalbox serve` runs the workers)\n',
+    );
+    return 2;
+  }
+  const db = await openCommandDb(env);
+  await migrate(db);
+  let w: RunningWorker;
+  try {
+    w = await workerFromEnv(env, db, concurrency);
+  } catch (e) {
+    await db.close();
+    if (e instanceof RedisPolicyError) {
+      io.stderr.write(`signalbox worker: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  io.stdout.write(`signalbox worker: running (pid ${process.pid}, concurrency ${concurrency})\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  io.stdout.write('signalbox worker: finishing active runs\n');
+  await w.close();
+  await db.close();
+  return 0;
+}

@@ -1,0 +1,252 @@
+/**
+ * Run history, off the hot path: the executor appends each run's state to a Redis stream (one
+ * XADD per turn of the event loop for all runs, group commit), and a drain writes the stream to
+ * Postgres in batches (runs, steps, rule run counts, log records in the audit log). A record is a
+ * whole run as it stands, so the drain keeps the last record of each run in a batch, and writing
+ * one twice (after a crash) changes nothing.
+ */
+import type { Redis } from 'ioredis';
+import type { Db } from '../store/index.js';
+
+export type RunStatus =
+  | 'pending'
+  | 'running'
+  | 'delayed'
+  | 'completed'
+  | 'failed'
+  | 'skipped'
+  | 'throttled'
+  | 'cancelled';
+export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped';
+
+export interface StepRecord {
+  idx: number;
+  type: string;
+  status: StepStatus;
+  attempts: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  output: unknown;
+  error: unknown;
+}
+
+export interface RunRecord {
+  readonly id: string;
+  readonly tenant: string;
+  readonly ruleId: string;
+  readonly version: number;
+  readonly eventId: string | null;
+  status: RunStatus;
+  reason: string | null;
+  readonly createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  error: unknown;
+  steps: StepRecord[];
+  /** `log` steps' records, written to the audit log. */
+  logs?: Array<{ idx: number; at: number; record: unknown }>;
+}
+
+const MAX_OUTPUT = 16_384;
+
+/** A step output bounded in size (the database also refuses more than 64 KiB). */
+export function bounded(v: unknown): unknown {
+  if (v === undefined) return null;
+  const s = JSON.stringify(v);
+  if (s === undefined) return null;
+  return s.length <= MAX_OUTPUT ? v : { truncated: true, bytes: s.length, preview: s.slice(0, 2000) };
+}
+
+export class HistoryLog {
+  readonly key: string;
+  private pending: string[] = [];
+  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.key = `${prefix}:history`;
+  }
+
+  /** Appends a run's state; resolves once Redis has it (records of one turn share one call). */
+  record(run: RunRecord): Promise<void> {
+    this.pending.push(JSON.stringify(run));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const batch = this.pending;
+    const waiters = this.waiters;
+    this.pending = [];
+    this.waiters = [];
+    try {
+      const pl = this.redis.pipeline();
+      for (const r of batch) pl.xadd(this.key, 'MAXLEN', '~', '1000000', '*', 'r', r);
+      const res = await pl.exec();
+      const err = res?.find(([e]) => e)?.[0];
+      if (err) throw err;
+      for (const w of waiters) w.resolve();
+    } catch (e) {
+      for (const w of waiters) w.reject(e);
+    }
+  }
+}
+
+const UPSERT_RUNS = `
+with x as (
+  select * from jsonb_to_recordset($1::jsonb) as x(id text, tenant text, rule_id text, version int, event_id text,
+    status text, reason text, created_at double precision, started_at double precision, finished_at double precision, error jsonb)
+), up as (
+  insert into runs (id, tenant_id, rule_id, rule_version, event_id, status, reason, created_at, started_at, finished_at, error)
+  select id, tenant, rule_id, version, event_id, status, reason, to_timestamp(created_at / 1000.0),
+    to_timestamp(started_at / 1000.0), to_timestamp(finished_at / 1000.0), error from x
+  on conflict (id) do update set status = excluded.status, reason = excluded.reason, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, error = excluded.error, rule_version = excluded.rule_version
+  returning tenant_id, rule_id, (xmax = 0) as inserted, created_at
+)
+update rules r set run_count = r.run_count + c.n, last_run_at = greatest(r.last_run_at, c.at)
+from (select tenant_id, rule_id, count(*) filter (where inserted) as n, max(created_at) as at from up group by 1, 2) c
+where r.tenant_id = c.tenant_id and r.id = c.rule_id`;
+
+const UPSERT_STEPS = `
+insert into steps (run_id, idx, type, status, attempts, started_at, finished_at, output, error)
+select run_id, idx, type, status, attempts, to_timestamp(started_at / 1000.0), to_timestamp(finished_at / 1000.0), output, error
+from jsonb_to_recordset($1::jsonb) as x(run_id text, idx int, type text, status text, attempts int,
+  started_at double precision, finished_at double precision, output jsonb, error jsonb)
+on conflict (run_id, idx) do update set status = excluded.status, attempts = excluded.attempts,
+  started_at = excluded.started_at, finished_at = excluded.finished_at, output = excluded.output, error = excluded.error`;
+
+const INSERT_LOGS = `
+insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
+select tenant, 'workflow', 'run.log', 'run', run_id, details, to_timestamp(at / 1000.0)
+from jsonb_to_recordset($1::jsonb) as x(tenant text, run_id text, details jsonb, at double precision)`;
+
+/** Reads the history stream with a consumer group and writes it to Postgres in batches. */
+export class HistoryDrain {
+  private running = false;
+  private done: Promise<void> | undefined;
+  written = 0;
+  lastError: Error | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    private readonly db: Db,
+    private readonly opts: { group?: string; consumer?: string; batch?: number; blockMs?: number } = {},
+  ) {}
+
+  async start(): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.key, this.opts.group ?? 'history', '0', 'MKSTREAM');
+    } catch (e) {
+      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
+    }
+    this.running = true;
+    this.done = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+
+  private async loop(): Promise<void> {
+    const group = this.opts.group ?? 'history';
+    const consumer = this.opts.consumer ?? `h-${process.pid}`;
+    let pendingFirst = true;
+    while (this.running) {
+      try {
+        const got = (await this.redis.xreadgroup(
+          'GROUP',
+          group,
+          consumer,
+          'COUNT',
+          this.opts.batch ?? 1000,
+          'BLOCK',
+          pendingFirst ? 1 : (this.opts.blockMs ?? 200),
+          'STREAMS',
+          this.key,
+          pendingFirst ? '0' : '>',
+        )) as Array<[string, Array<[string, string[] | null]>]> | null;
+        const entries = got?.[0]?.[1] ?? [];
+        if (pendingFirst && entries.length === 0) pendingFirst = false;
+        if (entries.length === 0) continue;
+        const runs = entries.flatMap(([, f]) => (f ? [JSON.parse(f[1]!) as RunRecord] : []));
+        await this.write(runs);
+        await this.redis.xack(this.key, group, ...entries.map(([id]) => id));
+        // Acknowledged entries are of no further use.
+        await this.redis.xdel(this.key, ...entries.map(([id]) => id));
+        this.written += runs.length;
+      } catch (e) {
+        this.lastError = e as Error;
+        pendingFirst = true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  /** Writes records; when a batch fails (a row the database refuses), each run alone, dropping the bad one. */
+  async write(records: RunRecord[]): Promise<void> {
+    const last = new Map<string, RunRecord>();
+    const logs: Array<Record<string, unknown>> = [];
+    for (const r of records) {
+      last.set(r.id, r);
+      for (const l of r.logs ?? [])
+        logs.push({ tenant: r.tenant, run_id: r.id, details: { step: l.idx, record: l.record }, at: l.at });
+    }
+    try {
+      await this.writeRuns([...last.values()], logs);
+    } catch {
+      for (const r of last.values()) {
+        try {
+          await this.writeRuns([r], []);
+        } catch (e) {
+          this.lastError = e as Error;
+        }
+      }
+    }
+  }
+
+  private async writeRuns(runs: RunRecord[], logs: Array<Record<string, unknown>>): Promise<void> {
+    const runRows = runs.map((r) => ({
+      id: r.id,
+      tenant: r.tenant,
+      rule_id: r.ruleId,
+      version: r.version,
+      event_id: r.eventId,
+      status: r.status,
+      reason: r.reason,
+      created_at: r.createdAt,
+      started_at: r.startedAt,
+      finished_at: r.finishedAt,
+      error: r.error ?? null,
+    }));
+    const stepRows = runs.flatMap((r) =>
+      r.steps.map((s) => ({
+        run_id: r.id,
+        idx: s.idx,
+        type: s.type,
+        status: s.status,
+        attempts: s.attempts,
+        started_at: s.startedAt,
+        finished_at: s.finishedAt,
+        output: s.output ?? null,
+        error: s.error ?? null,
+      })),
+    );
+    await this.db.transaction(async (tx) => {
+      await tx.query(UPSERT_RUNS, [JSON.stringify(runRows)]);
+      if (stepRows.length > 0) await tx.query(UPSERT_STEPS, [JSON.stringify(stepRows)]);
+      if (logs.length > 0) await tx.query(INSERT_LOGS, [JSON.stringify(logs)]);
+    });
+  }
+}

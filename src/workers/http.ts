@@ -1,0 +1,197 @@
+/**
+ * Outbound HTTP for actions (workflows.md): refuses loopback, private, link-local and metadata
+ * addresses unless the tenant allows them (checked on the addresses DNS returns, at connect time,
+ * so a name that resolves to a private address is refused too), follows redirects only after the
+ * same check (at most 3), times out, and reads at most 1 MiB of the answer.
+ */
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { ActionError } from './errors.js';
+
+const BLOCKED = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 3],
+] as const) {
+  BLOCKED.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['64:ff9b::', 96],
+  ['fd00:ec2::', 32],
+] as const) {
+  BLOCKED.addSubnet(net, bits, 'ipv6');
+}
+
+/** Whether an address is one actions may not reach by default. */
+export function isBlockedAddress(address: string): boolean {
+  const v = isIP(address);
+  if (v === 4) return BLOCKED.check(address, 'ipv4');
+  if (v === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    if (mapped) return BLOCKED.check(mapped[1]!, 'ipv4');
+    return BLOCKED.check(address, 'ipv6');
+  }
+  return true;
+}
+
+function refuse(host: string, address: string): ActionError {
+  return new ActionError(
+    `refused to connect to ${host} (${address}): loopback, private, link-local and metadata addresses are blocked (tenant setting allowPrivateNetworks)`,
+    { retryable: false, code: 'SB_SSRF' },
+  );
+}
+
+/** A DNS lookup that fails when any address of the name is blocked. */
+function guardedLookup(hostname: string): LookupFunction {
+  return (host, options, callback) => {
+    dnsLookup(host, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, '', 0);
+      const list = addresses as LookupAddress[];
+      const bad = list.find((a) => isBlockedAddress(a.address));
+      if (bad) return callback(refuse(hostname, bad.address), '', 0);
+      if ((options as { all?: boolean }).all)
+        return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
+      const first = list[0]!;
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers?: Record<string, string>;
+  readonly body?: string | Buffer;
+  readonly timeoutMs?: number;
+  readonly allowPrivate?: boolean;
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+const MAX_BODY = 1 << 20;
+const MAX_REDIRECTS = 3;
+
+/** Sends a request; network errors and timeouts are retryable ActionErrors, refusals are not. */
+export async function send(req: HttpRequest): Promise<HttpResponse> {
+  let url = parseUrl(req.url);
+  let method = req.method.toUpperCase();
+  let body = req.body;
+  for (let hop = 0; ; hop++) {
+    const res = await once(url, method, req, body);
+    const location = res.headers.location;
+    if (res.status >= 300 && res.status < 400 && location && res.status !== 304) {
+      if (hop >= MAX_REDIRECTS)
+        throw new ActionError(`too many redirects (last: ${location})`, { retryable: false });
+      url = parseUrl(new URL(location, url).toString());
+      // 303, and 301/302 after POST, become GET (as browsers and fetch do).
+      if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST')) {
+        method = 'GET';
+        body = undefined;
+      }
+      continue;
+    }
+    return res;
+  }
+}
+
+function parseUrl(text: string): URL {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new ActionError(`not a URL: ${JSON.stringify(text.slice(0, 200))}`, { retryable: false });
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new ActionError(`only http and https URLs are allowed, not ${u.protocol}`, { retryable: false });
+  return u;
+}
+
+function once(
+  url: URL,
+  method: string,
+  req: HttpRequest,
+  body: string | Buffer | undefined,
+): Promise<HttpResponse> {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (!req.allowPrivate && isIP(host) && isBlockedAddress(host)) return Promise.reject(refuse(host, host));
+  const mod = url.protocol === 'https:' ? https : http;
+  const timeout = req.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = { 'user-agent': 'Signalbox/0.1', ...req.headers };
+    if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
+    const r = mod.request(
+      url,
+      {
+        method,
+        headers,
+        ...(req.allowPrivate ? {} : { lookup: guardedLookup(host) }),
+        signal: AbortSignal.timeout(timeout),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= MAX_BODY) chunks.push(c);
+        });
+        res.on('end', () => {
+          const h: Record<string, string> = {};
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : v;
+          resolve({ status: res.statusCode ?? 0, headers: h, body: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', (e) => reject(networkError(e, url)));
+      },
+    );
+    r.on('error', (e) => reject(e instanceof ActionError ? e : networkError(e, url)));
+    if (body !== undefined) r.end(body);
+    else r.end();
+  });
+}
+
+function networkError(e: Error, url: URL): ActionError {
+  if (e instanceof ActionError) return e;
+  const timedOut = e.name === 'AbortError' || e.name === 'TimeoutError';
+  return new ActionError(`${timedOut ? 'timed out' : 'network error'} calling ${url.origin}: ${e.message}`, {
+    retryable: true,
+    code: timedOut ? 'SB_TIMEOUT' : 'SB_NETWORK',
+  });
+}
+
+/** `Retry-After` as milliseconds (seconds or an HTTP date), or undefined. */
+export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
+}
+
+/** Classifies an HTTP answer the way workflows.md says: 2xx ok; 408, 429, 5xx retryable; other 4xx not. */
+export function checkStatus(res: HttpResponse, what: string): void {
+  if (res.status >= 200 && res.status < 300) return;
+  const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
+  throw new ActionError(`${what} answered ${res.status}: ${res.body.slice(0, 300)}`, {
+    retryable,
+    status: res.status,
+    ...(retryable ? { retryAfterMs: retryAfterMs(res.headers['retry-after']) } : {}),
+  });
+}

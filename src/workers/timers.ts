@@ -1,0 +1,223 @@
+/**
+ * Debounce timers (workflows.md): a match arms a timer per (rule, key), another match of the key
+ * re-arms it, an event of the key that does not match cancels it, and when it expires the run
+ * starts with the last matching event.
+ *
+ * A timing wheel in Redis with one-second slots, so that arming, re-arming and cancelling are O(1)
+ * (a sorted set would be O(log n)):
+ *   `tm:p`        hash  timer id → the run job to start (deflated JSON)
+ *   `tm:due`      hash  timer id → due second
+ *   `tm:t`        hash  timer id → time of the last event that armed or cancelled it (ordering)
+ *   `tm:s:<sec>`  set   timer ids due in that second
+ *   `tm:cursor`   the last second fired
+ * Firing moves due timers atomically to the `tm:fired` stream; a consumer group turns its entries
+ * into run jobs with ids derived from the timer, so a crash between the two repeats nothing.
+ * Timers fire within about a second of their due time.
+ */
+import { createHash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { type RunJob, runJobId } from '../config/runs.js';
+
+/** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
+const ARM = `
+local t = redis.call('HGET', KEYS[3], ARGV[1])
+if t and tonumber(t) > tonumber(ARGV[3]) then return 0 end
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then redis.call('SREM', ARGV[5] .. old, ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[1])
+return 1
+`;
+
+/** KEYS: p, due, t. ARGV: id, event time ms, slot prefix. → 1 cancelled, 0 none or newer. */
+const CANCEL = `
+local t = redis.call('HGET', KEYS[3], ARGV[1])
+if t and tonumber(t) > tonumber(ARGV[2]) then return 0 end
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if not old then return 0 end
+redis.call('SREM', ARGV[3] .. old, ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`;
+
+/** KEYS: p, due, t, cursor, fired. ARGV: now second, max timers, slot prefix. → timers fired. */
+const FIRE = `
+local now = tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[4]) or (now - 1))
+local left = tonumber(ARGV[2])
+local fired = 0
+local walked = 0
+while cur < now and left > 0 and walked < 3600 do
+  walked = walked + 1
+  local slot = ARGV[3] .. (cur + 1)
+  local ids = redis.call('SPOP', slot, left)
+  for _, id in ipairs(ids) do
+    local p = redis.call('HGET', KEYS[1], id)
+    if p then redis.call('XADD', KEYS[5], '*', 'id', id, 'p', p) end
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    fired = fired + 1
+    left = left - 1
+  end
+  if redis.call('SCARD', slot) == 0 then cur = cur + 1 end
+end
+redis.call('SET', KEYS[4], cur)
+return fired
+`;
+
+type TimerRedis = Redis & {
+  sbTimerArm(...a: Array<string | Buffer | number>): Promise<number>;
+  sbTimerCancel(...a: Array<string | number>): Promise<number>;
+  sbTimerFire(...a: Array<string | number>): Promise<number>;
+};
+
+export class Timers {
+  private readonly r: TimerRedis;
+  private readonly k: { p: string; due: string; t: string; cursor: string; fired: string; slot: string };
+  private running = false;
+  private loops: Promise<void>[] = [];
+  fired = 0;
+  lastError: Error | undefined;
+
+  constructor(
+    redis: Redis,
+    prefix: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (!('sbTimerArm' in redis)) {
+      redis.defineCommand('sbTimerArm', { lua: ARM, numberOfKeys: 3 });
+      redis.defineCommand('sbTimerCancel', { lua: CANCEL, numberOfKeys: 3 });
+      redis.defineCommand('sbTimerFire', { lua: FIRE, numberOfKeys: 5 });
+    }
+    this.r = redis as TimerRedis;
+    const p = `${prefix}:tm`;
+    this.k = {
+      p: `${p}:p`,
+      due: `${p}:due`,
+      t: `${p}:t`,
+      cursor: `${p}:cursor`,
+      fired: `${p}:fired`,
+      slot: `${p}:s:`,
+    };
+  }
+
+  static id(tenant: string, ruleId: string, key: string): string {
+    return createHash('sha256')
+      .update(`${tenant}\u0000${ruleId}\u0000${key}`)
+      .digest('base64url')
+      .slice(0, 24);
+  }
+
+  /** Arms or re-arms a timer; false when a newer event already armed or cancelled it. */
+  async arm(id: string, dueMs: number, eventTime: number, job: RunJob): Promise<boolean> {
+    const payload = deflateRawSync(JSON.stringify(job));
+    const sec = Math.ceil(dueMs / 1000);
+    return (
+      (await this.r.sbTimerArm(this.k.p, this.k.due, this.k.t, id, sec, eventTime, payload, this.k.slot)) ===
+      1
+    );
+  }
+
+  async cancel(id: string, eventTime: number): Promise<boolean> {
+    return (await this.r.sbTimerCancel(this.k.p, this.k.due, this.k.t, id, eventTime, this.k.slot)) === 1;
+  }
+
+  /** How many timers are armed. */
+  async size(): Promise<number> {
+    return this.r.hlen(this.k.p);
+  }
+
+  /** Moves due timers to the fired stream (any process may call it; Redis runs it atomically). */
+  async tick(max = 1000): Promise<number> {
+    return this.r.sbTimerFire(
+      this.k.p,
+      this.k.due,
+      this.k.t,
+      this.k.cursor,
+      this.k.fired,
+      Math.floor(this.now() / 1000),
+      max,
+      this.k.slot,
+    );
+  }
+
+  /** Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`. */
+  async start(queue: Queue, everyMs = 250): Promise<void> {
+    try {
+      await this.r.xgroup('CREATE', this.k.fired, 'timers', '0', 'MKSTREAM');
+    } catch (e) {
+      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
+    }
+    this.running = true;
+    this.loops = [this.tickLoop(everyMs), this.enqueueLoop(queue)];
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+
+  private async tickLoop(everyMs: number): Promise<void> {
+    while (this.running) {
+      try {
+        this.fired += await this.tick();
+      } catch (e) {
+        this.lastError = e as Error;
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+
+  private async enqueueLoop(queue: Queue): Promise<void> {
+    const consumer = `t-${process.pid}`;
+    let pendingFirst = true;
+    while (this.running) {
+      try {
+        const got = (await this.r.xreadgroupBuffer(
+          'GROUP',
+          'timers',
+          consumer,
+          'COUNT',
+          500,
+          'BLOCK',
+          pendingFirst ? 1 : 200,
+          'STREAMS',
+          this.k.fired,
+          pendingFirst ? '0' : '>',
+        )) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null;
+        const entries = got?.[0]?.[1] ?? [];
+        if (pendingFirst && entries.length === 0) pendingFirst = false;
+        if (entries.length === 0) continue;
+        const jobs: Parameters<Queue['addBulk']>[0] = [];
+        for (const [, f] of entries) {
+          if (!f) continue;
+          const job = JSON.parse(inflateRawSync(f[3]!).toString('utf8')) as RunJob;
+          jobs.push({
+            name: 'run',
+            data: job,
+            opts: {
+              jobId: runJobId(job.tenant, job.event.id, job.ruleId, 'debounced'),
+              removeOnComplete: 10_000,
+              removeOnFail: 50_000,
+            },
+          });
+        }
+        if (jobs.length > 0) await queue.addBulk(jobs);
+        const ids = entries.map(([id]) => id.toString());
+        await this.r.xack(this.k.fired, 'timers', ...ids);
+        await this.r.xdel(this.k.fired, ...ids);
+      } catch (e) {
+        this.lastError = e as Error;
+        pendingFirst = true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+}

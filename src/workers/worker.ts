@@ -1,0 +1,174 @@
+/**
+ * A worker process's parts, wired: the BullMQ worker running the executor, the debounce timers,
+ * the schedules of scheduled rules, and the history drain to Postgres. `signalbox worker` calls
+ * startWorker; tests and benchmarks do too.
+ */
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
+import { actionLibrary, type Connections } from './actions.js';
+import { Budgets } from './budget.js';
+import { Executor, type RunJobData } from './executor.js';
+import { HistoryDrain, HistoryLog } from './history.js';
+import { PsaClients } from './psa.js';
+import { RuleCache } from './rules.js';
+import { Timers } from './timers.js';
+
+export interface WorkerOptions {
+  readonly redisUrl: string;
+  /** Key prefix of the queue, timers, budgets and history (the ingest's SIGNALBOX_REDIS_PREFIX). */
+  readonly prefix?: string;
+  readonly db: Db;
+  readonly secrets: SecretBox;
+  readonly concurrency?: number;
+  readonly smtpUrl?: string | undefined;
+  readonly defaultFrom?: string | undefined;
+  /** How long a job's lock lasts without renewal: a killed worker's runs resume after it. */
+  readonly lockDurationMs?: number;
+  readonly stalledIntervalMs?: number;
+  readonly retryBaseMs?: number;
+  readonly timerEveryMs?: number;
+  /** Write the history stream to Postgres from this process (default true). */
+  readonly drainHistory?: boolean;
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface RunningWorker {
+  readonly worker: Worker<RunJobData>;
+  readonly queue: Queue<RunJob>;
+  readonly timers: Timers;
+  readonly drain: HistoryDrain | undefined;
+  readonly executor: Executor;
+  close(): Promise<void>;
+}
+
+export class RedisPolicyError extends Error {
+  override readonly name = 'RedisPolicyError';
+}
+
+/** design.md: Redis must not evict, or queued runs and timers could vanish. */
+export async function checkNoEviction(redis: Redis): Promise<void> {
+  const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+  if (policy !== 'noeviction') {
+    throw new RedisPolicyError(
+      `Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs and timers could be evicted`,
+    );
+  }
+}
+
+const SETTINGS_TTL_MS = 30_000;
+
+export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+  const prefix = o.prefix ?? 'sb';
+  const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', () => {});
+  try {
+    await checkNoEviction(redis);
+  } catch (e) {
+    redis.disconnect();
+    throw e;
+  }
+  const now = o.now ?? Date.now;
+  const rules = new RuleCache(new RuleStore(o.db));
+  await rules.start();
+  const store = new ConnectionStore(o.db, o.secrets);
+  const connections: Connections = {
+    info: (t, id) => store.get(t, id),
+    secret: (t, id) => store.secret(t, id),
+  };
+  const budgets = new Budgets(redis, prefix, now);
+  const psa = new PsaClients(connections, budgets, now);
+  const settingsCache = new Map<string, { at: number; value: { allowPrivateNetworks: boolean } }>();
+  const history = new HistoryLog(redis, prefix);
+  const timers = new Timers(redis, prefix, now);
+  const executor = new Executor({
+    redis,
+    prefix,
+    rules,
+    history,
+    timers,
+    actions: actionLibrary({ connections, psa, smtpUrl: o.smtpUrl, defaultFrom: o.defaultFrom }),
+    tenant: async (t) => {
+      const hit = settingsCache.get(t);
+      if (hit && now() - hit.at < SETTINGS_TTL_MS) return hit.value;
+      const s = await tenantSettings(o.db, t);
+      const value = { allowPrivateNetworks: s.allowPrivateNetworks === true };
+      settingsCache.set(t, { at: now(), value });
+      return value;
+    },
+    now,
+    ...(o.random ? { random: o.random } : {}),
+    ...(o.retryBaseMs !== undefined ? { retryBaseMs: o.retryBaseMs } : {}),
+  });
+  const queueRedis = redis.duplicate();
+  const queue = new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix });
+  const worker = new Worker<RunJobData>(RUN_QUEUE, executor.process, {
+    connection: redis.duplicate(),
+    prefix,
+    concurrency: o.concurrency ?? 50,
+    lockDuration: o.lockDurationMs ?? 30_000,
+    stalledInterval: o.stalledIntervalMs ?? 30_000,
+    // A run stalled by a crashing worker is recovered, not failed, a few times over.
+    maxStalledCount: 10,
+    autorun: true,
+  });
+  worker.on('error', () => {});
+  const timerRedis = redis.duplicate();
+  const tickTimers = new Timers(timerRedis, prefix, now);
+  await tickTimers.start(queue, o.timerEveryMs ?? 250);
+
+  // Scheduled rules: one BullMQ job scheduler per rule, following rule changes.
+  const syncSchedule = async (tenant: string, id: string): Promise<void> => {
+    const schedulerId = `schedule:${tenant}:${id}`;
+    const r = await rules.current(tenant, id).catch(() => undefined);
+    const s = r?.rule.workflow.schedule;
+    if (!s) {
+      await queue.removeJobScheduler(schedulerId).catch(() => {});
+      return;
+    }
+    await queue.upsertJobScheduler(
+      schedulerId,
+      { pattern: s.cron, tz: s.tz },
+      {
+        name: 'schedule',
+        data: {
+          tenant,
+          ruleId: id,
+          kind: 'schedule',
+          event: {
+            id: `tick-${id}`,
+            tenant,
+            source: 'signalbox',
+            type: 'schedule.tick',
+            data: { cron: s.cron, tz: s.tz },
+          },
+        },
+        opts: { removeOnComplete: 1000, removeOnFail: 5000 },
+      },
+    );
+  };
+  rules.onChange = (tenant, id) => void syncSchedule(tenant, id);
+  for (const r of rules.activeIds()) await syncSchedule(r.tenant, r.id);
+
+  let drain: HistoryDrain | undefined;
+  const drainRedis = redis.duplicate();
+  if (o.drainHistory !== false) {
+    drain = new HistoryDrain(drainRedis, history.key, o.db);
+    await drain.start();
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      // Graceful: stop taking jobs and let the active ones finish (BullMQ waits for them).
+      await worker.close();
+      await tickTimers.stop();
+      await drain?.stop();
+      await rules.stop();
+      await queue.close();
+      for (const c of [redis, queueRedis, timerRedis, drainRedis]) c.disconnect();
+    })());
+  return { worker, queue, timers, drain, executor, close };
+}

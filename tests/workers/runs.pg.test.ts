@@ -1,0 +1,267 @@
+/**
+ * The run executor against real Redis and Postgres, with a local HTTP receiver standing in for
+ * webhooks and chat: steps, templates, outputs, the three error strategies, retries, delays that
+ * survive a restart, guards, SSRF refusal, and history in Postgres.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signature } from '../../src/workers/actions.js';
+import { Receiver } from './fakes/receiver.js';
+import { event, eventually, type Harness, harness } from './harness.js';
+
+let h: Harness;
+let rx: Receiver;
+
+beforeAll(async () => {
+  rx = await new Receiver().start();
+  h = await harness('runs');
+  await h.start();
+});
+afterAll(async () => {
+  await h?.close();
+  await rx?.close();
+});
+
+describe('steps', () => {
+  it('runs steps in order with templates, outputs, custom, signatures and idempotency keys', async () => {
+    rx.script.set('/create', [{ status: 201, body: JSON.stringify({ id: 'T-77' }) }]);
+    await h.rule({
+      id: 'chain',
+      actions: [
+        { type: 'set', with: { owner: 'kim', prio: '{{ ticket.priority }}' } },
+        {
+          id: 'made',
+          type: 'webhook',
+          with: {
+            url: `${rx.url}/create`,
+            body: { summary: '{{ ticket.summary }}', prio: '{{ custom.prio }}' },
+            secret: rx.secret,
+          },
+        },
+        {
+          type: 'slack',
+          with: {
+            url: `${rx.url}/slack`,
+            text: 'Opened {{ steps.made.output.body.id }} for {{ custom.owner }} (run {{ meta.run.id }})',
+          },
+        },
+        { type: 'log', with: { note: 'done {{ steps.made.output.status }}' } },
+      ],
+    });
+    const id = await h.enqueue('chain', event('e-chain', { priority: 2 }));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    expect(run.rule_version).toBe(1);
+    const created = rx.on('/create');
+    expect(created).toHaveLength(1);
+    expect(JSON.parse(created[0]!.body)).toEqual({ summary: 'Printer down', prio: 2 });
+    expect(created[0]!.signatureOk).toBe(true);
+    expect(created[0]!.headers['idempotency-key']).toBe(`${id}:1`);
+    const slack = rx.on('/slack');
+    expect(JSON.parse(slack[0]!.body)).toEqual({ text: `Opened T-77 for kim (run ${id})` });
+    expect(slack[0]!.headers['idempotency-key']).toBe(`${id}:2`);
+    const steps = await h.steps(id);
+    expect(steps.map((s) => [s.type, s.status, s.attempts])).toEqual([
+      ['set', 'completed', 1],
+      ['webhook', 'completed', 1],
+      ['slack', 'completed', 1],
+      ['log', 'completed', 1],
+    ]);
+    expect(steps[1]!.output).toEqual({ status: 201, body: { id: 'T-77' } });
+    const audit = await h.db.query<{ details: { record: unknown } }>(
+      "select details from audit_log where action = 'run.log' and entity_id = $1",
+      [id],
+    );
+    expect(audit.rows.map((r) => r.details.record)).toEqual([{ note: 'done 201' }]);
+    const rule = await eventually('run count', async () => {
+      const r = await h.rules.get('acme', 'chain');
+      return r && r.runCount === 1 ? r : undefined;
+    });
+    expect(rule.lastRunAt).not.toBeNull();
+  });
+
+  it('a bad signature secret is detectable by the receiver', () => {
+    const body = '{"a":1}';
+    expect(signature('s1', body, 1700000000)).not.toBe(signature('s2', body, 1700000000));
+    expect(signature('s1', body, 1700000000)).toMatch(/^t=1700000000,v1=[0-9a-f]{64}$/);
+  });
+});
+
+describe('error strategies', () => {
+  it('continue: the failure is recorded and the run goes on', async () => {
+    rx.script.set('/c-bad', [{ status: 400 }]);
+    await h.rule({
+      id: 'cont',
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/c-bad` } },
+        { type: 'webhook', with: { url: `${rx.url}/c-next` } },
+      ],
+    });
+    const id = await h.enqueue('cont', event('e-cont'));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    expect(run.reason).toMatch(/1 step\(s\) failed/);
+    const steps = await h.steps(id);
+    expect(steps.map((s) => s.status)).toEqual(['failed', 'completed']);
+    expect(steps[0]!.error?.code).toBe('HTTP_400');
+    expect(rx.on('/c-next')).toHaveLength(1);
+  });
+
+  it('stop: the run ends as failed and later steps never run', async () => {
+    rx.script.set('/s-bad', [{ status: 422 }]);
+    await h.rule({
+      id: 'stopper',
+      onError: 'stop',
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/s-bad` } },
+        { type: 'webhook', with: { url: `${rx.url}/s-next` } },
+      ],
+    });
+    const id = await h.enqueue('stopper', event('e-stop'));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('failed');
+    expect(run.reason).toMatch(/step 0 \(webhook\) failed/);
+    expect(rx.on('/s-next')).toHaveLength(0);
+  });
+
+  it('retry: retries the failed step only, with the same idempotency key, then succeeds', async () => {
+    rx.script.set('/r-flaky', [{ status: 503 }, { status: 500 }, { status: 200 }]);
+    await h.rule({
+      id: 'retrier',
+      onError: 'retry',
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/r-first` } },
+        { type: 'webhook', with: { url: `${rx.url}/r-flaky` } },
+      ],
+    });
+    const id = await h.enqueue('retrier', event('e-retry'));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    expect(rx.on('/r-first')).toHaveLength(1);
+    expect(rx.on('/r-flaky')).toHaveLength(3);
+    expect([...rx.keys('/r-flaky')]).toEqual([[`${id}:1`, 3]]);
+    expect((await h.steps(id)).map((s) => s.attempts)).toEqual([1, 3]);
+  });
+
+  it('retry: a permanent error (404) is not retried; spent retries continue the run', async () => {
+    rx.script.set('/p-gone', [{ status: 404 }]);
+    rx.script.set('/p-down', [{ status: 503 }]);
+    await h.rule({
+      id: 'perm',
+      onError: 'retry',
+      retries: 2,
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/p-gone` } },
+        { type: 'webhook', with: { url: `${rx.url}/p-down` } },
+        { type: 'webhook', with: { url: `${rx.url}/p-after` } },
+      ],
+    });
+    const id = await h.enqueue('perm', event('e-perm'));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    expect(rx.on('/p-gone')).toHaveLength(1);
+    expect(rx.on('/p-down')).toHaveLength(3);
+    expect(rx.on('/p-after')).toHaveLength(1);
+    expect((await h.steps(id)).map((s) => [s.status, s.attempts])).toEqual([
+      ['failed', 1],
+      ['failed', 3],
+      ['completed', 1],
+    ]);
+  });
+});
+
+describe('delay, guard, versions', () => {
+  it('a delay survives a worker restart', async () => {
+    await h.rule({
+      id: 'waiter',
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/d-before` } },
+        { type: 'delay', with: { for: '1500ms' } },
+        { type: 'webhook', with: { url: `${rx.url}/d-after` } },
+      ],
+    });
+    const id = await h.enqueue('waiter', event('e-delay'));
+    await h.waitRun(id, ['delayed']);
+    expect(rx.on('/d-before')).toHaveLength(1);
+    await h.worker!.close();
+    expect(await (await h.queue.getJob(id))?.getState()).toBe('delayed');
+    await h.start();
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    expect(rx.on('/d-before')).toHaveLength(1);
+    expect(rx.on('/d-after')).toHaveLength(1);
+    expect((await h.steps(id)).map((s) => s.status)).toEqual(['completed', 'completed', 'completed']);
+  });
+
+  it('a run keeps the rule version it started with', async () => {
+    await h.rule({
+      id: 'pinned',
+      actions: [
+        { type: 'delay', with: { for: '1s' } },
+        { type: 'webhook', with: { url: `${rx.url}/v1` } },
+      ],
+    });
+    const id = await h.enqueue('pinned', event('e-pin'));
+    await h.waitRun(id, ['delayed']);
+    await h.rule({ id: 'pinned', actions: [{ type: 'webhook', with: { url: `${rx.url}/v2` } }] });
+    const run = await h.waitRun(id);
+    expect([run.status, run.rule_version]).toEqual(['completed', 1]);
+    expect(rx.on('/v1')).toHaveLength(1);
+    expect(rx.on('/v2')).toHaveLength(0);
+  });
+
+  it('a guard reads the latest snapshot; false ends the run as skipped', async () => {
+    await h.rule({
+      id: 'guarded',
+      actions: [
+        { type: 'guard', with: { when: 'ticket.status == "Open"' } },
+        { type: 'webhook', with: { url: `${rx.url}/g-after` } },
+      ],
+    });
+    const snap = `${h.prefix}:s:acme:halo:ticket:42`;
+    await h.redis.hset(snap, 'k:status', '"Closed"', '#v', '3');
+    const id = await h.enqueue('guarded', event('e-guard', { status: 'Open' }), { snapshot: snap });
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('skipped');
+    expect((await h.steps(id)).map((s) => s.status)).toEqual(['completed', 'skipped']);
+    await h.redis.hset(snap, 'k:status', '"Open"');
+    const id2 = await h.enqueue('guarded', event('e-guard2', { status: 'Open' }), { snapshot: snap });
+    expect((await h.waitRun(id2)).status).toBe('completed');
+    expect(rx.on('/g-after')).toHaveLength(1);
+  });
+
+  it('a rule paused before its run starts makes no run', async () => {
+    await h.rule({ id: 'paused', actions: [{ type: 'webhook', with: { url: `${rx.url}/paused` } }] });
+    await h.rules.setStatus('acme', 'paused', 'paused', { actor: 'test' });
+    const id = await h.enqueue('paused', event('e-paused'));
+    await eventually('job done', async () => (await (await h.queue.getJob(id))?.getState()) === 'completed');
+    expect(rx.on('/paused')).toHaveLength(0);
+  });
+});
+
+describe('outbound safety', () => {
+  it('refuses loopback, private and metadata addresses unless the tenant allows them', async () => {
+    await h.rule(
+      {
+        id: 'ssrf',
+        actions: [
+          { type: 'webhook', with: { url: `${rx.url}/ssrf` } },
+          { type: 'webhook', with: { url: 'http://169.254.169.254/latest/meta-data/' } },
+          { type: 'webhook', with: { url: 'http://10.1.2.3/' } },
+          { type: 'webhook', with: { url: 'http://localhost:1/' } },
+        ],
+      },
+      'strict',
+    );
+    const id = await h.enqueue('ssrf', { ...event('e-ssrf'), tenant: 'strict' });
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    const steps = await h.steps(id);
+    expect(steps.map((s) => [s.status, s.error?.code])).toEqual([
+      ['failed', 'SB_SSRF'],
+      ['failed', 'SB_SSRF'],
+      ['failed', 'SB_SSRF'],
+      ['failed', 'SB_SSRF'],
+    ]);
+    expect(rx.on('/ssrf')).toHaveLength(0);
+  });
+});
