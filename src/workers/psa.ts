@@ -70,6 +70,8 @@ function settingString(c: ConnectionInfo, k: string): string {
 export class PsaClients {
   private readonly zones = new Map<string, { url: string; until: number }>();
   private readonly tokens = new Map<string, { token: string; until: number }>();
+  /** Lookups and token requests in flight, shared by concurrent steps (one request, not many). */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly connections: Connections,
@@ -246,19 +248,22 @@ export class PsaClients {
         const key = `${c.tenant}/${c.id}/${user}`;
         let zone = this.zones.get(key);
         if (!zone || zone.until < this.now()) {
-          const lookup =
-            typeof c.settings.zoneLookupUrl === 'string' ? c.settings.zoneLookupUrl : AUTOTASK_ZONE_LOOKUP;
-          const res = await send({
-            method: 'GET',
-            url: `${lookup}?user=${encodeURIComponent(user)}`,
-            timeoutMs: this.timeoutMs,
-            allowPrivate,
+          zone = await this.once(`zone:${key}`, async () => {
+            const lookup =
+              typeof c.settings.zoneLookupUrl === 'string' ? c.settings.zoneLookupUrl : AUTOTASK_ZONE_LOOKUP;
+            const res = await send({
+              method: 'GET',
+              url: `${lookup}?user=${encodeURIComponent(user)}`,
+              timeoutMs: this.timeoutMs,
+              allowPrivate,
+            });
+            checkStatus(res, 'Autotask zone lookup');
+            const url = (JSON.parse(res.body) as { url?: string }).url;
+            if (!url) throw new ActionError('Autotask zone lookup returned no url', { retryable: false });
+            const z = { url: url.replace(/\/+$/, ''), until: this.now() + 24 * 3600_000 };
+            this.zones.set(key, z);
+            return z;
           });
-          checkStatus(res, 'Autotask zone lookup');
-          const url = (JSON.parse(res.body) as { url?: string }).url;
-          if (!url) throw new ActionError('Autotask zone lookup returned no url', { retryable: false });
-          zone = { url: url.replace(/\/+$/, ''), until: this.now() + 24 * 3600_000 };
-          this.zones.set(key, zone);
         }
         return {
           base: zone.url,
@@ -269,40 +274,52 @@ export class PsaClients {
         const key = `${c.tenant}/${c.id}`;
         let tok = fresh ? undefined : this.tokens.get(key);
         if (!tok || tok.until < this.now()) {
-          const authUrl = settingString(c, 'authUrl').replace(/\/+$/, '');
-          const q =
-            typeof c.settings.tenant === 'string' ? `?tenant=${encodeURIComponent(c.settings.tenant)}` : '';
-          const form = new URLSearchParams({
-            grant_type: 'client_credentials',
-            client_id: settingString(c, 'clientId'),
-            client_secret: s.clientSecret ?? '',
-            scope: typeof c.settings.scope === 'string' ? c.settings.scope : 'all',
-          }).toString();
-          const res = await send({
-            method: 'POST',
-            url: `${authUrl}/token${q}`,
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            body: form,
-            timeoutMs: this.timeoutMs,
-            allowPrivate,
+          tok = await this.once(`token:${key}:${fresh ? 'fresh' : ''}`, async () => {
+            const authUrl = settingString(c, 'authUrl').replace(/\/+$/, '');
+            const q =
+              typeof c.settings.tenant === 'string' ? `?tenant=${encodeURIComponent(c.settings.tenant)}` : '';
+            const form = new URLSearchParams({
+              grant_type: 'client_credentials',
+              client_id: settingString(c, 'clientId'),
+              client_secret: s.clientSecret ?? '',
+              scope: typeof c.settings.scope === 'string' ? c.settings.scope : 'all',
+            }).toString();
+            const res = await send({
+              method: 'POST',
+              url: `${authUrl}/token${q}`,
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              body: form,
+              timeoutMs: this.timeoutMs,
+              allowPrivate,
+            });
+            if (res.status === 400 || res.status === 401)
+              throw new ActionError(
+                `Halo token request refused (${res.status}): check the client id and secret`,
+                { retryable: false, status: res.status },
+              );
+            checkStatus(res, 'Halo token');
+            const body = JSON.parse(res.body) as { access_token?: string; expires_in?: number };
+            if (!body.access_token)
+              throw new ActionError('Halo token answer has no access_token', { retryable: true });
+            // Kept until a minute before it expires (or half its life when that is shorter).
+            const life = (body.expires_in ?? 3600) * 1000;
+            const t = { token: body.access_token, until: this.now() + Math.max(life - 60_000, life / 2) };
+            this.tokens.set(key, t);
+            return t;
           });
-          if (res.status === 400 || res.status === 401)
-            throw new ActionError(
-              `Halo token request refused (${res.status}): check the client id and secret`,
-              { retryable: false, status: res.status },
-            );
-          checkStatus(res, 'Halo token');
-          const body = JSON.parse(res.body) as { access_token?: string; expires_in?: number };
-          if (!body.access_token)
-            throw new ActionError('Halo token answer has no access_token', { retryable: true });
-          // Kept until a minute before it expires (or half its life when that is shorter).
-          const life = (body.expires_in ?? 3600) * 1000;
-          tok = { token: body.access_token, until: this.now() + Math.max(life - 60_000, life / 2) };
-          this.tokens.set(key, tok);
         }
         return { base: settingString(c, 'apiUrl'), headers: { authorization: `Bearer ${tok.token}` } };
       }
     }
+  }
+
+  /** Runs `fn` once for concurrent callers with the same key. */
+  private once<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const hit = this.inFlight.get(key);
+    if (hit) return hit as Promise<T>;
+    const p = fn().finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, p);
+    return p;
   }
 
   private send(prep: Prepared, req: Req, ctx: ActionContext): Promise<HttpResponse> {

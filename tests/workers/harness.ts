@@ -2,6 +2,7 @@
  * Test harness for workers: a Postgres schema and a Redis prefix of their own, rules saved through
  * the store, a worker started in this process, and waits on run history in Postgres.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -36,6 +37,8 @@ export interface Harness {
   run(id: string): Promise<RunRow | undefined>;
   steps(id: string): Promise<StepRow[]>;
   waitRun(id: string, statuses?: string[], ms?: number): Promise<RunRow>;
+  /** Starts a worker in a child process (same Redis prefix and schema); resolves when it is ready. */
+  spawn(env?: Record<string, string>): Promise<ChildProcess>;
   close(): Promise<void>;
 }
 
@@ -80,7 +83,9 @@ export async function harness(name: string): Promise<Harness> {
   const db = await openPostgres({ url: PG_URL, schema });
   await migrate(db);
   const rules = new RuleStore(db);
-  const secrets = new SecretBox(randomBytes(32));
+  const keyHex = randomBytes(32).toString('hex');
+  const secrets = SecretBox.fromText(keyHex);
+  const children: ChildProcess[] = [];
   const connections = new ConnectionStore(db, secrets);
   for (const t of ['acme', 'strict']) await rules.ensureTenant(t);
   // Test receivers listen on loopback: acme allows private networks, strict does not.
@@ -144,7 +149,33 @@ export async function harness(name: string): Promise<Harness> {
         ms,
       );
     },
+    spawn(extra = {}) {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', new URL('./worker-process.ts', import.meta.url).pathname],
+        {
+          env: {
+            ...process.env,
+            SB_TEST_REDIS: REDIS_URL,
+            SB_TEST_PREFIX: prefix,
+            SB_TEST_PG: PG_URL,
+            SB_TEST_SCHEMA: schema,
+            SB_TEST_KEY: keyHex,
+            ...extra,
+          },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      children.push(child);
+      return new Promise((resolve, reject) => {
+        child.stdout!.on('data', (b: Buffer) => {
+          if (b.toString().includes('ready')) resolve(child);
+        });
+        child.once('exit', (code) => reject(new Error(`worker process exited with ${code}`)));
+      });
+    },
     async close() {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
       await h.worker?.close();
       await queue.close();
       let cursor = '0';
