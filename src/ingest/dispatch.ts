@@ -8,6 +8,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
+import { IdleClaimer } from '../config/streams.js';
 import type { OutboxEntry } from './handoff.js';
 
 export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
@@ -62,6 +63,8 @@ export class Dispatcher {
   /** Reads and dispatches until stopped; first what this consumer left pending, then new entries. */
   private async loop(): Promise<void> {
     let pendingFirst = true;
+    // A dispatcher that died leaves delivered entries unacknowledged: claim them after a minute.
+    const claimer = new IdleClaimer(this.redis, this.streamKey, this.group, this.consumer);
     while (this.running) {
       try {
         const got = (await this.redis.call(
@@ -80,6 +83,7 @@ export class Dispatcher {
         const entries = ((typeof got?.[0] === 'string' ? got[1] : (got?.[0] as unknown[] | undefined)?.[1]) ??
           []) as Array<[string, string[] | null]>;
         if (pendingFirst && entries.length === 0) pendingFirst = false;
+        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
         if (entries.length > 0) await this.dispatch(entries);
       } catch (e) {
         // Redis is down or restarting: wait and go on; nothing is acknowledged until dispatched,

@@ -179,4 +179,14 @@ create table audit_log (
 create index audit_by_tenant on audit_log (tenant_id, at desc);
 `,
   },
+  {
+    version: 2,
+    name: 'run revisions: history records applied in order',
+    sql: `
+-- Each history record of a run carries a revision (the time it was written, made to increase); an
+-- older record never overwrites a newer one (records of one run can reach Postgres out of order
+-- after a worker dies and another resumes the run).
+alter table runs add column revision bigint not null default 0 check (revision >= 0);
+`,
+  },
 ];

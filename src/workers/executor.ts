@@ -133,6 +133,7 @@ export class Executor {
       ruleId: d.ruleId,
       version: rule?.version ?? 1,
       eventId: d.event.id,
+      rev: 0,
       status: 'running',
       reason: null,
       createdAt: d.event.receivedAt ? Date.parse(d.event.receivedAt) || now : now,

@@ -6,6 +6,7 @@
  * one twice (after a crash) changes nothing.
  */
 import type { Redis } from 'ioredis';
+import { IdleClaimer } from '../config/streams.js';
 import type { Db } from '../store/index.js';
 
 export type RunStatus =
@@ -36,6 +37,8 @@ export interface RunRecord {
   readonly ruleId: string;
   readonly version: number;
   readonly eventId: string | null;
+  /** Increases with every record of the run (ms time, or more); the drain keeps the highest. */
+  rev: number;
   status: RunStatus;
   reason: string | null;
   readonly createdAt: number;
@@ -70,8 +73,11 @@ export class HistoryLog {
     this.key = `${prefix}:history`;
   }
 
-  /** Appends a run's state; resolves once Redis has it (records of one turn share one call). */
+  /** Appends a run's state (its next revision); resolves once Redis has it (records of one turn share one call). */
   record(run: RunRecord): Promise<void> {
+    // Time-based, so that a record written later by another worker (resuming the run from older
+    // saved state) still wins over the dead worker's last records.
+    run.rev = Math.max(run.rev + 1, Date.now());
     this.pending.push(JSON.stringify(run));
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -104,18 +110,23 @@ export class HistoryLog {
 const UPSERT_RUNS = `
 with x as (
   select * from jsonb_to_recordset($1::jsonb) as x(id text, tenant text, rule_id text, version int, event_id text,
-    status text, reason text, created_at double precision, started_at double precision, finished_at double precision, error jsonb)
+    status text, reason text, created_at double precision, started_at double precision, finished_at double precision,
+    error jsonb, revision bigint)
 ), up as (
-  insert into runs (id, tenant_id, rule_id, rule_version, event_id, status, reason, created_at, started_at, finished_at, error)
+  insert into runs (id, tenant_id, rule_id, rule_version, event_id, status, reason, created_at, started_at, finished_at, error, revision)
   select id, tenant, rule_id, version, event_id, status, reason, to_timestamp(created_at / 1000.0),
-    to_timestamp(started_at / 1000.0), to_timestamp(finished_at / 1000.0), error from x
+    to_timestamp(started_at / 1000.0), to_timestamp(finished_at / 1000.0), error, revision from x
   on conflict (id) do update set status = excluded.status, reason = excluded.reason, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, error = excluded.error, rule_version = excluded.rule_version
-  returning tenant_id, rule_id, (xmax = 0) as inserted, created_at
+    finished_at = excluded.finished_at, error = excluded.error, rule_version = excluded.rule_version,
+    revision = excluded.revision
+  where runs.revision <= excluded.revision
+  returning id, tenant_id, rule_id, (xmax = 0) as inserted, created_at
+), counted as (
+  update rules r set run_count = r.run_count + c.n, last_run_at = greatest(r.last_run_at, c.at)
+  from (select tenant_id, rule_id, count(*) filter (where inserted) as n, max(created_at) as at from up group by 1, 2) c
+  where r.tenant_id = c.tenant_id and r.id = c.rule_id
 )
-update rules r set run_count = r.run_count + c.n, last_run_at = greatest(r.last_run_at, c.at)
-from (select tenant_id, rule_id, count(*) filter (where inserted) as n, max(created_at) as at from up group by 1, 2) c
-where r.tenant_id = c.tenant_id and r.id = c.rule_id`;
+select id from up`;
 
 const UPSERT_STEPS = `
 insert into steps (run_id, idx, type, status, attempts, started_at, finished_at, output, error)
@@ -163,6 +174,7 @@ export class HistoryDrain {
     const group = this.opts.group ?? 'history';
     const consumer = this.opts.consumer ?? `h-${process.pid}`;
     let pendingFirst = true;
+    const claimer = new IdleClaimer(this.redis, this.key, group, consumer);
     while (this.running) {
       try {
         const got = (await this.redis.xreadgroup(
@@ -179,6 +191,7 @@ export class HistoryDrain {
         )) as Array<[string, Array<[string, string[] | null]>]> | null;
         const entries = got?.[0]?.[1] ?? [];
         if (pendingFirst && entries.length === 0) pendingFirst = false;
+        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
         if (entries.length === 0) continue;
         const runs = entries.flatMap(([, f]) => (f ? [JSON.parse(f[1]!) as RunRecord] : []));
         await this.write(runs);
@@ -199,7 +212,8 @@ export class HistoryDrain {
     const last = new Map<string, RunRecord>();
     const logs: Array<Record<string, unknown>> = [];
     for (const r of records) {
-      last.set(r.id, r);
+      const prev = last.get(r.id);
+      if (!prev || prev.rev <= r.rev) last.set(r.id, r);
       for (const l of r.logs ?? [])
         logs.push({ tenant: r.tenant, run_id: r.id, details: { step: l.idx, record: l.record }, at: l.at });
     }
@@ -229,6 +243,7 @@ export class HistoryDrain {
       started_at: r.startedAt,
       finished_at: r.finishedAt,
       error: r.error ?? null,
+      revision: r.rev,
     }));
     const stepRows = runs.flatMap((r) =>
       r.steps.map((s) => ({
@@ -244,8 +259,12 @@ export class HistoryDrain {
       })),
     );
     await this.db.transaction(async (tx) => {
-      await tx.query(UPSERT_RUNS, [JSON.stringify(runRows)]);
-      if (stepRows.length > 0) await tx.query(UPSERT_STEPS, [JSON.stringify(stepRows)]);
+      const applied = new Set(
+        (await tx.query<{ id: string }>(UPSERT_RUNS, [JSON.stringify(runRows)])).rows.map((r) => r.id),
+      );
+      // Steps only of the runs whose record was the newest (an older record changes nothing).
+      const fresh = stepRows.filter((s) => applied.has(s.run_id));
+      if (fresh.length > 0) await tx.query(UPSERT_STEPS, [JSON.stringify(fresh)]);
       if (logs.length > 0) await tx.query(INSERT_LOGS, [JSON.stringify(logs)]);
     });
   }

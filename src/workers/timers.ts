@@ -19,6 +19,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
+import { IdleClaimer } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
 const ARM = `
@@ -178,6 +179,7 @@ export class Timers {
   private async enqueueLoop(queue: Queue): Promise<void> {
     const consumer = `t-${process.pid}`;
     let pendingFirst = true;
+    const claimer = new IdleClaimer(this.r, this.k.fired, 'timers', consumer);
     while (this.running) {
       try {
         const got = (await this.r.xreadgroupBuffer(
@@ -194,6 +196,7 @@ export class Timers {
         )) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null;
         const entries = got?.[0]?.[1] ?? [];
         if (pendingFirst && entries.length === 0) pendingFirst = false;
+        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
         if (entries.length === 0) continue;
         const jobs: Parameters<Queue['addBulk']>[0] = [];
         for (const [, f] of entries) {

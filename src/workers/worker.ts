@@ -104,8 +104,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   const queueRedis = redis.duplicate();
   const queue = new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix });
+  // Connections given to BullMQ are ours to close (it closes only those it makes).
+  const workerRedis = redis.duplicate();
   const worker = new Worker<RunJobData>(RUN_QUEUE, executor.process, {
-    connection: redis.duplicate(),
+    connection: workerRedis,
     prefix,
     concurrency: o.concurrency ?? 50,
     lockDuration: o.lockDurationMs ?? 30_000,
@@ -168,7 +170,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       await drain?.stop();
       await rules.stop();
       await queue.close();
-      for (const c of [redis, queueRedis, timerRedis, drainRedis]) c.disconnect();
+      for (const c of [redis, queueRedis, workerRedis, timerRedis, drainRedis]) c.disconnect();
     })());
   return { worker, queue, timers, drain, executor, close };
 }

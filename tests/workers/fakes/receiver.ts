@@ -29,6 +29,8 @@ export class Receiver {
   /** Answers per path, used in order; the last one repeats. Default: 200 {"ok":true}. */
   readonly script = new Map<string, Answer[]>();
   secret = 'whsec-test';
+  /** How long each answer takes (a slow receiver keeps steps in flight). */
+  delayMs = 0;
   url = '';
 
   async start(): Promise<this> {
@@ -46,16 +48,24 @@ export class Receiver {
           at: Date.now(),
           signatureOk: this.check(req.headers['x-signalbox-signature'] as string | undefined, body),
         });
-        const list = this.script.get(path);
-        const a: Answer =
-          list && list.length > 0 ? (list.length > 1 ? list.shift()! : list[0]!) : { status: 200 };
-        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
-        res.end(a.body ?? JSON.stringify({ ok: a.status < 300, path }));
+        if (this.delayMs > 0) {
+          setTimeout(() => this.answer(path, res), this.delayMs);
+          return;
+        }
+        this.answer(path, res);
       });
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
+  }
+
+  private answer(path: string, res: import('node:http').ServerResponse): void {
+    const list = this.script.get(path);
+    const a: Answer =
+      list && list.length > 0 ? (list.length > 1 ? list.shift()! : list[0]!) : { status: 200 };
+    res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+    res.end(a.body ?? JSON.stringify({ ok: a.status < 300, path }));
   }
 
   private check(header: string | undefined, body: string): boolean | undefined {
