@@ -77,6 +77,50 @@ try {
   // No ingest results yet.
 }
 
+// Workers (bench/workers/workers.bench.ts).
+try {
+  const w = JSON.parse(readFileSync('bench/results/workers.json', 'utf8')) as {
+    run: { date: string };
+    throughput: {
+      jobs: number;
+      concurrency: number;
+      rawBullmqJobsPerSec: number;
+      signalboxRunsPerSec: number;
+      ratio: number;
+      signalboxWithoutDrainRunsPerSec: number;
+      ratioWithoutDrain: number;
+    };
+    endToEnd: {
+      offeredEventsPerSec: number;
+      acceptedEventsPerSec: number;
+      acceptedToFirstStepMs: { p50: number; p99: number };
+    };
+    debounce: {
+      timers: number;
+      redisMB: number;
+      bytesPerTimer: number;
+      rearmsPerSecAt1k: number;
+      rearmsPerSecAt100k: number;
+    };
+  };
+  const t = w.throughput;
+  lines.push(
+    '',
+    `Workers (\`npm run bench:workers\`; ${n(t.jobs)} jobs, concurrency ${t.concurrency}, one worker process each, real Redis and Postgres; ${w.run.date.slice(0, 10)}).`,
+    'Baseline: a raw BullMQ worker with a no-op processor on the same Redis, same run.',
+    '',
+    '| measure | baseline | Signalbox | ratio / target |',
+    '|---|---:|---:|---:|',
+    `| runs of one \`log\` step, history drained in the same process | ${n(t.rawBullmqJobsPerSec)} jobs/s | ${n(t.signalboxRunsPerSec)} runs/s | ${Math.round(t.ratio * 100)}% (target 60%) |`,
+    `| the same, history drained by another process (not running) | ${n(t.rawBullmqJobsPerSec)} jobs/s | ${n(t.signalboxWithoutDrainRunsPerSec)} runs/s | ${Math.round(t.ratioWithoutDrain * 100)}% (target 60%) |`,
+    `| event accepted → first step started, ${n(w.endToEnd.offeredEventsPerSec)} events/s offered (${n(w.endToEnd.acceptedEventsPerSec)} accepted), serve + worker + load on 2 cores | – | p50 ${w.endToEnd.acceptedToFirstStepMs.p50} ms, p99 ${w.endToEnd.acceptedToFirstStepMs.p99} ms | target p99 ≤ 25 ms |`,
+    `| ${n(w.debounce.timers)} armed debounce timers | – | ${w.debounce.redisMB} MB of Redis (${n(w.debounce.bytesPerTimer)} B each) | target ≤ 100 MB |`,
+    `| re-arming a timer at 1k vs 100k armed | ${n(w.debounce.rearmsPerSecAt1k)}/s | ${n(w.debounce.rearmsPerSecAt100k)}/s | O(1): flat |`,
+  );
+} catch {
+  // No worker results yet.
+}
+
 const readme = readFileSync('README.md', 'utf8');
 const start = '<!-- perf:start -->';
 const end = '<!-- perf:end -->';

@@ -35,3 +35,18 @@ it('every example in docs/rules.md compiles', async () => {
   }
   expect(checked).toBeGreaterThanOrEqual(15);
 });
+
+it('every rule example in docs/actions.md compiles, and every action is documented', async () => {
+  const { ACTION_TYPES, compileRule } = await import('../src/engine/index.js');
+  const doc = readFileSync(new URL('../docs/actions.md', import.meta.url), 'utf8');
+  const rules = [...doc.matchAll(/```json\n([\s\S]*?)```/g)].map(
+    (m) => JSON.parse(m[1]!) as Record<string, unknown>,
+  );
+  for (const r of rules) expect(() => compileRule(r), String(r.id)).not.toThrow();
+  expect(rules.length).toBeGreaterThanOrEqual(7);
+  const used = new Set(rules.flatMap((r) => (r.actions as Array<{ type: string }>).map((a) => a.type)));
+  for (const type of Object.keys(ACTION_TYPES)) {
+    expect(doc, type).toContain(type);
+    if (type !== 'psa.ticket.update') expect(used, `an example uses ${type}`).toContain(type);
+  }
+});

@@ -14,8 +14,9 @@ import { Dispatcher, RUN_QUEUE, type RunJob } from '../ingest/dispatch.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
-import { migrate, RuleStore } from '../store/index.js';
-import { commandEnv, openCommandDb } from './env.js';
+import { type Db, migrate, RuleStore } from '../store/index.js';
+import { startWorker } from '../workers/worker.js';
+import { commandEnv, openCommandDb, secretBox } from './env.js';
 import { runRules } from './rules.js';
 
 const CONNECTIONS: Connection[] = [
@@ -54,6 +55,37 @@ const POSTS: Array<[string, string, Record<string, string>]> = [
   ['halo/halo', 'halo.ticket.created.json', HALO_AUTH],
   ['halo/halo', 'halo.ticket.updated.json', HALO_AUTH],
 ];
+
+interface RunView {
+  id: string;
+  status: string;
+  steps: Array<{ type: string; status: string; output: unknown }>;
+}
+
+/** Waits until the runs are finished in the history (or the time is up); returns those that are. */
+async function waitForRuns(db: Db, ids: string[], ms: number): Promise<RunView[]> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const r = await db.query<{ id: string; status: string }>(
+      "select id, status from runs where id = any($1) and status in ('completed', 'failed', 'skipped', 'throttled', 'cancelled')",
+      [ids],
+    );
+    if (r.rows.length >= ids.length || Date.now() > until) {
+      const out: RunView[] = [];
+      for (const id of ids) {
+        const run = r.rows.find((x) => x.id === id);
+        if (!run) continue;
+        const s = await db.query<{ type: string; status: string; output: unknown }>(
+          'select type, status, output from steps where run_id = $1 order by idx',
+          [id],
+        );
+        out.push({ ...run, steps: s.rows });
+      }
+      return out;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
 
 export async function runDemo(io: {
   stdout: NodeJS.WritableStream;
@@ -127,10 +159,36 @@ export async function runDemo(io: {
     jobs = await queue.getJobs(['wait']);
   }
   say(`· ${jobs.length} runs queued for the workers (BullMQ queue "${RUN_QUEUE}", prefix "${prefix}"):`);
+  const runIds = new Map<string, string>();
   for (const j of jobs.sort((a, b) => (a.timestamp ?? 0) - (b.timestamp ?? 0))) {
     const d = j.data as RunJob;
+    runIds.set(String(j.id), `${d.ruleId} ← ${d.event.type} ${d.event.id}`);
     say(`  ${d.ruleId.padEnd(20)} ← ${d.event.type} ${d.event.id}`);
   }
+  // The workers (src/workers) run them: steps, templates, history in the database.
+  const worker = await startWorker({
+    redisUrl: env.REDIS_URL!,
+    prefix,
+    db,
+    secrets: secretBox(env),
+    concurrency: 10,
+  });
+  const ids = [...runIds.keys()];
+  const runs = await waitForRuns(db, ids, 10_000);
+  say(`· the workers ran them (history in ${db.kind === 'pglite' ? 'var/db' : 'Postgres'}):`);
+  for (const r of runs) {
+    const outputs = r.steps.map(
+      (s) => `${s.type} ${s.status}${s.output ? ` ${JSON.stringify(s.output)}` : ''}`,
+    );
+    say(
+      `  ${r.status.padEnd(9)} ${runIds.get(r.id)}${outputs.length ? `\n      ${outputs.join('\n      ')}` : ''}`,
+    );
+  }
+  if (runs.length < ids.length) {
+    failed++;
+    io.stderr.write(`signalbox demo: only ${runs.length} of ${ids.length} runs finished in time\n`);
+  }
+  await worker.close();
   server.close();
   await dispatcher.stop();
   await queue.obliterate({ force: true }).catch(() => {});

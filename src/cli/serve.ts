@@ -115,6 +115,15 @@ export async function runServe(argv: readonly string[], io: ServeIo): Promise<nu
     apiKeys: { tenantOf: (k) => apiKeys.get(hash(k)) },
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
+    // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
+    ...(Number(env.SIGNALBOX_TENANT_RATE) > 0
+      ? {
+          rate: {
+            perSecond: Number(env.SIGNALBOX_TENANT_RATE),
+            burst: 5 * Number(env.SIGNALBOX_TENANT_RATE),
+          },
+        }
+      : {}),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
   const workers: Worker[] = [];

@@ -196,7 +196,8 @@ export class Executor {
         return { status: 'throttled' };
       }
     }
-    void this.o.history.record(record).catch(() => {});
+    // No history record yet: a run that finishes in one go is written once, when it ends (a
+    // suspended or checkpointed run is written then).
     return { id: record.id, version: rule.version, step: 0, attempt: 0, custom: {}, outputs: {}, record };
   }
 

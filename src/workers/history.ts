@@ -107,7 +107,11 @@ export class HistoryLog {
   }
 }
 
-const UPSERT_RUNS = `
+/**
+ * One statement (atomic, one round trip) writes a batch: runs (an older revision changes nothing),
+ * the steps of the runs whose record was applied, the rules' run counts, and `log` records.
+ */
+const WRITE = `
 with x as (
   select * from jsonb_to_recordset($1::jsonb) as x(id text, tenant text, rule_id text, version int, event_id text,
     status text, reason text, created_at double precision, started_at double precision, finished_at double precision,
@@ -125,21 +129,21 @@ with x as (
   update rules r set run_count = r.run_count + c.n, last_run_at = greatest(r.last_run_at, c.at)
   from (select tenant_id, rule_id, count(*) filter (where inserted) as n, max(created_at) as at from up group by 1, 2) c
   where r.tenant_id = c.tenant_id and r.id = c.rule_id
+), st as (
+  insert into steps (run_id, idx, type, status, attempts, started_at, finished_at, output, error)
+  select s.run_id, s.idx, s.type, s.status, s.attempts, to_timestamp(s.started_at / 1000.0),
+    to_timestamp(s.finished_at / 1000.0), s.output, s.error
+  from jsonb_to_recordset($2::jsonb) as s(run_id text, idx int, type text, status text, attempts int,
+    started_at double precision, finished_at double precision, output jsonb, error jsonb)
+  where s.run_id in (select id from up)
+  on conflict (run_id, idx) do update set status = excluded.status, attempts = excluded.attempts,
+    started_at = excluded.started_at, finished_at = excluded.finished_at, output = excluded.output, error = excluded.error
+), lg as (
+  insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
+  select tenant, 'workflow', 'run.log', 'run', run_id, details, to_timestamp(at / 1000.0)
+  from jsonb_to_recordset($3::jsonb) as l(tenant text, run_id text, details jsonb, at double precision)
 )
-select id from up`;
-
-const UPSERT_STEPS = `
-insert into steps (run_id, idx, type, status, attempts, started_at, finished_at, output, error)
-select run_id, idx, type, status, attempts, to_timestamp(started_at / 1000.0), to_timestamp(finished_at / 1000.0), output, error
-from jsonb_to_recordset($1::jsonb) as x(run_id text, idx int, type text, status text, attempts int,
-  started_at double precision, finished_at double precision, output jsonb, error jsonb)
-on conflict (run_id, idx) do update set status = excluded.status, attempts = excluded.attempts,
-  started_at = excluded.started_at, finished_at = excluded.finished_at, output = excluded.output, error = excluded.error`;
-
-const INSERT_LOGS = `
-insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
-select tenant, 'workflow', 'run.log', 'run', run_id, details, to_timestamp(at / 1000.0)
-from jsonb_to_recordset($1::jsonb) as x(tenant text, run_id text, details jsonb, at double precision)`;
+select count(*) from up`;
 
 /** Reads the history stream with a consumer group and writes it to Postgres in batches. */
 export class HistoryDrain {
@@ -258,14 +262,6 @@ export class HistoryDrain {
         error: s.error ?? null,
       })),
     );
-    await this.db.transaction(async (tx) => {
-      const applied = new Set(
-        (await tx.query<{ id: string }>(UPSERT_RUNS, [JSON.stringify(runRows)])).rows.map((r) => r.id),
-      );
-      // Steps only of the runs whose record was the newest (an older record changes nothing).
-      const fresh = stepRows.filter((s) => applied.has(s.run_id));
-      if (fresh.length > 0) await tx.query(UPSERT_STEPS, [JSON.stringify(fresh)]);
-      if (logs.length > 0) await tx.query(INSERT_LOGS, [JSON.stringify(logs)]);
-    });
+    await this.db.query(WRITE, [JSON.stringify(runRows), JSON.stringify(stepRows), JSON.stringify(logs)]);
   }
 }

@@ -33,4 +33,9 @@ it('applies the example rules, takes every example webhook and queues one run pe
   expect(r.stdout).toContain('matched: at-ticket-complete, printer-tickets');
   expect(r.stdout).toContain('matched: halo-ticket-closed, printer-tickets');
   expect(r.stdout).toContain('· 12 runs queued');
+  // The workers ran every queued run, with templates rendered from each PSA's event.
+  expect(r.stdout).toContain('· the workers ran them');
+  expect(r.stdout.match(/^ {2}completed /gm)).toHaveLength(12);
+  expect(r.stdout).toContain('send the satisfaction survey: https://survey.example.com/?ticket=351181');
+  expect(r.stdout).toContain('"acknowledgement":"We have your ticket #4242: Printer offline - 2nd floor"');
 });

@@ -1,0 +1,67 @@
+/**
+ * The worker processes of the worker benchmark (workers.bench.ts drives them), one per process:
+ *
+ *   raw <redisUrl> <prefix> <n>                      a BullMQ worker with a no-op processor: the ceiling
+ *   signalbox <redisUrl> <prefix> <n> <pg> <schema>  Signalbox's worker (startWorker), history drain included
+ *
+ * Both use concurrency 50 and count completed jobs; when n are done they print one JSON line:
+ * the time from the first job started to the n-th completed (and, for signalbox, until the
+ * history of all n runs is in Postgres).
+ */
+import { randomBytes } from 'node:crypto';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { RUN_QUEUE } from '../../src/config/runs.js';
+import { openPostgres, SecretBox } from '../../src/store/index.js';
+import { startWorker } from '../../src/workers/worker.js';
+
+const [mode, redisUrl, prefix, nText, pgUrl, schema] = process.argv.slice(2);
+const n = Number(nText);
+const CONCURRENCY = 50;
+
+let first = 0;
+let done = 0;
+const finished = new Promise<number>((resolve) => {
+  (globalThis as { onDone?: () => void }).onDone = () => {
+    if (++done === n) resolve(performance.now());
+  };
+});
+const onActive = () => {
+  if (first === 0) first = performance.now();
+};
+const onDone = (globalThis as unknown as { onDone: () => void }).onDone;
+
+if (mode === 'raw') {
+  const connection = new Redis(redisUrl!, { maxRetriesPerRequest: null });
+  const w = new Worker(RUN_QUEUE, async () => {}, { connection, prefix, concurrency: CONCURRENCY });
+  w.on('active', onActive);
+  w.on('completed', onDone);
+  const end = await finished;
+  console.log(JSON.stringify({ mode, jobs: n, ms: end - first }));
+  await w.close();
+  connection.disconnect();
+} else {
+  const db = await openPostgres({ url: pgUrl!, schema: schema! });
+  const drainHistory = process.env.SB_BENCH_DRAIN !== '0';
+  const w = await startWorker({
+    redisUrl: redisUrl!,
+    prefix: prefix!,
+    db,
+    secrets: new SecretBox(randomBytes(32)),
+    concurrency: CONCURRENCY,
+    drainHistory,
+  });
+  w.worker.on('active', onActive);
+  w.worker.on('completed', onDone);
+  const end = await finished;
+  for (; drainHistory; ) {
+    const r = await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'");
+    if (Number(r.rows[0]!.n) >= n) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const historyEnd = performance.now();
+  console.log(JSON.stringify({ mode, jobs: n, ms: end - first, historyMs: historyEnd - first }));
+  await w.close();
+  await db.close();
+}
+process.exit(0);

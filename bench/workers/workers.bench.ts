@@ -1,0 +1,339 @@
+/**
+ * Worker benchmarks (issue 4's targets), each beside a baseline measured in the same run:
+ *
+ * 1. throughput: runs of one `log` step through Signalbox's worker vs jobs through a raw BullMQ
+ *    worker with a no-op processor, same Redis, same payloads, one worker process each;
+ * 2. latency: event accepted by the ingest → first step started, at a fixed 2,000 events/s, end
+ *    to end through the real commands (`signalbox serve --no-worker`, `signalbox worker`);
+ * 3. debounce timers: Redis memory for 100,000 armed timers, and re-arming at 1k vs 100k armed.
+ *
+ *   npm run bench:workers      (needs deploy/local's Redis and Postgres: npm run services:up)
+ *
+ * Writes bench/results/workers.json.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { build } from '../../scripts/build-lib.mjs';
+import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
+import { migrate, openPostgres, RuleStore } from '../../src/store/index.js';
+import { Timers } from '../../src/workers/timers.js';
+import { runInfo } from '../env.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+const PG_URL = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
+const JOBS = Number(process.env.SB_BENCH_JOBS ?? 20_000);
+const RATE = 2_000;
+const SECONDS = Number(process.env.SB_BENCH_SECONDS ?? 10);
+const TIMERS = 100_000;
+
+const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+const tag = `wb${process.pid}`;
+
+function deviceEvent(i: number): RunJob['event'] {
+  return {
+    id: `ev-${i}`,
+    tenant: 'bench',
+    source: 'rmm',
+    type: 'device.offline',
+    time: new Date().toISOString(),
+    receivedAt: new Date().toISOString(),
+    data: {
+      id: `dev-${i}`,
+      name: `SRV-${i}`,
+      client_id: 42,
+      site: 'HQ',
+      status: 'offline',
+      os: 'Windows Server 2022',
+      last_seen: new Date().toISOString(),
+      ip: '10.0.0.12',
+    },
+  };
+}
+
+async function clean(prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 5000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+function waitLine(child: ChildProcess, pattern: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => pattern.test(l));
+      if (line) resolve(line);
+    });
+    child.once('exit', (c) => reject(new Error(`exited with ${c}: ${out}`)));
+  });
+}
+
+// ---------------------------------------------------------------- 1. throughput
+const procs = await build('bench/workers/procs.ts', 'var/bench/worker-procs.mjs');
+
+async function throughput(
+  mode: 'raw' | 'signalbox',
+  schema: string,
+  drain = true,
+): Promise<{ jobsPerSec: number; historyPerSec?: number }> {
+  const prefix = `${tag}-${mode}-${drain ? 'd' : 'n'}`;
+  await clean(prefix);
+  const queue = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
+  for (let i = 0; i < JOBS; i += 1000) {
+    await queue.addBulk(
+      Array.from({ length: Math.min(1000, JOBS - i) }, (_, j) => ({
+        name: 'run',
+        data: { tenant: 'bench', ruleId: 'bench-log', event: deviceEvent(i + j) },
+        opts: { jobId: `j-${i + j}`, removeOnComplete: 10_000, removeOnFail: 50_000 },
+      })),
+    );
+  }
+  const child = spawn(process.execPath, [procs, mode, REDIS_URL, prefix, String(JOBS), PG_URL, schema], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, SB_BENCH_DRAIN: drain ? '1' : '0' },
+  });
+  const r = JSON.parse(await waitLine(child, /^\{/)) as { ms: number; historyMs?: number };
+  await new Promise((res) => child.once('exit', res));
+  await queue.close();
+  await clean(prefix);
+  return {
+    jobsPerSec: Math.round((JOBS / r.ms) * 1000),
+    ...(r.historyMs ? { historyPerSec: Math.round((JOBS / r.historyMs) * 1000) } : {}),
+  };
+}
+
+const schema = `sb_bench_${tag}`;
+const db = await openPostgres({ url: PG_URL, schema });
+await migrate(db);
+const store = new RuleStore(db);
+await store.ensureTenant('bench');
+await store.save(
+  'bench',
+  {
+    id: 'bench-log',
+    source: '*',
+    on: 'device.offline',
+    actions: [{ type: 'log', with: { device: '{{ device.name }}' } }],
+  },
+  { actor: 'bench', status: 'active' },
+);
+// Warm-up (discarded), then the measured runs, alternating.
+await throughput('raw', schema);
+await db.query('truncate runs cascade');
+const raw: number[] = [];
+const sbx: Array<{ jobsPerSec: number; historyPerSec?: number }> = [];
+const sbxNoDrain: number[] = [];
+for (let round = 0; round < 3; round++) {
+  raw.push((await throughput('raw', schema)).jobsPerSec);
+  sbx.push(await throughput('signalbox', schema));
+  // The same worker with the history drain left to another process (not running here).
+  sbxNoDrain.push((await throughput('signalbox', schema, false)).jobsPerSec);
+  await db.query('truncate runs cascade');
+  await db.query('truncate audit_log');
+}
+const best = (xs: number[]) => Math.max(...xs);
+const throughputResult = {
+  jobs: JOBS,
+  concurrency: 50,
+  rawBullmqJobsPerSec: best(raw),
+  signalboxRunsPerSec: best(sbx.map((s) => s.jobsPerSec)),
+  signalboxHistoryRunsPerSec: best(sbx.map((s) => s.historyPerSec ?? 0)),
+  ratio: +(best(sbx.map((s) => s.jobsPerSec)) / best(raw)).toFixed(3),
+  signalboxWithoutDrainRunsPerSec: best(sbxNoDrain),
+  ratioWithoutDrain: +(best(sbxNoDrain) / best(raw)).toFixed(3),
+  rounds: { raw, signalbox: sbx, signalboxWithoutDrain: sbxNoDrain },
+};
+console.log('throughput', JSON.stringify(throughputResult));
+
+// ---------------------------------------------------------------- 2. latency, end to end
+async function endToEnd(): Promise<Record<string, unknown>> {
+  const prefix = `${tag}-e2e`;
+  await clean(prefix);
+  await db.query('truncate runs cascade');
+  mkdirSync('var/bench', { recursive: true });
+  writeFileSync(
+    'var/bench/e2e-connections.json',
+    JSON.stringify({ connections: [], apiKeys: [{ tenant: 'bench', key: 'bench-key' }] }),
+  );
+  const env = {
+    ...process.env,
+    REDIS_URL,
+    DATABASE_URL: PG_URL,
+    SIGNALBOX_DB_SCHEMA: schema,
+    SIGNALBOX_REDIS_PREFIX: prefix,
+    SIGNALBOX_SECRET_KEY: randomBytes(32).toString('hex'),
+    // Above the offered rate: the default per-tenant limit (1,000/s) would refuse part of the load.
+    SIGNALBOX_TENANT_RATE: String(RATE * 2),
+  };
+  const port = 31_000 + (process.pid % 1000);
+  const serve = spawn(
+    process.execPath,
+    [
+      'bin/signalbox.js',
+      'serve',
+      '--no-worker',
+      '--port',
+      String(port),
+      '--connections',
+      'var/bench/e2e-connections.json',
+    ],
+    { env, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await waitLine(serve, /listening/);
+  const worker = spawn(process.execPath, ['bin/signalbox.js', 'worker'], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await waitLine(worker, /running/);
+  let seq = 0;
+  const load = await new Promise<autocannon.Result>((resolve, reject) =>
+    autocannon(
+      {
+        url: `http://127.0.0.1:${port}/v1/events`,
+        connections: 16,
+        duration: SECONDS,
+        overallRate: RATE,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (req) => {
+              const e = deviceEvent(seq++);
+              return {
+                ...req,
+                body: JSON.stringify({ ...e, tenant: undefined, receivedAt: undefined, id: `e2e-${seq}` }),
+                headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
+              };
+            },
+          },
+        ],
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    ),
+  );
+  const accepted = load['2xx'];
+  const until = Date.now() + 60_000;
+  let finished = 0;
+  while (Date.now() < until) {
+    finished = Number(
+      (await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'")).rows[0]!.n,
+    );
+    if (finished >= accepted) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const q = await db.query<{ p50: number; p99: number; max: number; n: string }>(
+    `select percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99,
+            max(ms) as max, count(*) as n
+     from (select extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
+           from runs r join steps s on s.run_id = r.id and s.idx = 0) x`,
+  );
+  serve.kill('SIGTERM');
+  worker.kill('SIGTERM');
+  await Promise.all([serve, worker].map((c) => new Promise((r) => c.once('exit', r))));
+  await clean(prefix);
+  const row = q.rows[0]!;
+  return {
+    offeredEventsPerSec: RATE,
+    seconds: SECONDS,
+    acceptedEventsPerSec: Math.round(accepted / SECONDS),
+    non2xx: load.non2xx,
+    runs: Number(row.n),
+    acceptedToFirstStepMs: {
+      p50: +Number(row.p50).toFixed(2),
+      p99: +Number(row.p99).toFixed(2),
+      max: +Number(row.max).toFixed(2),
+    },
+    requestLatencyMs: { p50: load.latency.p50, p99: load.latency.p99 },
+  };
+}
+const e2e = await endToEnd();
+console.log('e2e', JSON.stringify(e2e));
+
+// ---------------------------------------------------------------- 3. debounce timers
+async function memory(): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)![1]);
+}
+const tprefix = `${tag}-timers`;
+await clean(tprefix);
+const timers = new Timers(redis, tprefix);
+const job = (i: number): RunJob => ({
+  tenant: 'bench',
+  ruleId: 'offline-15m',
+  event: deviceEvent(i),
+  kind: 'debounced',
+  version: 1,
+});
+const due = Date.now() + 3600_000;
+const before = await memory();
+async function armMany(from: number, to: number): Promise<void> {
+  const BATCH = 500;
+  for (let i = from; i < to; i += BATCH) {
+    await Promise.all(
+      Array.from({ length: Math.min(BATCH, to - i) }, (_, j) =>
+        timers.arm(
+          Timers.id('bench', 'offline-15m', `dev-${i + j}`),
+          due + ((i + j) % 900) * 1000,
+          Date.now(),
+          job(i + j),
+        ),
+      ),
+    );
+  }
+}
+async function rearmRate(armed: number): Promise<number> {
+  const N = 10_000;
+  const t0 = performance.now();
+  const BATCH = 500;
+  for (let i = 0; i < N; i += BATCH) {
+    await Promise.all(
+      Array.from({ length: BATCH }, (_, j) => {
+        const k = (i + j) % armed;
+        return timers.arm(
+          Timers.id('bench', 'offline-15m', `dev-${k}`),
+          due + 5000 + ((i + j) % 900) * 1000,
+          Date.now(),
+          job(k),
+        );
+      }),
+    );
+  }
+  return Math.round((N / (performance.now() - t0)) * 1000);
+}
+await armMany(0, 1000);
+const rearmAt1k = await rearmRate(1000);
+await armMany(1000, TIMERS);
+const after = await memory();
+const rearmAt100k = await rearmRate(TIMERS);
+const armed = await timers.size();
+await clean(tprefix);
+const debounce = {
+  timers: armed,
+  redisBytes: after - before,
+  redisMB: +((after - before) / 2 ** 20).toFixed(1),
+  bytesPerTimer: Math.round((after - before) / armed),
+  rearmsPerSecAt1k: rearmAt1k,
+  rearmsPerSecAt100k: rearmAt100k,
+  rearmCostRatio100kVs1k: +(rearmAt1k / rearmAt100k).toFixed(2),
+};
+console.log('debounce', JSON.stringify(debounce));
+
+await db.query(`drop schema "${schema}" cascade`);
+await db.close();
+redis.disconnect();
+const out = {
+  run: runInfo(),
+  command: 'npm run bench:workers',
+  throughput: throughputResult,
+  endToEnd: e2e,
+  debounce,
+};
+writeFileSync('bench/results/workers.json', `${JSON.stringify(out, null, 2)}\n`);
+console.log('wrote bench/results/workers.json');
+process.exit(0);
