@@ -26,7 +26,7 @@ import { runInfo } from '../env.js';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 const PG_URL = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
 const JOBS = Number(process.env.SB_BENCH_JOBS ?? 20_000);
-const RATE = 2_000;
+const RATE = Number(process.env.SB_BENCH_RATE ?? 2_000);
 const SECONDS = Number(process.env.SB_BENCH_SECONDS ?? 10);
 const TIMERS = 100_000;
 
@@ -124,6 +124,13 @@ await store.save(
   },
   { actor: 'bench', status: 'active' },
 );
+// SB_BENCH_ONLY=e2e: only the end-to-end part, not written to results (for exploring).
+const only = process.env.SB_BENCH_ONLY;
+if (only === 'e2e') {
+  console.log('e2e', JSON.stringify(await endToEnd()));
+  await db.query(`drop schema "${schema}" cascade`);
+  process.exit(0);
+}
 // Warm-up (discarded), then the measured runs, alternating.
 await throughput('raw', schema);
 await db.query('truncate runs cascade');
@@ -233,6 +240,19 @@ async function endToEnd(): Promise<Record<string, unknown>> {
      from (select extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
            from runs r join steps s on s.run_id = r.id and s.idx = 0) x`,
   );
+  // Where the time goes, from BullMQ's own stamps: received → job added (ingest + dispatcher),
+  // added → taken by the worker (queue wait).
+  const q2 = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
+  const jobs = await q2.getJobs(['completed'], 0, 999);
+  await q2.close();
+  const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? null;
+  const p99 = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? null;
+  const toAdd = jobs.map((j) => j.timestamp - Date.parse(j.data.event.receivedAt ?? ''));
+  const toTake = jobs.map((j) => (j.processedOn ?? 0) - j.timestamp);
+  const parts = {
+    receivedToQueuedMs: { p50: med(toAdd), p99: p99(toAdd) },
+    queuedToTakenMs: { p50: med(toTake), p99: p99(toTake) },
+  };
   serve.kill('SIGTERM');
   worker.kill('SIGTERM');
   await Promise.all([serve, worker].map((c) => new Promise((r) => c.once('exit', r))));
@@ -250,6 +270,8 @@ async function endToEnd(): Promise<Record<string, unknown>> {
       max: +Number(row.max).toFixed(2),
     },
     requestLatencyMs: { p50: load.latency.p50, p99: load.latency.p99 },
+    sampled: jobs.length,
+    ...parts,
   };
 }
 const e2e = await endToEnd();
