@@ -5,6 +5,7 @@
  * decrypt), and never returned by `get` or `list`: only `secret()` decrypts, for the workers.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { audit } from './audit.js';
 import type { Db, Queryable } from './db.js';
 
 export type ConnectionKind =
@@ -119,9 +120,16 @@ export class ConnectionStore {
         [tenant, c.id, c.kind, c.name ?? '', JSON.stringify(c.settings ?? {}), sealed],
       );
       // The audit names what changed, never the secret.
-      await audit(tx, tenant, actor, 'connection.put', c.id, {
-        kind: c.kind,
-        secretChanged: sealed !== null,
+      await audit(tx, {
+        tenant,
+        actor,
+        action: 'connection.put',
+        entity: 'connection',
+        id: c.id,
+        details: {
+          kind: c.kind,
+          secretChanged: sealed !== null,
+        },
       });
       return toInfo(r.rows[0]!);
     });
@@ -147,7 +155,14 @@ export class ConnectionStore {
     return this.db.transaction(async (tx) => {
       const r = await tx.query('delete from connections where tenant_id = $1 and id = $2', [tenant, id]);
       if (r.rowCount === 0) return false;
-      await audit(tx, tenant, actor, 'connection.delete', id, {});
+      await audit(tx, {
+        tenant,
+        actor,
+        action: 'connection.delete',
+        entity: 'connection',
+        id,
+        details: {},
+      });
       return true;
     });
   }
@@ -181,19 +196,5 @@ export async function setTenantSettings(
   await db.query(
     `insert into tenants (id, settings) values ($1, $2) on conflict (id) do update set settings = excluded.settings`,
     [tenant, JSON.stringify(settings)],
-  );
-}
-
-async function audit(
-  tx: Queryable,
-  tenant: string,
-  actor: string,
-  action: string,
-  id: string,
-  details: object,
-): Promise<void> {
-  await tx.query(
-    'insert into audit_log (tenant_id, actor, action, entity, entity_id, details) values ($1, $2, $3, $4, $5, $6)',
-    [tenant, actor, action, 'connection', id, JSON.stringify(details)],
   );
 }

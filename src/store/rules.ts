@@ -7,6 +7,7 @@
  * only). The admin service validates with the engine before saving, and the database's
  * constraints reject malformed rows whatever the caller.
  */
+import { audit } from './audit.js';
 import type { Db, Queryable } from './db.js';
 
 export type RuleStatus = 'active' | 'draft' | 'paused' | 'archived';
@@ -118,7 +119,14 @@ export class RuleStore {
         'insert into rule_versions (tenant_id, rule_id, version, document, created_by) values ($1, $2, $3, $4, $5)',
         [tenant, id, version, JSON.stringify(document), opts.actor],
       );
-      await audit(tx, tenant, opts.actor, prev ? 'rule.update' : 'rule.create', id, { version, status });
+      await audit(tx, {
+        tenant,
+        actor: opts.actor,
+        action: prev ? 'rule.update' : 'rule.create',
+        entity: 'rule',
+        id,
+        details: { version, status },
+      });
       await this.notify(tx, { tenant, id, version, status });
       const saved = await tx.query<Row>(
         `${SELECT} and v.version = r.version where r.tenant_id = $1 and r.id = $2`,
@@ -137,7 +145,14 @@ export class RuleStore {
       );
       const row = r.rows[0];
       if (!row) return false;
-      await audit(tx, tenant, opts.actor, 'rule.status', id, { status, version: row.version });
+      await audit(tx, {
+        tenant,
+        actor: opts.actor,
+        action: 'rule.status',
+        entity: 'rule',
+        id,
+        details: { status, version: row.version },
+      });
       await this.notify(tx, { tenant, id, version: row.version, status });
       return true;
     });
@@ -148,7 +163,14 @@ export class RuleStore {
     return this.db.transaction(async (tx) => {
       const r = await tx.query('delete from rules where tenant_id = $1 and id = $2', [tenant, id]);
       if (r.rowCount === 0) return false;
-      await audit(tx, tenant, opts.actor, 'rule.delete', id, {});
+      await audit(tx, {
+        tenant,
+        actor: opts.actor,
+        action: 'rule.delete',
+        entity: 'rule',
+        id,
+        details: {},
+      });
       await this.notify(tx, { tenant, id, version: 0, status: 'deleted' });
       return true;
     });
@@ -222,18 +244,4 @@ export class RuleStore {
     // Delivered on commit only, so listeners never see a change that was rolled back.
     await tx.query('select pg_notify($1, $2)', [this.channel, JSON.stringify(n)]);
   }
-}
-
-async function audit(
-  tx: Queryable,
-  tenant: string,
-  actor: string,
-  action: string,
-  id: string,
-  details: object,
-): Promise<void> {
-  await tx.query(
-    'insert into audit_log (tenant_id, actor, action, entity, entity_id, details) values ($1, $2, $3, $4, $5, $6)',
-    [tenant, actor, action, 'rule', id, JSON.stringify(details)],
-  );
 }
