@@ -22,35 +22,21 @@ import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
 import { migrate, RuleStore } from '../store/index.js';
+import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
-
-export interface ServeIo {
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-}
-
-function arg(argv: readonly string[], name: string): string | undefined {
-  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return undefined;
-  const a = argv[i]!;
-  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
-}
 
 interface ConnectionsFile {
   connections?: Connection[];
   apiKeys?: Array<{ tenant: string; key: string }>;
 }
 
-export async function runServe(argv: readonly string[], io: ServeIo): Promise<number> {
-  const known = new Set(['host', 'port', 'connections', 'threads', 'no-worker']);
-  for (const a of argv) {
-    const m = /^--([a-z-]+)/.exec(a);
-    if (m && !known.has(m[1]!)) {
-      io.stderr.write(`signalbox serve: unknown option --${m[1]}\n`);
-      return 2;
-    }
+export async function runServe(argv: readonly string[], io: CommandIo): Promise<number> {
+  const unknown = unknownOption(argv, ['host', 'port', 'connections', 'threads', 'no-worker']);
+  if (unknown) {
+    io.stderr.write(`signalbox serve: unknown option --${unknown}\n`);
+    return 2;
   }
   const port = Number(arg(argv, 'port') ?? process.env.PORT ?? 8080);
   const threads = Number(arg(argv, 'threads') ?? 1);

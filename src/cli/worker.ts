@@ -11,19 +11,8 @@
 import type { Db } from '../store/index.js';
 import { migrate } from '../store/index.js';
 import { RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
+import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb, secretBox } from './env.js';
-
-interface Io {
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-}
-
-function arg(argv: readonly string[], name: string): string | undefined {
-  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return undefined;
-  const a = argv[i]!;
-  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
-}
 
 /** Starts the workers of this process from the environment (serve uses it too). */
 export function workerFromEnv(
@@ -39,20 +28,14 @@ export function workerFromEnv(
     smtpUrl: env.SIGNALBOX_SMTP_URL,
     defaultFrom: env.SIGNALBOX_MAIL_FROM,
     ...(concurrency !== undefined ? { concurrency } : {}),
-    ...(env.SIGNALBOX_LOCK_MS
-      ? { lockDurationMs: Number(env.SIGNALBOX_LOCK_MS), stalledIntervalMs: Number(env.SIGNALBOX_LOCK_MS) }
-      : {}),
-    ...(env.SIGNALBOX_RETRY_BASE_MS ? { retryBaseMs: Number(env.SIGNALBOX_RETRY_BASE_MS) } : {}),
   });
 }
 
-export async function runWorker(argv: readonly string[], io: Io): Promise<number> {
-  for (const a of argv) {
-    const m = /^--([a-z-]+)/.exec(a);
-    if (m && m[1] !== 'concurrency') {
-      io.stderr.write(`signalbox worker: unknown option --${m[1]}\n`);
-      return 2;
-    }
+export async function runWorker(argv: readonly string[], io: CommandIo): Promise<number> {
+  const unknown = unknownOption(argv, ['concurrency']);
+  if (unknown) {
+    io.stderr.write(`signalbox worker: unknown option --${unknown}\n`);
+    return 2;
   }
   const concurrency = Number(arg(argv, 'concurrency') ?? 50);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
