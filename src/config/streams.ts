@@ -1,33 +1,111 @@
 /**
- * Consumer-group housekeeping shared by every stream reader (dispatcher, timers, history): entries
- * delivered to a consumer that died are never acknowledged; after `minIdleMs` another consumer
- * claims them (XAUTOCLAIM) and processes them as its own pending entries.
+ * A consumer-group reader for Redis streams, shared by the dispatcher, the debounce timers and
+ * the history drain. At-least-once: entries are acknowledged only after the handler succeeded; a
+ * restarted consumer reads its own pending entries first; entries delivered to a consumer that
+ * died are claimed after `minIdleMs` (XAUTOCLAIM); on an error (Redis down, a failing handler)
+ * it waits and reads its pending entries again.
  */
 import type { Redis } from 'ioredis';
 
-export class IdleClaimer {
-  private last = 0;
+export interface StreamEntry {
+  readonly id: string;
+  /** The entry's field/value pairs; null when the entry was trimmed from the stream meanwhile. */
+  readonly fields: Buffer[] | null;
+}
+
+/** The value of one field of an entry. */
+export function field(e: StreamEntry, name: string): Buffer | undefined {
+  const f = e.fields;
+  if (!f) return undefined;
+  for (let i = 0; i + 1 < f.length; i += 2) if (f[i]!.toString() === name) return f[i + 1];
+  return undefined;
+}
+
+export interface StreamConsumerOptions {
+  readonly key: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly batch?: number;
+  readonly blockMs?: number;
+  /** Delete entries once acknowledged (nobody else reads them). */
+  readonly deleteAcked?: boolean;
+  readonly minIdleMs?: number;
+  readonly claimEveryMs?: number;
+}
+
+export class StreamConsumer {
+  private running = false;
+  private done: Promise<void> | undefined;
+  private lastClaim = 0;
+  /** The last error the loop met, for readiness and metrics. */
+  lastError: Error | undefined;
 
   constructor(
     private readonly redis: Redis,
-    private readonly key: string,
-    private readonly group: string,
-    private readonly consumer: string,
-    private readonly minIdleMs = 60_000,
-    private readonly everyMs = 5_000,
+    private readonly o: StreamConsumerOptions,
+    private readonly handle: (entries: StreamEntry[]) => Promise<void>,
   ) {}
 
-  /** Claims idle entries of other consumers (at most every `everyMs`); true when it took any. */
-  async claim(): Promise<boolean> {
+  async start(): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.o.key, this.o.group, '0', 'MKSTREAM');
+    } catch (e) {
+      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
+    }
+    this.running = true;
+    this.done = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+
+  private async loop(): Promise<void> {
+    let pendingFirst = true;
+    while (this.running) {
+      try {
+        const got = (await this.redis.xreadgroupBuffer(
+          'GROUP',
+          this.o.group,
+          this.o.consumer,
+          'COUNT',
+          this.o.batch ?? 500,
+          'BLOCK',
+          pendingFirst ? 1 : (this.o.blockMs ?? 200),
+          'STREAMS',
+          this.o.key,
+          pendingFirst ? '0' : '>',
+        )) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null;
+        const raw = got?.[0]?.[1] ?? [];
+        if (pendingFirst && raw.length === 0) pendingFirst = false;
+        if (!pendingFirst && (await this.claim())) pendingFirst = true;
+        if (raw.length === 0) continue;
+        const entries = raw.map(([id, fields]) => ({ id: id.toString(), fields }));
+        await this.handle(entries);
+        const ids = entries.map((e) => e.id);
+        await this.redis.xack(this.o.key, this.o.group, ...ids);
+        if (this.o.deleteAcked) await this.redis.xdel(this.o.key, ...ids);
+      } catch (e) {
+        // Nothing is acknowledged until handled; what was delivered is read again first.
+        this.lastError = e as Error;
+        pendingFirst = true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  /** Claims idle entries of other consumers (at most every `claimEveryMs`); true when it took any. */
+  private async claim(): Promise<boolean> {
     const now = Date.now();
-    if (now - this.last < this.everyMs) return false;
-    this.last = now;
+    if (now - this.lastClaim < (this.o.claimEveryMs ?? 5_000)) return false;
+    this.lastClaim = now;
     const r = (await this.redis.call(
       'XAUTOCLAIM',
-      this.key,
-      this.group,
-      this.consumer,
-      String(this.minIdleMs),
+      this.o.key,
+      this.o.group,
+      this.o.consumer,
+      String(this.o.minIdleMs ?? 60_000),
       '0-0',
       'COUNT',
       '1000',

@@ -8,7 +8,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
-import { IdleClaimer } from '../config/streams.js';
+import { field, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import type { OutboxEntry } from './handoff.js';
 
 export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
@@ -21,87 +21,51 @@ export interface DispatcherOptions {
 }
 
 export class Dispatcher {
-  private running = false;
-  private stopped: Promise<void> | undefined;
-  private readonly group: string;
-  private readonly consumer: string;
-  private readonly batch: number;
-  private readonly blockMs: number;
+  private readonly reader: StreamConsumer;
   /** Jobs added, for metrics. */
   enqueued = 0;
-  /** The last error the loop met (Redis down, a bad entry), for readiness and metrics. */
-  lastError: Error | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     /** The stream it reads (Handoff.dispatchKey). */
-    private readonly streamKey: string,
+    streamKey: string,
     private readonly queue: Queue,
     opts: DispatcherOptions = {},
   ) {
-    this.group = opts.group ?? 'dispatch';
-    this.consumer = opts.consumer ?? `c-${process.pid}`;
-    this.batch = opts.batch ?? 500;
-    this.blockMs = opts.blockMs ?? 200;
+    // A dispatcher that died leaves delivered entries unacknowledged: another claims them.
+    this.reader = new StreamConsumer(
+      redis,
+      {
+        key: streamKey,
+        group: opts.group ?? 'dispatch',
+        consumer: opts.consumer ?? `c-${process.pid}`,
+        batch: opts.batch ?? 500,
+        blockMs: opts.blockMs ?? 200,
+      },
+      (entries) => this.dispatch(entries),
+    );
   }
 
-  async start(): Promise<void> {
-    try {
-      await this.redis.xgroup('CREATE', this.streamKey, this.group, '0', 'MKSTREAM');
-    } catch (e) {
-      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
-    }
-    this.running = true;
-    this.stopped = this.loop();
+  /** The last error the loop met (Redis down, a bad entry), for readiness and metrics. */
+  get lastError(): Error | undefined {
+    return this.reader.lastError;
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.stopped;
+  start(): Promise<void> {
+    return this.reader.start();
   }
 
-  /** Reads and dispatches until stopped; first what this consumer left pending, then new entries. */
-  private async loop(): Promise<void> {
-    let pendingFirst = true;
-    // A dispatcher that died leaves delivered entries unacknowledged: claim them after a minute.
-    const claimer = new IdleClaimer(this.redis, this.streamKey, this.group, this.consumer);
-    while (this.running) {
-      try {
-        const got = (await this.redis.call(
-          'XREADGROUP',
-          'GROUP',
-          this.group,
-          this.consumer,
-          'COUNT',
-          String(this.batch),
-          ...(pendingFirst ? [] : ['BLOCK', String(this.blockMs)]),
-          'STREAMS',
-          this.streamKey,
-          pendingFirst ? '0' : '>',
-        )) as unknown[] | null;
-        // One stream's reply: [key, entries] (ioredis 6 unwraps it) or [[key, entries]] (raw).
-        const entries = ((typeof got?.[0] === 'string' ? got[1] : (got?.[0] as unknown[] | undefined)?.[1]) ??
-          []) as Array<[string, string[] | null]>;
-        if (pendingFirst && entries.length === 0) pendingFirst = false;
-        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
-        if (entries.length > 0) await this.dispatch(entries);
-      } catch (e) {
-        // Redis is down or restarting: wait and go on; nothing is acknowledged until dispatched,
-        // and what was delivered but not acknowledged is read again first.
-        this.lastError = e as Error;
-        pendingFirst = true;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+  stop(): Promise<void> {
+    return this.reader.stop();
   }
 
-  private async dispatch(entries: Array<[string, string[] | null]>): Promise<void> {
+  private async dispatch(entries: StreamEntry[]): Promise<void> {
     const jobs: Parameters<Queue['addBulk']>[0] = [];
-    for (const [, fields] of entries) {
-      // A pending entry whose content was trimmed from the stream comes back as null.
-      const raw = fields ? fields[fields.indexOf('e') + 1] : undefined;
+    for (const e of entries) {
+      // A pending entry whose content was trimmed from the stream has no fields.
+      const raw = field(e, 'e');
       if (raw === undefined) continue;
-      const entry = JSON.parse(raw) as OutboxEntry;
+      const entry = JSON.parse(raw.toString('utf8')) as OutboxEntry;
       const tenant = entry.envelope.tenant ?? 'default';
       const snapshot = entry.snapshot;
       for (const ruleId of entry.rules) {
@@ -132,6 +96,5 @@ export class Dispatcher {
     }
     if (jobs.length > 0) await this.queue.addBulk(jobs);
     this.enqueued += jobs.length;
-    await this.redis.xack(this.streamKey, this.group, ...entries.map(([id]) => id));
   }
 }

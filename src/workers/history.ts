@@ -6,7 +6,7 @@
  * one twice (after a crash) changes nothing.
  */
 import type { Redis } from 'ioredis';
-import { IdleClaimer } from '../config/streams.js';
+import { StreamConsumer } from '../config/streams.js';
 import type { Db } from '../store/index.js';
 
 export type RunStatus =
@@ -147,68 +147,49 @@ select count(*) from up`;
 
 /** Reads the history stream with a consumer group and writes it to Postgres in batches. */
 export class HistoryDrain {
-  private running = false;
-  private done: Promise<void> | undefined;
+  private readonly reader: StreamConsumer;
   written = 0;
-  lastError: Error | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly key: string,
+    redis: Redis,
+    key: string,
     private readonly db: Db,
-    private readonly opts: { group?: string; consumer?: string; batch?: number; blockMs?: number } = {},
-  ) {}
-
-  async start(): Promise<void> {
-    try {
-      await this.redis.xgroup('CREATE', this.key, this.opts.group ?? 'history', '0', 'MKSTREAM');
-    } catch (e) {
-      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
-    }
-    this.running = true;
-    this.done = this.loop();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.done;
-  }
-
-  private async loop(): Promise<void> {
-    const group = this.opts.group ?? 'history';
-    const consumer = this.opts.consumer ?? `h-${process.pid}`;
-    let pendingFirst = true;
-    const claimer = new IdleClaimer(this.redis, this.key, group, consumer);
-    while (this.running) {
-      try {
-        const got = (await this.redis.xreadgroup(
-          'GROUP',
-          group,
-          consumer,
-          'COUNT',
-          this.opts.batch ?? 1000,
-          'BLOCK',
-          pendingFirst ? 1 : (this.opts.blockMs ?? 200),
-          'STREAMS',
-          this.key,
-          pendingFirst ? '0' : '>',
-        )) as Array<[string, Array<[string, string[] | null]>]> | null;
-        const entries = got?.[0]?.[1] ?? [];
-        if (pendingFirst && entries.length === 0) pendingFirst = false;
-        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
-        if (entries.length === 0) continue;
-        const runs = entries.flatMap(([, f]) => (f ? [JSON.parse(f[1]!) as RunRecord] : []));
+    opts: { group?: string; consumer?: string; batch?: number; blockMs?: number } = {},
+  ) {
+    this.reader = new StreamConsumer(
+      redis,
+      {
+        key,
+        group: opts.group ?? 'history',
+        consumer: opts.consumer ?? `h-${process.pid}`,
+        batch: opts.batch ?? 1000,
+        blockMs: opts.blockMs ?? 200,
+        // Acknowledged records are of no further use.
+        deleteAcked: true,
+      },
+      async (entries) => {
+        const runs = entries.flatMap((e) =>
+          e.fields ? [JSON.parse(e.fields[1]!.toString('utf8')) as RunRecord] : [],
+        );
         await this.write(runs);
-        await this.redis.xack(this.key, group, ...entries.map(([id]) => id));
-        // Acknowledged entries are of no further use.
-        await this.redis.xdel(this.key, ...entries.map(([id]) => id));
         this.written += runs.length;
-      } catch (e) {
-        this.lastError = e as Error;
-        pendingFirst = true;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+      },
+    );
+  }
+
+  get lastError(): Error | undefined {
+    return this.writeError ?? this.reader.lastError;
+  }
+
+  /** A run the database refused (dropped, so that the drain goes on). */
+  private writeError: Error | undefined;
+
+  start(): Promise<void> {
+    return this.reader.start();
+  }
+
+  stop(): Promise<void> {
+    return this.reader.stop();
   }
 
   /** Writes records; when a batch fails (a row the database refuses), each run alone, dropping the bad one. */
@@ -228,7 +209,7 @@ export class HistoryDrain {
         try {
           await this.writeRuns([r], []);
         } catch (e) {
-          this.lastError = e as Error;
+          this.writeError = e as Error;
         }
       }
     }

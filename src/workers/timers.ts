@@ -19,7 +19,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
-import { IdleClaimer } from '../config/streams.js';
+import { StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
 const ARM = `
@@ -83,9 +83,15 @@ export class Timers {
   private readonly r: TimerRedis;
   private readonly k: { p: string; due: string; t: string; cursor: string; fired: string; slot: string };
   private running = false;
-  private loops: Promise<void>[] = [];
+  private ticking: Promise<void> | undefined;
+  private reader: StreamConsumer | undefined;
   fired = 0;
-  lastError: Error | undefined;
+  private tickError: Error | undefined;
+
+  /** The last error of firing or enqueueing, for readiness and metrics. */
+  get lastError(): Error | undefined {
+    return this.tickError ?? this.reader?.lastError;
+  }
 
   constructor(
     redis: Redis,
@@ -151,18 +157,20 @@ export class Timers {
 
   /** Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`. */
   async start(queue: Queue, everyMs = 250): Promise<void> {
-    try {
-      await this.r.xgroup('CREATE', this.k.fired, 'timers', '0', 'MKSTREAM');
-    } catch (e) {
-      if (!String((e as Error).message).includes('BUSYGROUP')) throw e;
-    }
+    this.reader = new StreamConsumer(
+      this.r,
+      { key: this.k.fired, group: 'timers', consumer: `t-${process.pid}`, deleteAcked: true },
+      (entries) => this.enqueue(queue, entries),
+    );
+    await this.reader.start();
     this.running = true;
-    this.loops = [this.tickLoop(everyMs), this.enqueueLoop(queue)];
+    this.ticking = this.tickLoop(everyMs);
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    await Promise.all(this.loops);
+    await this.ticking;
+    await this.reader?.stop();
   }
 
   private async tickLoop(everyMs: number): Promise<void> {
@@ -170,57 +178,28 @@ export class Timers {
       try {
         this.fired += await this.tick();
       } catch (e) {
-        this.lastError = e as Error;
+        this.tickError = e as Error;
       }
       await new Promise((r) => setTimeout(r, everyMs));
     }
   }
 
-  private async enqueueLoop(queue: Queue): Promise<void> {
-    const consumer = `t-${process.pid}`;
-    let pendingFirst = true;
-    const claimer = new IdleClaimer(this.r, this.k.fired, 'timers', consumer);
-    while (this.running) {
-      try {
-        const got = (await this.r.xreadgroupBuffer(
-          'GROUP',
-          'timers',
-          consumer,
-          'COUNT',
-          500,
-          'BLOCK',
-          pendingFirst ? 1 : 200,
-          'STREAMS',
-          this.k.fired,
-          pendingFirst ? '0' : '>',
-        )) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null;
-        const entries = got?.[0]?.[1] ?? [];
-        if (pendingFirst && entries.length === 0) pendingFirst = false;
-        if (!pendingFirst && (await claimer.claim())) pendingFirst = true;
-        if (entries.length === 0) continue;
-        const jobs: Parameters<Queue['addBulk']>[0] = [];
-        for (const [, f] of entries) {
-          if (!f) continue;
-          const job = JSON.parse(inflateRawSync(f[3]!).toString('utf8')) as RunJob;
-          jobs.push({
-            name: 'run',
-            data: job,
-            opts: {
-              jobId: runJobId(job.tenant, job.event.id, job.ruleId, 'debounced'),
-              removeOnComplete: 10_000,
-              removeOnFail: 50_000,
-            },
-          });
-        }
-        if (jobs.length > 0) await queue.addBulk(jobs);
-        const ids = entries.map(([id]) => id.toString());
-        await this.r.xack(this.k.fired, 'timers', ...ids);
-        await this.r.xdel(this.k.fired, ...ids);
-      } catch (e) {
-        this.lastError = e as Error;
-        pendingFirst = true;
-        await new Promise((r) => setTimeout(r, 250));
-      }
+  /** Fired timers become run jobs, with ids derived from the timer's event (a repeat adds nothing). */
+  private async enqueue(queue: Queue, entries: StreamEntry[]): Promise<void> {
+    const jobs: Parameters<Queue['addBulk']>[0] = [];
+    for (const e of entries) {
+      if (!e.fields) continue;
+      const job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
+      jobs.push({
+        name: 'run',
+        data: job,
+        opts: {
+          jobId: runJobId(job.tenant, job.event.id, job.ruleId, 'debounced'),
+          removeOnComplete: 10_000,
+          removeOnFail: 50_000,
+        },
+      });
     }
+    if (jobs.length > 0) await queue.addBulk(jobs);
   }
 }
