@@ -128,10 +128,14 @@ function strategy(v: unknown, where: string): ErrorStrategy {
   return v as ErrorStrategy;
 }
 
-function retries(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_RETRIES)
-    throw invalid(where, `must be an integer from 0 to ${MAX_RETRIES}`);
+function integer(v: unknown, where: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw invalid(where, `must be an integer from ${min} to ${max}`);
   return v;
+}
+
+function retries(v: unknown, where: string): number {
+  return integer(v, where, 0, MAX_RETRIES);
 }
 
 /** A template key (debounce, throttle): required, and a template or a constant string. */
@@ -238,10 +242,8 @@ export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow 
   let throttle: Throttle | undefined;
   if (d.throttle !== undefined) {
     const o = object(d.throttle, 'throttle');
-    if (typeof o.max !== 'number' || !Number.isInteger(o.max) || o.max < 1 || o.max > 1_000_000)
-      throw invalid('throttle.max', 'must be an integer from 1 to 1000000');
     throttle = {
-      max: o.max,
+      max: integer(o.max, 'throttle.max', 1, 1_000_000),
       perMs: duration(o.per, 'throttle.per', 1000),
       key: keyTemplate(o.key, 'throttle.key'),
     };
@@ -265,10 +267,8 @@ export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow 
   let loop = DEFAULT_LOOP;
   if (d.loop !== undefined) {
     const o = object(d.loop, 'loop');
-    if (typeof o.max !== 'number' || !Number.isInteger(o.max) || o.max < 1 || o.max > 10_000)
-      throw invalid('loop.max', 'must be an integer from 1 to 10000');
     loop = {
-      max: o.max,
+      max: integer(o.max, 'loop.max', 1, 10_000),
       windowMs: o.within === undefined ? DEFAULT_LOOP.windowMs : duration(o.within, 'loop.within', 1000),
     };
   }

@@ -148,9 +148,8 @@ export class Executor {
     }
     const w = rule.rule.workflow;
     const kind = d.kind ?? 'match';
-    const ctx = contextOf(d.event as Envelope);
     if (w.debounce && kind === 'match') {
-      const key = String(w.debounce.key(ctx) ?? '');
+      const key = String(w.debounce.key(contextOf(d.event as Envelope)) ?? '');
       const t = Date.parse(d.event.time ?? '') || now;
       const armed = await this.o.timers.arm(Timers.id(d.tenant, d.ruleId, key), now + w.debounce.ms, t, {
         tenant: d.tenant,
@@ -164,41 +163,55 @@ export class Executor {
     }
     if (kind !== 'schedule') {
       const entity = `${d.event.source}:${d.event.type.split('.')[0]}:${String(d.event.data?.id ?? d.event.id)}`;
-      const ok = await this.redis.sbAdmit(
-        `${this.o.prefix}:loop:{${d.tenant}}:${d.ruleId}:${hash(entity)}`,
-        now,
+      const refused = await this.admit(
+        record,
+        `loop:{${d.tenant}}:${d.ruleId}:${hash(entity)}`,
         w.loop.windowMs,
         w.loop.max,
-        record.id,
+        'skipped',
+        () =>
+          `loop breaker: more than ${w.loop.max} runs of this rule for ${entity} within ${w.loop.windowMs / 60_000} minutes`,
       );
-      if (ok === 0) {
-        record.status = 'skipped';
-        record.reason = `loop breaker: more than ${w.loop.max} runs of this rule for ${entity} within ${w.loop.windowMs / 60_000} minutes`;
-        record.finishedAt = now;
-        await this.o.history.record(record);
-        return { status: 'skipped' };
-      }
+      if (refused) return refused;
     }
     if (w.throttle) {
-      const key = String(w.throttle.key(ctx) ?? '');
-      const ok = await this.redis.sbAdmit(
-        `${this.o.prefix}:throttle:{${d.tenant}}:${d.ruleId}:${hash(key)}`,
-        now,
+      const key = String(w.throttle.key(contextOf(d.event as Envelope)) ?? '');
+      const refused = await this.admit(
+        record,
+        `throttle:{${d.tenant}}:${d.ruleId}:${hash(key)}`,
         w.throttle.perMs,
         w.throttle.max,
-        record.id,
+        'throttled',
+        () =>
+          `throttle: at most ${w.throttle!.max} runs per ${w.throttle!.perMs / 1000} s for key ${JSON.stringify(key)}`,
       );
-      if (ok === 0) {
-        record.status = 'throttled';
-        record.reason = `throttle: at most ${w.throttle.max} runs per ${w.throttle.perMs / 1000} s for key ${JSON.stringify(key)}`;
-        record.finishedAt = now;
-        await this.o.history.record(record);
-        return { status: 'throttled' };
-      }
+      if (refused) return refused;
     }
     // No history record yet: a run that finishes in one go is written once, when it ends (a
     // suspended or checkpointed run is written then).
     return { id: record.id, version: rule.version, step: 0, attempt: 0, custom: {}, outputs: {}, record };
+  }
+
+  /**
+   * Counts the run in a sliding window (loop breaker, throttle); past `max`, records the run as
+   * `status` with the reason and answers so.
+   */
+  private async admit(
+    record: RunRecord,
+    key: string,
+    windowMs: number,
+    max: number,
+    status: RunStatus,
+    reason: () => string,
+  ): Promise<{ status: string } | undefined> {
+    const now = this.now();
+    if ((await this.redis.sbAdmit(`${this.o.prefix}:${key}`, now, windowMs, max, record.id)) === 1)
+      return undefined;
+    record.status = status;
+    record.reason = reason();
+    record.finishedAt = now;
+    await this.o.history.record(record);
+    return { status };
   }
 
   private async cancelTimer(d: RunJobData): Promise<unknown> {
