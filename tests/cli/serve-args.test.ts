@@ -1,11 +1,12 @@
 /**
- * Bad input to `signalbox serve` and `signalbox demo`: each gets exit status 2 and a message that
- * says what is wrong, before anything starts listening.
+ * Bad input to `signalbox serve`, `signalbox worker` and `signalbox demo`: each gets exit status 2
+ * and a message that says what is wrong, before anything starts listening or taking jobs.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 
 const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
@@ -36,6 +37,9 @@ it('refuses bad options with exit 2 and a reason', async () => {
     [['serve', '--threads', '0'], /--threads must be a whole number from 1 to 64/],
     [['serve', '--threads', '1.5'], /--threads must be a whole number/],
     [['serve', '--connections', join(elsewhere, 'missing.json')], /cannot read connections file/],
+    [['worker', '--bogus'], /signalbox worker: unknown option --bogus/],
+    [['worker', '--concurrency', '0'], /--concurrency must be a whole number from 1 to 1000/],
+    [['worker', '--concurrency', 'many'], /--concurrency must be a whole number/],
   ];
   for (const [args, reason] of cases) {
     const r = await run(args);
@@ -52,6 +56,19 @@ it('says what is missing when there is no Redis', async () => {
   expect(r.stderr).toMatch(/no Redis: set REDIS_URL, or run `bash deploy\/local\/up.sh`/);
 });
 
+it('a worker says what is missing: Redis, or a Postgres server', async () => {
+  const env = { ...process.env };
+  delete env.REDIS_URL;
+  const noRedis = await run(['worker'], env, elsewhere);
+  expect(noRedis.code).toBe(2);
+  expect(noRedis.stderr).toMatch(/signalbox worker: no Redis: set REDIS_URL/);
+  const noPg = { ...process.env, REDIS_URL: 'redis://127.0.0.1:6390' };
+  delete noPg.DATABASE_URL;
+  const r = await run(['worker'], noPg, elsewhere);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/signalbox worker: set DATABASE_URL \(a separate worker process needs Postgres/);
+});
+
 it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
   const port = 40_000 + (process.pid % 20_000);
   redis = spawn(
@@ -63,6 +80,23 @@ it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () =
   const r = await run(['serve', '--port', '0'], { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` });
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/maxmemory-policy noeviction \(it has allkeys-lru\)/);
+  // The worker too (it needs Postgres first: a schema of its own, dropped after).
+  const pgUrl = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
+  const schema = `sb_wargs_${process.pid}`;
+  const w = await run(['worker'], {
+    ...process.env,
+    REDIS_URL: `redis://127.0.0.1:${port}`,
+    DATABASE_URL: pgUrl,
+    SIGNALBOX_DB_SCHEMA: schema,
+  });
+  const c = new pg.Client({ connectionString: pgUrl });
+  await c.connect();
+  await c.query(`drop schema if exists ${schema} cascade`);
+  await c.end();
+  expect(w.code).toBe(2);
+  expect(w.stderr).toMatch(
+    /signalbox worker: Redis must run with maxmemory-policy noeviction \(it has allkeys-lru\)/,
+  );
 });
 
 it('demo says where to run it from', async () => {

@@ -238,6 +238,33 @@ describe('delay, guard, versions', () => {
   });
 });
 
+describe('bad parameters at run time', () => {
+  it('a missing URL, a non-http URL and a missing connection fail the step at once, with the reason', async () => {
+    await h.rule({
+      id: 'badparams',
+      onError: 'retry',
+      actions: [
+        { type: 'webhook', with: { url: '{{ ticket.nothing }}' } },
+        { type: 'webhook', with: { url: 'ftp://files.example.com/x' } },
+        { type: 'webhook', with: { url: 'not a url' } },
+        { type: 'psa.ticket.create', connection: 'nope', with: { summary: 'x' } },
+        { type: 'slack', with: { text: 'no url anywhere' } },
+      ],
+    });
+    const id = await h.enqueue('badparams', event('e-bad'));
+    expect((await h.waitRun(id)).status).toBe('completed');
+    const steps = await h.steps(id);
+    expect(steps.map((s) => [s.status, s.attempts])).toEqual(Array(5).fill(['failed', 1]));
+    expect(steps.map((s) => s.error?.message)).toEqual([
+      expect.stringMatching(/url must be a non-empty string \(after templates\), got null/),
+      expect.stringMatching(/only http and https URLs are allowed, not ftp:/),
+      expect.stringMatching(/not a URL: "not a url"/),
+      expect.stringMatching(/no connection "nope"/),
+      expect.stringMatching(/needs "url", or a "connection" whose secret holds the url/),
+    ]);
+  });
+});
+
 describe('outbound safety', () => {
   it('refuses loopback, private and metadata addresses unless the tenant allows them', async () => {
     await h.rule(
