@@ -62,7 +62,7 @@ it('a worker says what is missing: Redis, or a Postgres server', async () => {
   const noRedis = await run(['worker'], env, elsewhere);
   expect(noRedis.code).toBe(2);
   expect(noRedis.stderr).toMatch(/signalbox worker: no Redis: set REDIS_URL/);
-  const noPg = { ...process.env, REDIS_URL: 'redis://127.0.0.1:6390' };
+  const noPg: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: 'redis://127.0.0.1:6390' };
   delete noPg.DATABASE_URL;
   const r = await run(['worker'], noPg, elsewhere);
   expect(r.code).toBe(2);
