@@ -285,12 +285,12 @@ export class Handoff {
     const engine = this.engine();
     const rules = stale && !this.matchStale ? [] : engine.match(envelope);
     const cancel = stale ? [] : engine.cancels(envelope, rules);
+    const outcome = stale ? 'stale' : 'accepted';
+    // Only events the workers will see carry what they need (the snapshot key, timers to cancel).
     const entry: OutboxEntry =
-      cancel.length > 0
-        ? { envelope, outcome: stale ? 'stale' : 'accepted', rules, cancel, snapshot: p.keys[1] }
-        : rules.length > 0
-          ? { envelope, outcome: stale ? 'stale' : 'accepted', rules, snapshot: p.keys[1] }
-          : { envelope, outcome: stale ? 'stale' : 'accepted', rules };
+      rules.length > 0 || cancel.length > 0
+        ? { envelope, outcome, rules, ...(cancel.length > 0 ? { cancel } : {}), snapshot: p.keys[1] }
+        : { envelope, outcome, rules };
     const fields: string[] = [];
     if (ev.merge === 'replace' || ev.merge === 'patch') {
       for (const [k, v] of Object.entries(ev.envelope.data)) fields.push(`k:${k}`, JSON.stringify(v));

@@ -155,10 +155,13 @@ export class Timers {
     );
   }
 
-  /** Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`. */
-  async start(queue: Queue, everyMs = 250): Promise<void> {
+  /**
+   * Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`, reading the
+   * fired stream on `reader` (a connection of its own: the read blocks).
+   */
+  async start(queue: Queue, reader: Redis, everyMs = 250): Promise<void> {
     this.reader = new StreamConsumer(
-      this.r,
+      reader,
       { key: this.k.fired, group: 'timers', consumer: `t-${process.pid}`, deleteAcked: true },
       (entries) => this.enqueue(queue, entries),
     );

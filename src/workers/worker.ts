@@ -118,8 +118,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   worker.on('error', () => {});
   const timerRedis = redis.duplicate();
-  const tickTimers = new Timers(timerRedis, prefix, now);
-  await tickTimers.start(queue, o.timerEveryMs ?? 250);
+  await timers.start(queue, timerRedis, o.timerEveryMs ?? 250);
 
   // Scheduled rules: one BullMQ job scheduler per rule, following rule changes.
   const syncSchedule = async (tenant: string, id: string): Promise<void> => {
@@ -166,7 +165,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     (closing ??= (async () => {
       // Graceful: stop taking jobs and let the active ones finish (BullMQ waits for them).
       await worker.close();
-      await tickTimers.stop();
+      await timers.stop();
       await drain?.stop();
       await rules.stop();
       await queue.close();

@@ -4,6 +4,7 @@ import {
   compileRule,
   compileTemplate,
   contextOf,
+  Engine,
   EngineError,
   parseDuration,
 } from '../../src/engine/index.js';
@@ -169,5 +170,36 @@ describe('run fields of a rule', () => {
     expect([parseDuration('250ms'), parseDuration('2s'), parseDuration('7d'), parseDuration('1.5h')]).toEqual(
       [250, 2000, 604_800_000, undefined],
     );
+  });
+});
+
+describe('debounce cancellations', () => {
+  it('names the debounced rules an event admits without matching', () => {
+    const engine = new Engine([
+      compileRule({
+        id: 'offline',
+        tenant: 'acme',
+        source: '*',
+        on: ['device.offline', 'device.online'],
+        when: 'device.status == "offline"',
+        debounce: { for: '15m', key: '{{ device.id }}' },
+      }),
+      compileRule({ id: 'plain', tenant: 'acme', source: '*', on: 'device.*' }),
+    ]);
+    const ev = (type: string, status: string, tenant = 'acme') => ({
+      id: 'e',
+      tenant,
+      source: 'rmm',
+      type,
+      data: { id: 'd1', status },
+    });
+    const online = ev('device.online', 'online');
+    expect(engine.cancels(online, engine.match(online))).toEqual(['offline']);
+    const offline = ev('device.offline', 'offline');
+    expect(engine.match(offline)).toEqual(['offline', 'plain']);
+    expect(engine.cancels(offline, engine.match(offline))).toEqual([]);
+    const other = ev('device.rebooted', 'online');
+    expect(engine.cancels(other, engine.match(other))).toEqual([]);
+    expect(engine.cancels(ev('device.online', 'online', 'beta'), [])).toEqual([]);
   });
 });

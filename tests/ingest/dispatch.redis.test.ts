@@ -60,3 +60,31 @@ it('re-dispatches entries whose jobs failed to be added, and never adds a job tw
   const pending = (await redis.xpending(stream, 'dispatch')) as [number, ...unknown[]];
   expect(pending[0]).toBe(0);
 });
+
+it('turns debounce cancellations into cancel jobs and passes the snapshot key to runs', async () => {
+  const stream = `${prefix}:dispatch2`;
+  const d = new Dispatcher(redis.duplicate(), stream, queue, { blockMs: 20 });
+  await d.start();
+  await redis.xadd(
+    stream,
+    '*',
+    'e',
+    JSON.stringify({
+      envelope: { id: 'c1', tenant: 'acme', source: 'rmm', type: 'device.online', data: {} },
+      outcome: 'accepted',
+      rules: ['notify'],
+      cancel: ['offline-15m'],
+      snapshot: 'sb:s:acme:rmm:device:d1',
+    }),
+  );
+  const until = Date.now() + 5_000;
+  let cancel = await queue.getJob(runJobId('acme', 'c1', 'offline-15m', 'cancel'));
+  while (!cancel && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    cancel = await queue.getJob(runJobId('acme', 'c1', 'offline-15m', 'cancel'));
+  }
+  await d.stop();
+  expect(cancel?.data).toMatchObject({ tenant: 'acme', ruleId: 'offline-15m', kind: 'cancel' });
+  const run = await queue.getJob(runJobId('acme', 'c1', 'notify'));
+  expect(run?.data).toMatchObject({ ruleId: 'notify', snapshot: 'sb:s:acme:rmm:device:d1' });
+});
