@@ -126,12 +126,14 @@ export class Executor {
     d: RunJobData,
     rule: RunnableRule | undefined,
   ): Promise<RunState | { status: string } | undefined> {
+    // The rule was paused, archived or deleted between the match and now: no run.
+    if (!rule) return undefined;
     const now = this.now();
     const record: RunRecord = {
       id: String(job.id),
       tenant: d.tenant,
       ruleId: d.ruleId,
-      version: rule?.version ?? 1,
+      version: rule.version,
       eventId: d.event.id,
       rev: 0,
       status: 'running',
@@ -142,10 +144,6 @@ export class Executor {
       error: null,
       steps: [],
     };
-    if (!rule) {
-      // The rule was paused, archived or deleted between the match and now: no run.
-      return undefined;
-    }
     const w = rule.rule.workflow;
     const kind = d.kind ?? 'match';
     if (w.debounce && kind === 'match') {
