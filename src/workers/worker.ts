@@ -41,6 +41,7 @@ export interface RunningWorker {
   readonly timers: Timers;
   readonly drain: HistoryDrain | undefined;
   readonly executor: Executor;
+  readonly rules: RuleCache;
   close(): Promise<void>;
 }
 
@@ -171,5 +172,5 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       await queue.close();
       for (const c of [redis, queueRedis, workerRedis, timerRedis, drainRedis]) c.disconnect();
     })());
-  return { worker, queue, timers, drain, executor, close };
+  return { worker, queue, timers, drain, executor, rules, close };
 }
