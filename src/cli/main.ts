@@ -3,6 +3,7 @@
  */
 import './v8-flags.js';
 import { isMainThread, workerData } from 'node:worker_threads';
+import { runAdmin } from './admin.js';
 import { runDemo } from './demo.js';
 import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
@@ -15,7 +16,9 @@ const USAGE = `usage: signalbox <command> [options]
 commands:
   demo                                              Signalbox end to end: example rules, PSA webhooks, queued runs
   serve [--port 8080] [--connections FILE]          run the ingest server (Redis: REDIS_URL or deploy/local)
-                    [--no-worker]                   (it also runs the workers, unless --no-worker)
+        [--admin-port 8081] [--grpc-port 8082]      and the admin API (HTTP JSON, gRPC), unless --no-admin
+        [--no-worker] [--no-admin]                  and the workers, unless --no-worker
+  admin keys create|list|revoke --tenant T ...      manage API keys (first admin key: var/admin.key)
   worker [--concurrency 50]                         run workflows from the run queue (needs DATABASE_URL)
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
   rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
@@ -35,6 +38,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runServe(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'worker':
       return runWorker(rest, { stdout: process.stdout, stderr: process.stderr });
+    case 'admin':
+      return runAdmin(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'rules':
       return runRules(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'match':

@@ -1,11 +1,14 @@
 /**
  * `signalbox serve`: the ingest server, its dispatcher and its live rule index in one process.
  *
- *   signalbox serve [--host 127.0.0.1] [--port 8080] [--connections connections.json]
+ *   signalbox serve [--host 127.0.0.1] [--port 8080] [--admin-port 8081] [--grpc-port 8082]
+ *                   [--no-admin] [--no-worker] [--connections connections.json]
  *
  * Redis: REDIS_URL, else the local one deploy/local/up.sh started (var/local.env). The rule
- * store: DATABASE_URL, else the embedded database under ./var/db. Connections and generic API
- * keys come from a JSON file until the admin API manages them (issue 5):
+ * store: DATABASE_URL, else the embedded database under ./var/db. The admin API (HTTP JSON and
+ * gRPC) runs on its own ports. Connections and generic-API keys come from the store (the admin
+ * API: a PSA connection is addressed as `<tenant>.<id>` in the hook URL); a JSON file may add
+ * more, addressed by their bare id:
  *
  *   {"connections": [{"tenant": "acme", "id": "halo-main", "source": "halo",
  *                     "halo": {"username": "…", "password": "…"}, "selfActors": ["7"]}],
@@ -21,9 +24,11 @@ import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
-import { migrate, RuleStore } from '../store/index.js';
+import { StoreConnections } from '../ingest/store-connections.js';
+import { ConnectionStore, migrate, RuleStore } from '../store/index.js';
+import { ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, openCommandDb } from './env.js';
+import { commandEnv, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
 
@@ -33,7 +38,16 @@ interface ConnectionsFile {
 }
 
 export async function runServe(argv: readonly string[], io: CommandIo): Promise<number> {
-  const unknown = unknownOption(argv, ['host', 'port', 'connections', 'threads', 'no-worker']);
+  const unknown = unknownOption(argv, [
+    'host',
+    'port',
+    'connections',
+    'threads',
+    'no-worker',
+    'no-admin',
+    'admin-port',
+    'grpc-port',
+  ]);
   if (unknown) {
     io.stderr.write(`signalbox serve: unknown option --${unknown}\n`);
     return 2;
@@ -45,9 +59,17 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     return 2;
   }
   const host = arg(argv, 'host') ?? '127.0.0.1';
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    io.stderr.write('signalbox serve: --port must be a port number\n');
-    return 2;
+  const adminPort = Number(arg(argv, 'admin-port') ?? process.env.SIGNALBOX_ADMIN_PORT ?? 8081);
+  const grpcPort = Number(arg(argv, 'grpc-port') ?? process.env.SIGNALBOX_GRPC_PORT ?? 8082);
+  for (const [name, p] of [
+    ['port', port],
+    ['admin-port', adminPort],
+    ['grpc-port', grpcPort],
+  ] as const) {
+    if (!Number.isInteger(p) || p < 0 || p > 65535) {
+      io.stderr.write(`signalbox serve: --${name} must be a port number\n`);
+      return 2;
+    }
   }
   const env = commandEnv();
   if (!env.REDIS_URL) {
@@ -67,9 +89,16 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     }
   }
   const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
-  // Keys are compared by hash, as the database will store them.
+  // Keys are compared by hash, as the database stores them.
   const hash = (k: string) => createHash('sha256').update(k).digest('hex');
   const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
+  let secrets: ReturnType<typeof secretBox>;
+  try {
+    secrets = secretBox(env);
+  } catch (e) {
+    io.stderr.write(`signalbox serve: SIGNALBOX_SECRET_KEY: ${(e as Error).message}\n`);
+    return 2;
+  }
 
   const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
@@ -85,6 +114,11 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   await migrate(db);
   const live = new LiveRules(new RuleStore(db));
   await live.start();
+  const stored = new StoreConnections(db, new ConnectionStore(db, secrets), {
+    extra: [...connections.values()],
+    extraKeys: apiKeys,
+  });
+  await stored.start();
   // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
   const prefix = env.SIGNALBOX_REDIS_PREFIX || 'sb';
   const handoff = new Handoff(redis, () => live.engine, { prefix });
@@ -97,8 +131,8 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   const server = await startIngest({
     host,
     port,
-    connections: { get: (s: PsaSource, id: string) => connections.get(`${s}/${id}`) },
-    apiKeys: { tenantOf: (k) => apiKeys.get(hash(k)) },
+    connections: { get: (s: PsaSource, id: string) => stored.get(s, id) },
+    apiKeys: { tenantOf: (k) => stored.tenantOf(k) },
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
     // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
@@ -137,9 +171,27 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   // The workers run here too unless told not to (with the embedded database they must: it
   // belongs to this process).
   const workers_ = argv.includes('--no-worker') ? undefined : await workerFromEnv(env, db);
+  const admin = argv.includes('--no-admin')
+    ? undefined
+    : await startAdminPlane({
+        db,
+        secrets,
+        redis,
+        prefix,
+        host,
+        httpPort: adminPort,
+        grpcPort,
+        onError: (e) => io.stderr.write(`signalbox admin: ${(e as Error)?.stack ?? String(e)}\n`),
+      });
+  if (admin) {
+    await ensureFirstKey(admin.keys, io);
+    io.stdout.write(
+      `signalbox: admin API on http://${host}:${admin.http.port}/v1 (OpenAPI: /v1/openapi.json) and gRPC ${host}:${admin.grpc.port}\n`,
+    );
+  }
   io.stdout.write(
     `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${threads} thread${threads === 1 ? '' : 's'}; ${live.engine.size} active rules; ` +
-      `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${connections.size} connections; ${workers_ ? 'workers in this process' : 'no workers'})\n`,
+      `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${stored.size} connections; ${workers_ ? 'workers in this process' : 'no workers'})\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -150,6 +202,8 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
   await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
   server.close();
+  await admin?.close();
+  await stored.stop();
   await workers_?.close();
   await dispatcher.stop();
   await queue.close();

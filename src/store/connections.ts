@@ -5,7 +5,7 @@
  * decrypt), and never returned by `get` or `list`: only `secret()` decrypts, for the workers.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { audit } from './audit.js';
+import { audit, configChannel, notifyConfig } from './audit.js';
 import type { Db, Queryable } from './db.js';
 
 export type ConnectionKind =
@@ -131,6 +131,7 @@ export class ConnectionStore {
           secretChanged: sealed !== null,
         },
       });
+      await notifyConfig(tx, configChannel(this.db), 'connection');
       return toInfo(r.rows[0]!);
     });
   }
@@ -163,8 +164,18 @@ export class ConnectionStore {
         id,
         details: {},
       });
+      await notifyConfig(tx, configChannel(this.db), 'connection');
       return true;
     });
+  }
+
+  /** Every connection of the given kinds, of every tenant (what an ingest process serves). */
+  async all(kinds: readonly ConnectionKind[]): Promise<ConnectionInfo[]> {
+    const r = await this.db.query<Row>(
+      `select ${COLUMNS} from connections where kind = any($1) order by tenant_id, id`,
+      [kinds],
+    );
+    return r.rows.map(toInfo);
   }
 
   /** The decrypted secret values (workers only; never sent to a client or a log). */

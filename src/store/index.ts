@@ -1,5 +1,7 @@
 /** The store's public surface: an explicit list (style.md). */
 
+export { audit, configChannel, notifyConfig } from './audit.js';
+
 export {
   type ConnectionInfo,
   type ConnectionInput,

@@ -4,38 +4,19 @@
  * thread, and SIGTERM shuts it down.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { BIN, serveEnv } from './serve-env.js';
 
-const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
-const url = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
-const schema = `sb_serve_${process.pid}_${Date.now().toString(36)}`;
 const port = 30_000 + (process.pid % 20_000);
-const dir = mkdtempSync(join(tmpdir(), 'sb-serve-'));
-const prefix = `sbs${process.pid}${Date.now().toString(36)}`;
-const env = {
-  ...process.env,
-  DATABASE_URL: url,
-  SIGNALBOX_DB_SCHEMA: schema,
-  SIGNALBOX_REDIS_PREFIX: prefix,
-};
+const { dir, env, cleanup } = serveEnv('serve');
 let child: ChildProcess | undefined;
 
 afterAll(async () => {
   child?.kill('SIGKILL');
-  const { Redis } = await import('ioredis');
-  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390');
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  await c.query(`drop schema if exists ${schema} cascade`);
-  await c.end();
+  await cleanup();
 });
 
 function cli(args: string[]): Promise<number> {
@@ -84,8 +65,21 @@ it('serves on two threads, with live rules in each', { timeout: 60_000 }, async 
 
   child = spawn(
     process.execPath,
-    [BIN, 'serve', '--port', String(port), '--threads', '2', '--connections', join(dir, 'connections.json')],
-    { env },
+    [
+      BIN,
+      'serve',
+      '--port',
+      String(port),
+      '--threads',
+      '2',
+      '--connections',
+      join(dir, 'connections.json'),
+      '--admin-port',
+      '0',
+      '--grpc-port',
+      '0',
+    ],
+    { env, cwd: dir },
   );
   let out = '';
   await new Promise<void>((resolve, reject) => {

@@ -233,7 +233,10 @@ describe('delay, guard, versions', () => {
     await h.rule({ id: 'paused', actions: [{ type: 'webhook', with: { url: `${rx.url}/paused` } }] });
     await h.rules.setStatus('acme', 'paused', 'paused', { actor: 'test' });
     // Workers learn of rule changes by notification; the run below is taken after this one arrived.
-    await eventually('pause seen', async () => (await h.worker!.rules.current('acme', 'paused')) === undefined);
+    await eventually(
+      'pause seen',
+      async () => (await h.worker!.rules.current('acme', 'paused')) === undefined,
+    );
     const id = await h.enqueue('paused', event('e-paused'));
     await eventually('job done', async () => (await (await h.queue.getJob(id))?.getState()) === 'completed');
     expect(rx.on('/paused')).toHaveLength(0);

@@ -1,0 +1,691 @@
+/**
+ * The admin service layer: every operation of the admin API, once. The HTTP JSON and gRPC front
+ * ends only authenticate, decode and encode; what an operation does, which role it needs and what
+ * it answers is decided here (and in ops.ts, which lists the operations).
+ *
+ * Tenant confinement: every query names the caller's tenant; an id of another tenant is simply
+ * not found, never "forbidden" (that would tell the id exists).
+ */
+import type { Queue } from 'bullmq';
+import { type RunJob, runJobId } from '../config/runs.js';
+import {
+  type CompiledRule,
+  checkEnvelope,
+  compileRule,
+  contextOf,
+  EngineError,
+  type Envelope,
+  explain,
+} from '../engine/index.js';
+import {
+  type ConnectionInfo,
+  type ConnectionStore,
+  type Db,
+  type RuleStatus,
+  type RuleStore,
+  type StoredRule,
+  setTenantSettings,
+  tenantSettings,
+} from '../store/index.js';
+import { AdminError, type FieldError, invalid, notFound } from './errors.js';
+import type { ApiKeyInfo, ApiKeys, Caller, Role } from './keys.js';
+import { TEMPLATES, template } from './templates.js';
+
+/** Turns a raw PSA body into envelopes, as the ingest adapter would (no signature check). */
+export type RawAdapter = (
+  source: string,
+  tenant: string,
+  body: Buffer,
+) => Promise<{ envelopes: Envelope[]; errors: Array<{ index: number; error: string }> }>;
+
+/** Calls the PSA (or other) API of a connection with its credentials, to see that they work. */
+export type ConnectionChecker = (
+  tenant: string,
+  id: string,
+) => Promise<{ ok: boolean; detail: string; latencyMs: number } | undefined>;
+
+export interface AdminDeps {
+  readonly db: Db;
+  readonly rules: RuleStore;
+  readonly connections: ConnectionStore;
+  readonly keys: ApiKeys;
+  /** The run queue (trigger, retry, cancel, replay); without it those answer `unavailable`. */
+  readonly queue?: Queue<RunJob>;
+  readonly adapt?: RawAdapter;
+  readonly check?: ConnectionChecker;
+  readonly now?: () => number;
+}
+
+type Obj = Record<string, unknown>;
+
+const iso = (d: Date | string | null | undefined): string | null =>
+  d === null || d === undefined ? null : new Date(d).toISOString();
+
+/** The rule as the API shows it. */
+export function ruleView(r: StoredRule): Obj {
+  return {
+    id: r.id,
+    version: r.version,
+    status: r.status,
+    name: typeof r.document.name === 'string' ? r.document.name : '',
+    document: r.document,
+    runCount: r.runCount,
+    lastRunAt: iso(r.lastRunAt),
+    createdAt: iso(r.createdAt),
+    updatedAt: iso(r.updatedAt),
+  };
+}
+
+export function connectionView(c: ConnectionInfo): Obj {
+  return {
+    id: c.id,
+    kind: c.kind,
+    name: c.name,
+    settings: c.settings,
+    hasSecret: c.hasSecret,
+    createdAt: iso(c.createdAt),
+    updatedAt: iso(c.updatedAt),
+  };
+}
+
+function keyView(k: ApiKeyInfo): Obj {
+  return { ...k };
+}
+
+/** An engine error, as field errors of a request (`document` + where it is in the rule). */
+export function fieldErrorOf(e: EngineError, prefix: string): FieldError {
+  return {
+    field: e.where ? `${prefix}.${e.where}` : prefix,
+    reason: e.reason,
+    code: e.code,
+    ...(e.position ? { position: { line: e.position.line, column: e.position.column } } : {}),
+    ...(e.snippet ? { snippet: e.snippet } : {}),
+  };
+}
+
+interface RunRow {
+  id: string;
+  rule_id: string;
+  rule_version: number;
+  event_id: string | null;
+  status: string;
+  reason: string | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  error: unknown;
+}
+
+const RUN_COLUMNS =
+  'id, rule_id, rule_version, event_id, status, reason, created_at, started_at, finished_at, error';
+
+function runView(r: RunRow): Obj {
+  return {
+    id: r.id,
+    ruleId: r.rule_id,
+    ruleVersion: r.rule_version,
+    eventId: r.event_id,
+    status: r.status,
+    reason: r.reason,
+    createdAt: iso(r.created_at),
+    startedAt: iso(r.started_at),
+    finishedAt: iso(r.finished_at),
+    error: r.error ?? null,
+  };
+}
+
+/** Opaque keyset cursors: the last row's (created_at, id). */
+function encodeCursor(at: Date, id: string): string {
+  return Buffer.from(JSON.stringify([new Date(at).toISOString(), id])).toString('base64url');
+}
+
+function decodeCursor(c: string): [string, string] {
+  try {
+    const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') {
+      if (!Number.isNaN(Date.parse(v[0]))) return [v[0], v[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw invalid('cursor', 'not a cursor this API returned');
+}
+
+function parseTime(field: string, v: unknown): string | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string' || Number.isNaN(Date.parse(v)))
+    throw invalid(field, 'must be an ISO 8601 time, like 2026-11-02T09:30:00Z');
+  return new Date(v).toISOString();
+}
+
+const MAX_TEST_EVENTS = 100;
+
+export class AdminService {
+  private readonly now: () => number;
+
+  constructor(private readonly d: AdminDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  // ── rules ────────────────────────────────────────────────────────────────────────────────
+
+  async listRules(c: Caller, i: { status?: RuleStatus }): Promise<Obj> {
+    const rules = await this.d.rules.list(c.tenant, i.status ? { status: i.status } : {});
+    return { rules: rules.map(ruleView) };
+  }
+
+  async getRule(c: Caller, i: { id: string; version?: number }): Promise<Obj> {
+    const r = await this.d.rules.get(c.tenant, i.id, i.version);
+    if (!r) throw notFound(i.version ? `rule "${i.id}" version ${i.version}` : `rule "${i.id}"`);
+    return ruleView(r);
+  }
+
+  async listRuleVersions(c: Caller, i: { id: string }): Promise<Obj> {
+    const versions = await this.d.rules.versions(c.tenant, i.id);
+    if (versions.length === 0) throw notFound(`rule "${i.id}"`);
+    return {
+      versions: versions.map((v) => ({
+        version: v.version,
+        createdAt: iso(v.createdAt),
+        createdBy: v.createdBy,
+      })),
+    };
+  }
+
+  /** Checks a document for the caller's tenant; the compiled rule, or field errors. */
+  private compile(c: Caller, doc: Obj, field = 'document'): CompiledRule {
+    if (doc.tenant !== undefined && doc.tenant !== c.tenant)
+      throw invalid(
+        `${field}.tenant`,
+        `a rule of this API key belongs to tenant "${c.tenant}"; omit "tenant"`,
+      );
+    try {
+      return compileRule({ ...doc, tenant: c.tenant });
+    } catch (e) {
+      if (e instanceof EngineError) {
+        const fe = fieldErrorOf(e, field);
+        const at = fe.position ? `: line ${fe.position.line}, column ${fe.position.column}` : '';
+        throw new AdminError('invalid_argument', `${fe.field}${at}: ${fe.reason}`, [fe]);
+      }
+      throw e;
+    }
+  }
+
+  /** The stored form of a document: without tenant (the key's) and status (the rule's). */
+  private stored(doc: Obj): Obj {
+    const { tenant: _t, status: _s, ...rest } = doc;
+    return rest;
+  }
+
+  async validateRule(c: Caller, i: { document: Obj }): Promise<Obj> {
+    try {
+      const r = this.compile(c, i.document);
+      return {
+        valid: true,
+        errors: [],
+        actions: r.workflow.steps.map((s) => ({ index: s.index, type: s.type, id: s.id ?? null })),
+      };
+    } catch (e) {
+      if (e instanceof AdminError && e.code === 'invalid_argument')
+        return { valid: false, errors: e.details, actions: [] };
+      throw e;
+    }
+  }
+
+  async createRule(c: Caller, i: { document: Obj; status?: RuleStatus }): Promise<Obj> {
+    this.compile(c, i.document);
+    const id = i.document.id as string;
+    if (await this.d.rules.get(c.tenant, id)) {
+      throw new AdminError('already_exists', `rule "${id}" exists; update it with PUT /v1/rules/${id}`);
+    }
+    await this.d.rules.ensureTenant(c.tenant);
+    const status = i.status ?? this.docStatus(i.document) ?? 'draft';
+    return ruleView(await this.d.rules.save(c.tenant, this.stored(i.document), { actor: c.keyId, status }));
+  }
+
+  /** A new version. A document that does not compile changes nothing: the old version stays. */
+  async updateRule(c: Caller, i: { id: string; document: Obj; status?: RuleStatus }): Promise<Obj> {
+    if (i.document.id !== undefined && i.document.id !== i.id)
+      throw invalid('document.id', `must be "${i.id}" (the rule being updated) or absent`);
+    const doc = { ...i.document, id: i.id };
+    this.compile(c, doc);
+    const cur = await this.d.rules.get(c.tenant, i.id);
+    if (!cur) throw notFound(`rule "${i.id}"`);
+    const status = i.status ?? this.docStatus(doc) ?? cur.status;
+    return ruleView(await this.d.rules.save(c.tenant, this.stored(doc), { actor: c.keyId, status }));
+  }
+
+  private docStatus(doc: Obj): RuleStatus | undefined {
+    return typeof doc.status === 'string' ? (doc.status as RuleStatus) : undefined;
+  }
+
+  async setRuleStatus(c: Caller, i: { id: string }, status: RuleStatus): Promise<Obj> {
+    const cur = await this.d.rules.get(c.tenant, i.id);
+    if (!cur) throw notFound(`rule "${i.id}"`);
+    if (status === 'active') {
+      // A rule saved before a language change, or edited in the database: never activate it broken.
+      this.compile(c, { ...cur.document, id: cur.id });
+    }
+    await this.d.rules.setStatus(c.tenant, i.id, status, { actor: c.keyId });
+    return ruleView((await this.d.rules.get(c.tenant, i.id))!);
+  }
+
+  async deleteRule(c: Caller, i: { id: string }): Promise<Obj> {
+    if (!(await this.d.rules.delete(c.tenant, i.id, { actor: c.keyId }))) throw notFound(`rule "${i.id}"`);
+    return { deleted: true };
+  }
+
+  /** Runs an active rule now, with the given event (or a `manual.trigger` event). */
+  async triggerRule(c: Caller, i: { id: string; event?: Obj }): Promise<Obj> {
+    const queue = this.queue();
+    const r = await this.d.rules.get(c.tenant, i.id);
+    if (!r) throw notFound(`rule "${i.id}"`);
+    if (r.status !== 'active')
+      throw new AdminError('failed_precondition', `rule "${i.id}" is ${r.status}, not active`);
+    const at = new Date(this.now()).toISOString();
+    const event = this.envelope(
+      c,
+      i.event ?? {
+        id: `manual-${this.now()}-${Math.random().toString(36).slice(2, 10)}`,
+        source: 'signalbox',
+        type: 'manual.trigger',
+        data: {},
+      },
+      'event',
+    );
+    const job: RunJob = {
+      tenant: c.tenant,
+      ruleId: r.id,
+      version: r.version,
+      kind: 'replay',
+      event: {
+        ...event,
+        tenant: c.tenant,
+        time: event.time ?? at,
+        receivedAt: at,
+        previous: event.previous ?? null,
+      },
+    };
+    const runId = runJobId(c.tenant, `${event.id}\u0000trigger\u0000${this.now()}`, r.id, 'replay');
+    await queue.add('run', job, { jobId: runId, removeOnComplete: 10_000, removeOnFail: 50_000 });
+    return { runId, ruleVersion: r.version };
+  }
+
+  private envelope(c: Caller, v: Obj, field: string): Envelope {
+    if (v.tenant !== undefined && v.tenant !== c.tenant)
+      throw invalid(`${field}.tenant`, `events of this API key belong to tenant "${c.tenant}"`);
+    const chk = checkEnvelope({ ...v, tenant: c.tenant });
+    if (!chk.ok) throw invalid(field, chk.reason);
+    return chk.envelope;
+  }
+
+  private queue(): Queue<RunJob> {
+    if (!this.d.queue) throw new AdminError('unavailable', 'this admin server has no run queue (Redis)');
+    return this.d.queue;
+  }
+
+  /**
+   * Tests a saved or draft rule against sample envelopes or a raw PSA body: whether it matches,
+   * why (the explain trace), and its actions rendered for that event. Nothing is stored, queued
+   * or sent.
+   */
+  async testRule(
+    c: Caller,
+    i: {
+      ruleId?: string;
+      version?: number;
+      document?: Obj;
+      envelope?: Obj;
+      envelopes?: Obj[];
+      raw?: { source: string; body: string };
+    },
+  ): Promise<Obj> {
+    let rule: CompiledRule;
+    if (i.document !== undefined) {
+      if (i.ruleId !== undefined) throw invalid('ruleId', 'give either ruleId or document, not both');
+      rule = this.compile(c, { id: 'draft', ...i.document, status: 'active' });
+    } else if (i.ruleId !== undefined) {
+      const r = await this.d.rules.get(c.tenant, i.ruleId, i.version);
+      if (!r) throw notFound(`rule "${i.ruleId}"`);
+      rule = this.compile(c, { ...r.document, id: r.id, status: 'active' }, 'rule');
+    } else {
+      throw invalid('document', 'give a draft rule (document) or a saved one (ruleId)');
+    }
+    const given = [i.envelope !== undefined, i.envelopes !== undefined, i.raw !== undefined].filter(Boolean);
+    if (given.length !== 1) throw invalid('envelope', 'give exactly one of envelope, envelopes, raw');
+    let envelopes: Envelope[] = [];
+    let adaptErrors: Array<{ index: number; error: string }> = [];
+    if (i.raw) {
+      if (!this.d.adapt)
+        throw new AdminError('unavailable', 'raw PSA bodies cannot be tested on this server');
+      const body = Buffer.from(i.raw.body, 'utf8');
+      try {
+        ({ envelopes, errors: adaptErrors } = await this.d.adapt(i.raw.source, c.tenant, body));
+      } catch (e) {
+        throw invalid('raw.body', (e as Error).message);
+      }
+    } else {
+      const list = i.envelopes ?? [i.envelope!];
+      if (list.length > MAX_TEST_EVENTS) throw invalid('envelopes', `at most ${MAX_TEST_EVENTS} events`);
+      envelopes = list.map((e, n) => this.envelope(c, e, i.envelopes ? `envelopes[${n}]` : 'envelope'));
+    }
+    const results = envelopes.map((env) => this.testOne(rule, env));
+    return { results, errors: adaptErrors };
+  }
+
+  private testOne(rule: CompiledRule, env: Envelope): Obj {
+    const scheduled = rule.workflow.schedule !== undefined;
+    const ex = explain(rule, env);
+    // A scheduled rule runs on its ticks: a `schedule.tick` event stands for one.
+    const matched = scheduled ? env.type === 'schedule.tick' : ex.matched;
+    const roots = {
+      meta: { run: { id: 'test' }, rule: { id: rule.id, version: 0 }, attempt: 1, event: { id: env.id } },
+      custom: {},
+      steps: {},
+    };
+    const actions = rule.workflow.steps.map((s) => {
+      const base = { index: s.index, type: s.type, id: s.id ?? null, connection: s.connection ?? null };
+      try {
+        return { ...base, params: s.params(contextOf(env, roots)), error: null };
+      } catch (e) {
+        return { ...base, params: null, error: (e as Error).message };
+      }
+    });
+    return { envelope: env, matched, explanation: ex, actions };
+  }
+
+  // ── runs ─────────────────────────────────────────────────────────────────────────────────
+
+  async listRuns(
+    c: Caller,
+    i: {
+      status?: string;
+      ruleId?: string;
+      eventId?: string;
+      from?: string;
+      to?: string;
+      limit?: number;
+      cursor?: string;
+    },
+  ): Promise<Obj> {
+    const where = ['tenant_id = $1'];
+    const args: unknown[] = [c.tenant];
+    const add = (sql: string, v: unknown) => {
+      args.push(v);
+      where.push(sql.replace('?', `$${args.length}`));
+    };
+    if (i.status) add('status = ?', i.status);
+    if (i.ruleId) add('rule_id = ?', i.ruleId);
+    if (i.eventId) add('event_id = ?', i.eventId);
+    const from = parseTime('from', i.from);
+    const to = parseTime('to', i.to);
+    if (from) add('created_at >= ?', from);
+    if (to) add('created_at < ?', to);
+    if (i.cursor) {
+      const [at, id] = decodeCursor(i.cursor);
+      args.push(at, id);
+      where.push(`(created_at, id) < ($${args.length - 1}::timestamptz, $${args.length})`);
+    }
+    const limit = i.limit ?? 50;
+    args.push(limit + 1);
+    const r = await this.d.db.query<RunRow>(
+      `select ${RUN_COLUMNS} from runs where ${where.join(' and ')} order by created_at desc, id desc limit $${args.length}`,
+      args,
+    );
+    const rows = r.rows.slice(0, limit);
+    const last = rows[rows.length - 1];
+    return {
+      runs: rows.map(runView),
+      nextCursor: r.rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
+    };
+  }
+
+  private async run(c: Caller, id: string): Promise<RunRow> {
+    const r = await this.d.db.query<RunRow>(
+      `select ${RUN_COLUMNS} from runs where tenant_id = $1 and id = $2`,
+      [c.tenant, id],
+    );
+    if (!r.rows[0]) throw notFound(`run "${id}"`);
+    return r.rows[0];
+  }
+
+  async getRun(c: Caller, i: { id: string }): Promise<Obj> {
+    const run = await this.run(c, i.id);
+    const s = await this.d.db.query<{
+      idx: number;
+      type: string;
+      status: string;
+      attempts: number;
+      started_at: Date | null;
+      finished_at: Date | null;
+      output: unknown;
+      error: unknown;
+    }>(
+      'select idx, type, status, attempts, started_at, finished_at, output, error from steps where run_id = $1 order by idx',
+      [run.id],
+    );
+    return {
+      ...runView(run),
+      steps: s.rows.map((x) => ({
+        index: x.idx,
+        type: x.type,
+        status: x.status,
+        attempts: x.attempts,
+        startedAt: iso(x.started_at),
+        finishedAt: iso(x.finished_at),
+        output: x.output ?? null,
+        error: x.error ?? null,
+      })),
+    };
+  }
+
+  /**
+   * Runs a failed run again from its failed step: the completed steps are not repeated (their
+   * outputs and `custom` are kept), the rule version stays the one the run started with. Needs
+   * the run's job, which Redis keeps for the last 50,000 failed and 10,000 completed runs.
+   */
+  async retryRun(c: Caller, i: { id: string }): Promise<Obj> {
+    const queue = this.queue();
+    const run = await this.run(c, i.id);
+    if (run.status !== 'failed')
+      throw new AdminError(
+        'failed_precondition',
+        `run "${i.id}" is ${run.status}; only a failed run can be retried`,
+      );
+    const job = await queue.getJob(run.id);
+    const data = job?.data as (RunJob & { state?: Obj & { step: number; record: Obj } }) | undefined;
+    if (!job || !data || data.tenant !== c.tenant) {
+      throw new AdminError(
+        'failed_precondition',
+        `run "${i.id}" is too old to retry (its job is no longer kept); replay its event instead`,
+      );
+    }
+    const steps = await this.d.db.query<{ idx: number; status: string }>(
+      'select idx, status from steps where run_id = $1 order by idx',
+      [run.id],
+    );
+    const failedAt = steps.rows.find((s) => s.status === 'failed')?.idx ?? data.state?.step ?? 0;
+    const state = data.state
+      ? {
+          ...data.state,
+          step: failedAt,
+          attempt: 0,
+          record: { ...data.state.record, status: 'running', reason: null, error: null, finishedAt: null },
+        }
+      : undefined;
+    const retryId = `${run.id}-retry-${this.now()}`;
+    await queue.add('run', { ...data, version: run.rule_version, ...(state ? { state } : {}) } as RunJob, {
+      jobId: retryId,
+      removeOnComplete: 10_000,
+      removeOnFail: 50_000,
+    });
+    await this.d.db.query(
+      `update runs set status = 'pending', reason = $3 where tenant_id = $1 and id = $2`,
+      [c.tenant, run.id, `retry from step ${failedAt} requested by ${c.keyId}`],
+    );
+    return { runId: run.id, fromStep: failedAt, job: retryId };
+  }
+
+  /** Cancels a run that is waiting (a delay, a retry backoff, an API budget) or not yet started. */
+  async cancelRun(c: Caller, i: { id: string }): Promise<Obj> {
+    const queue = this.queue();
+    const run = await this.run(c, i.id);
+    if (!['pending', 'delayed', 'running'].includes(run.status))
+      throw new AdminError('failed_precondition', `run "${i.id}" is ${run.status}; it has ended`);
+    const job = await queue.getJob(run.id);
+    if (job && job.data.tenant === c.tenant) {
+      const state = await job.getState();
+      if (state === 'active')
+        throw new AdminError(
+          'failed_precondition',
+          `run "${i.id}" is executing a step right now; cancel it again once the step is done`,
+        );
+      if (state === 'delayed' || state === 'waiting' || state === 'prioritized') await job.remove();
+    }
+    await this.d.db.query(
+      `update runs set status = 'cancelled', reason = $3, finished_at = now(),
+         started_at = coalesce(started_at, now()), revision = $4
+       where tenant_id = $1 and id = $2`,
+      [c.tenant, run.id, `cancelled by ${c.keyId}`, Number.MAX_SAFE_INTEGER],
+    );
+    return { runId: run.id, status: 'cancelled' };
+  }
+
+  // ── connections ──────────────────────────────────────────────────────────────────────────
+
+  async listConnections(c: Caller): Promise<Obj> {
+    return { connections: (await this.d.connections.list(c.tenant)).map(connectionView) };
+  }
+
+  async getConnection(c: Caller, i: { id: string }): Promise<Obj> {
+    const x = await this.d.connections.get(c.tenant, i.id);
+    if (!x) throw notFound(`connection "${i.id}"`);
+    return connectionView(x);
+  }
+
+  async putConnection(
+    c: Caller,
+    i: {
+      id: string;
+      kind: ConnectionInfo['kind'];
+      name?: string;
+      settings?: Obj;
+      secret?: Record<string, string>;
+    },
+  ): Promise<Obj> {
+    await this.d.rules.ensureTenant(c.tenant);
+    const saved = await this.d.connections.put(
+      c.tenant,
+      {
+        id: i.id,
+        kind: i.kind,
+        ...(i.name !== undefined ? { name: i.name } : {}),
+        ...(i.settings !== undefined ? { settings: i.settings } : {}),
+        ...(i.secret !== undefined ? { secret: i.secret } : {}),
+      },
+      c.keyId,
+    );
+    return connectionView(saved);
+  }
+
+  async deleteConnection(c: Caller, i: { id: string }): Promise<Obj> {
+    if (!(await this.d.connections.delete(c.tenant, i.id, c.keyId))) throw notFound(`connection "${i.id}"`);
+    return { deleted: true };
+  }
+
+  async checkConnection(c: Caller, i: { id: string }): Promise<Obj> {
+    if (!(await this.d.connections.get(c.tenant, i.id))) throw notFound(`connection "${i.id}"`);
+    if (!this.d.check)
+      throw new AdminError('unavailable', 'connection checks are not available on this server');
+    const r = await this.d.check(c.tenant, i.id);
+    if (!r)
+      throw new AdminError(
+        'failed_precondition',
+        `connection "${i.id}" is not a PSA connection: there is no API to check (send a test run with TriggerRule)`,
+      );
+    return { ...r };
+  }
+
+  // ── templates ────────────────────────────────────────────────────────────────────────────
+
+  async listTemplates(_c: Caller, i: { category?: string }): Promise<Obj> {
+    return {
+      templates: TEMPLATES.filter((t) => !i.category || t.category === i.category).map((t) => ({
+        id: t.id,
+        name: t.name,
+        category: t.category,
+        description: t.description,
+        setup: t.setup,
+        rule: { id: t.id, name: t.name, ...t.rule },
+        sample: t.sample,
+      })),
+    };
+  }
+
+  /** Saves a template into the tenant as a draft rule (under its id, or the given one). */
+  async installTemplate(c: Caller, i: { id: string; ruleId?: string }): Promise<Obj> {
+    const t = template(i.id);
+    if (!t) throw notFound(`template "${i.id}"`);
+    const doc = { id: i.ruleId ?? t.id, name: t.name, ...t.rule };
+    return this.createRule(c, { document: doc, status: 'draft' });
+  }
+
+  // ── stats, settings, keys ────────────────────────────────────────────────────────────────
+
+  async stats(c: Caller, i: { from?: string; to?: string }): Promise<Obj> {
+    const from = parseTime('from', i.from) ?? new Date(this.now() - 7 * 86_400_000).toISOString();
+    const to = parseTime('to', i.to) ?? new Date(this.now() + 60_000).toISOString();
+    const r = await this.d.db.query<{ rule_id: string; status: string; n: string }>(
+      `select rule_id, status, count(*)::text as n from runs
+        where tenant_id = $1 and created_at >= $2 and created_at < $3 group by rule_id, status`,
+      [c.tenant, from, to],
+    );
+    const rules = new Map<string, { ruleId: string; runs: number; byStatus: Record<string, number> }>();
+    const total: Record<string, number> = {};
+    for (const row of r.rows) {
+      const n = Number(row.n);
+      const s = rules.get(row.rule_id) ?? { ruleId: row.rule_id, runs: 0, byStatus: {} };
+      s.runs += n;
+      s.byStatus[row.status] = (s.byStatus[row.status] ?? 0) + n;
+      rules.set(row.rule_id, s);
+      total[row.status] = (total[row.status] ?? 0) + n;
+    }
+    const counts = await this.d.db.query<{ status: string; n: string }>(
+      'select status, count(*)::text as n from rules where tenant_id = $1 group by status',
+      [c.tenant],
+    );
+    return {
+      from,
+      to,
+      tenant: {
+        runs: Object.values(total).reduce((a, b) => a + b, 0),
+        byStatus: total,
+        rules: Object.fromEntries(counts.rows.map((x) => [x.status, Number(x.n)])),
+      },
+      rules: [...rules.values()].sort((a, b) => b.runs - a.runs || a.ruleId.localeCompare(b.ruleId)),
+    };
+  }
+
+  async getSettings(c: Caller): Promise<Obj> {
+    return { settings: await tenantSettings(this.d.db, c.tenant) };
+  }
+
+  async putSettings(c: Caller, i: { settings: Obj }): Promise<Obj> {
+    await setTenantSettings(this.d.db, c.tenant, i.settings);
+    return { settings: await tenantSettings(this.d.db, c.tenant) };
+  }
+
+  async listKeys(c: Caller): Promise<Obj> {
+    return { keys: (await this.d.keys.list(c.tenant)).map(keyView) };
+  }
+
+  async createKey(c: Caller, i: { role: Role; name?: string }): Promise<Obj> {
+    const { key, info } = await this.d.keys.create(c.tenant, i.role, i.name ?? '', c.keyId);
+    return { key, ...keyView(info) };
+  }
+
+  async revokeKey(c: Caller, i: { id: string }): Promise<Obj> {
+    if (!(await this.d.keys.revoke(c.tenant, i.id, c.keyId))) throw notFound(`API key "${i.id}"`);
+    return { revoked: true };
+  }
+}

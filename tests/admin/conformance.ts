@@ -1,0 +1,555 @@
+/**
+ * The admin API suite, run on real Postgres and on the embedded default (PGlite), through both
+ * front ends: every scenario runs once over HTTP JSON and once over gRPC, with a real client of
+ * each, and asserts the same answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AdminPlane, startAdminPlane } from '../../src/cli/admin.js';
+import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
+import { type Db, migrate, SecretBox } from '../../src/store/index.js';
+import { AdminClient, type Answer, dropNulls, type Transport } from './client.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const fixture = (name: string) => readFileSync(new URL(name, FIXTURES), 'utf8');
+
+export const ok = (a: Answer): Record<string, unknown> => {
+  if (!a.ok) throw new Error(`expected success, got ${a.code}: ${a.message}`);
+  return a.body;
+};
+
+export const err = (a: Answer): Extract<Answer, { ok: false }> => {
+  if (a.ok) throw new Error(`expected an error, got ${JSON.stringify(a.body).slice(0, 300)}`);
+  return a;
+};
+
+const rule = (id: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  source: '*',
+  on: 'ticket.*',
+  when: 'ticket.priority == 1',
+  actions: [{ type: 'log', with: { message: 'P1 {{ ticket.id }}' } }],
+  ...extra,
+});
+
+export function adminConformance(name: string, open: () => Promise<Db>): void {
+  describe(`admin API (${name})`, () => {
+    let db: Db;
+    let plane: AdminPlane;
+    let client: AdminClient;
+    let redis: Redis;
+    let queue: Queue<RunJob>;
+    const prefix = `adm${randomBytes(4).toString('hex')}`;
+    const keys: Record<string, string> = {};
+    const keyIds: Record<string, string> = {};
+
+    beforeAll(async () => {
+      db = await open();
+      await migrate(db);
+      redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+      plane = await startAdminPlane({ db, secrets: new SecretBox(randomBytes(32)), redis, prefix });
+      client = new AdminClient(plane.http.port, plane.grpc.port);
+      queue = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
+      for (const [who, tenant, role] of [
+        ['admin', 'acme', 'admin'],
+        ['editor', 'acme', 'editor'],
+        ['viewer', 'acme', 'viewer'],
+        ['other', 'globex', 'admin'],
+      ] as const) {
+        const made = await plane.keys.create(tenant, role, who, 'test');
+        keys[who] = made.key;
+        keyIds[who] = made.info.id;
+      }
+    });
+
+    afterAll(async () => {
+      client?.close();
+      await plane?.close();
+      await queue?.obliterate({ force: true }).catch(() => {});
+      await queue?.close();
+      redis?.disconnect();
+      await db?.close();
+    });
+
+    for (const t of ['http', 'grpc'] as Transport[]) {
+      const call = (who: string | undefined, op: string, input: Record<string, unknown> = {}) =>
+        client.call(t, who === undefined ? undefined : (keys[who] ?? who), op, input);
+      const rid = (s: string) => `${t}-${s}`;
+
+      describe(t, () => {
+        it('refuses calls without a valid key', async () => {
+          expect(err(await call(undefined, 'ListRules')).code).toBe('unauthenticated');
+          expect(err(await call('sbk_nope', 'ListRules')).code).toBe('unauthenticated');
+          expect(err(await call(`sbk_${'a'.repeat(12)}_${'b'.repeat(43)}`, 'ListRules')).code).toBe(
+            'unauthenticated',
+          );
+        });
+
+        it('rule lifecycle: create, get, update to a new version, status changes, versions, delete', async () => {
+          const id = rid('life');
+          const created = ok(
+            await call('editor', 'CreateRule', { document: rule(id, { name: 'P1 tickets' }) }),
+          );
+          expect(created).toMatchObject({ id, version: 1, status: 'draft', name: 'P1 tickets', runCount: 0 });
+          expect(err(await call('editor', 'CreateRule', { document: rule(id) })).code).toBe('already_exists');
+          const v2 = ok(
+            await call('editor', 'UpdateRule', { id, document: rule(id, { when: 'ticket.priority <= 2' }) }),
+          );
+          expect(v2).toMatchObject({ version: 2, status: 'draft' });
+          expect(ok(await call('viewer', 'GetRule', { id, version: 1 })).document).toMatchObject({
+            when: 'ticket.priority == 1',
+          });
+          expect(ok(await call('editor', 'ActivateRule', { id })).status).toBe('active');
+          const listed = ok(await call('viewer', 'ListRules', { status: 'active' })).rules as Array<{
+            id: string;
+          }>;
+          expect(listed.map((r) => r.id)).toContain(id);
+          expect(ok(await call('editor', 'PauseRule', { id })).status).toBe('paused');
+          expect(ok(await call('editor', 'ArchiveRule', { id })).status).toBe('archived');
+          const versions = ok(await call('viewer', 'ListRuleVersions', { id })).versions as Array<{
+            version: number;
+            createdBy: string;
+          }>;
+          expect(versions.map((v) => v.version)).toEqual([1, 2]);
+          expect(versions[0]!.createdBy).toBe(keyIds.editor);
+          expect(ok(await call('admin', 'DeleteRule', { id }))).toEqual({ deleted: true });
+          expect(err(await call('viewer', 'GetRule', { id })).code).toBe('not_found');
+        });
+
+        it('a rule that does not compile is refused with its position, and the active version stays', async () => {
+          const id = rid('keep');
+          ok(await call('editor', 'CreateRule', { document: rule(id), status: 'active' }));
+          const bad = err(
+            await call('editor', 'UpdateRule', {
+              id,
+              document: rule(id, { when: 'ticket.priority == 1 and (' }),
+            }),
+          );
+          expect(bad.code).toBe('invalid_argument');
+          expect(bad.details[0]).toMatchObject({
+            field: 'document.when',
+            code: 'SB_RULE_PARSE',
+            position: { line: 1, column: 27 },
+          });
+          const cur = ok(await call('viewer', 'GetRule', { id }));
+          expect(cur).toMatchObject({ version: 1, status: 'active' });
+          const badAction = err(
+            await call('editor', 'UpdateRule', {
+              id,
+              document: rule(id, { actions: [{ type: 'webhook', with: { url: '{{ ticket.id ' } }] }),
+            }),
+          );
+          expect(badAction.details[0]!.field).toMatch(/^document\.actions\[0\]\.with\.url/);
+          expect(ok(await call('viewer', 'GetRule', { id })).version).toBe(1);
+        });
+
+        it('validate answers errors with field and position without saving', async () => {
+          const good = ok(await call('viewer', 'ValidateRule', { document: rule(rid('v')) }));
+          expect(good).toMatchObject({ valid: true });
+          const bad = ok(
+            await call('viewer', 'ValidateRule', { document: rule(rid('v'), { when: 'nosuch(x)' }) }),
+          );
+          expect(bad.valid ?? false).toBe(false);
+          expect((bad.errors as Array<Record<string, unknown>>)[0]).toMatchObject({
+            field: 'document.when',
+            code: 'SB_RULE_CHECK',
+          });
+          expect(err(await call('viewer', 'GetRule', { id: rid('v') })).code).toBe('not_found');
+        });
+
+        it('a viewer cannot write; an editor cannot do what only admins do', async () => {
+          const id = rid('roles');
+          expect(err(await call('viewer', 'CreateRule', { document: rule(id) })).code).toBe(
+            'permission_denied',
+          );
+          ok(await call('editor', 'CreateRule', { document: rule(id) }));
+          for (const [who, op, input] of [
+            ['viewer', 'UpdateRule', { id, document: rule(id) }],
+            ['viewer', 'ActivateRule', { id }],
+            ['viewer', 'PutConnection', { id: 'x', kind: 'halo' }],
+            ['viewer', 'InstallTemplate', { id: 'ticket-acknowledge' }],
+            ['editor', 'DeleteRule', { id }],
+            ['editor', 'PutConnection', { id: 'x', kind: 'halo' }],
+            ['editor', 'CreateApiKey', { role: 'admin' }],
+            ['editor', 'ListApiKeys', {}],
+            ['editor', 'PutSettings', { settings: {} }],
+          ] as const) {
+            expect(err(await call(who, op, input as Record<string, unknown>)).code, `${who} ${op}`).toBe(
+              'permission_denied',
+            );
+          }
+          expect(ok(await call('viewer', 'GetRule', { id })).version).toBe(1);
+        });
+
+        it('malformed requests get 400 with a field-level reason and change nothing', async () => {
+          const before = ok(await call('viewer', 'ListRules'));
+          const cases: Array<[string, Record<string, unknown>, string]> = [
+            ['CreateRule', {}, 'document'],
+            ['CreateRule', { document: rule(rid('m')), status: 'sleeping' }, 'status'],
+            ['CreateRule', { document: { ...rule(rid('m')), source: 7 } }, 'document.source'],
+            ['CreateRule', { document: { ...rule(rid('m')), tenant: 'globex' } }, 'document.tenant'],
+            ['ListRuns', { limit: 100000 }, 'limit'],
+            ['ListRuns', { from: 'yesterday' }, 'from'],
+            ['ListRuns', { cursor: 'garbage' }, 'cursor'],
+            ['PutConnection', { id: 'Bad Id', kind: 'halo' }, 'id'],
+            ['PutConnection', { id: 'ok', kind: 'fax' }, 'kind'],
+            ['TestRule', { document: rule(rid('m')) }, 'envelope'],
+            ['TestRule', { document: rule(rid('m')), envelope: { id: 'e' } }, 'envelope'],
+          ];
+          if (t === 'http') cases.push(['CreateRule', { document: rule(rid('m')), colour: 'red' }, 'colour']);
+          for (const [op, input, field] of cases) {
+            const e = err(await call('admin', op, input));
+            expect([e.code, e.details[0]?.field], `${op} ${JSON.stringify(input)}`).toEqual([
+              'invalid_argument',
+              field,
+            ]);
+            expect(e.details[0]!.reason, op).toBeTruthy();
+          }
+          expect(ok(await call('viewer', 'ListRules'))).toEqual(before);
+          expect(ok(await call('viewer', 'ListConnections')).connections ?? []).toEqual([]);
+        });
+
+        it('connections: secrets are stored encrypted and never returned or logged', async () => {
+          const secret = `s3cr3t-${randomBytes(8).toString('hex')}`;
+          const id = rid('halo');
+          const put = ok(
+            await call('admin', 'PutConnection', {
+              id,
+              kind: 'halo',
+              name: 'Halo',
+              settings: { apiUrl: 'https://halo.example.com/api', clientId: 'cid' },
+              secret: { clientSecret: secret },
+            }),
+          );
+          expect(put).toMatchObject({ id, kind: 'halo', hasSecret: true, settings: { clientId: 'cid' } });
+          const renamed = ok(
+            await call('admin', 'PutConnection', { id, kind: 'halo', name: 'Halo 2', settings: {} }),
+          );
+          expect(renamed.hasSecret).toBe(true);
+          const answers = [
+            put,
+            renamed,
+            ok(await call('viewer', 'GetConnection', { id })),
+            ok(await call('viewer', 'ListConnections')),
+          ];
+          for (const a of answers) expect(JSON.stringify(a)).not.toContain(secret);
+          const audit = await db.query<{ details: unknown }>('select details from audit_log');
+          expect(JSON.stringify(audit.rows)).not.toContain(secret);
+          const raw = await db.query<{ s: unknown }>(
+            "select encode(secret_ciphertext, 'escape') as s from connections where id = $1",
+            [id],
+          );
+          expect(String(raw.rows[0]!.s)).not.toContain(secret);
+          // A PSA connection's check calls its API: here an unreachable example host.
+          const check = await call('editor', 'CheckConnection', { id });
+          expect(ok(check).ok ?? false).toBe(false);
+          expect(JSON.stringify(check)).not.toContain(secret);
+          expect(ok(await call('admin', 'DeleteConnection', { id }))).toEqual({ deleted: true });
+          expect(err(await call('viewer', 'GetConnection', { id })).code).toBe('not_found');
+        });
+
+        it("tenant B's key sees nothing of tenant A, even by guessing ids", async () => {
+          const id = rid('secret-rule');
+          ok(await call('editor', 'CreateRule', { document: rule(id), status: 'active' }));
+          ok(await call('admin', 'PutConnection', { id: rid('cw'), kind: 'connectwise', settings: {} }));
+          const runId = `${rid('run')}-a`;
+          await db.query(
+            `insert into runs (id, tenant_id, rule_id, rule_version, status, created_at) values ($1, 'acme', $2, 1, 'delayed', now())`,
+            [runId, id],
+          );
+          for (const [op, input] of [
+            ['GetRule', { id }],
+            ['ListRuleVersions', { id }],
+            ['UpdateRule', { id, document: rule(id) }],
+            ['ActivateRule', { id }],
+            ['PauseRule', { id }],
+            ['DeleteRule', { id }],
+            ['TriggerRule', { id }],
+            [
+              'TestRule',
+              { ruleId: id, envelope: { id: 'e', source: 'halo', type: 'ticket.updated', data: {} } },
+            ],
+            ['GetConnection', { id: rid('cw') }],
+            ['DeleteConnection', { id: rid('cw') }],
+            ['CheckConnection', { id: rid('cw') }],
+            ['GetRun', { id: runId }],
+            ['CancelRun', { id: runId }],
+            ['RetryRun', { id: runId }],
+            ['RevokeApiKey', { id: keyIds.viewer }],
+          ] as const) {
+            expect(err(await call('other', op, input as Record<string, unknown>)).code, op).toBe('not_found');
+          }
+          const lists = [
+            ok(await call('other', 'ListRules')).rules,
+            ok(await call('other', 'ListConnections')).connections,
+            ok(await call('other', 'ListRuns')).runs,
+            ok(await call('other', 'ListRuns', { ruleId: id })).runs,
+          ];
+          for (const l of lists) expect(l ?? []).toEqual([]);
+          const keysB = ok(await call('other', 'ListApiKeys')).keys as Array<{ id: string }>;
+          expect(keysB.map((k) => k.id)).toEqual([keyIds.other]);
+          expect((ok(await call('other', 'GetStats')).rules as unknown[]) ?? []).toEqual([]);
+          // Tenant A still has all of it.
+          expect(ok(await call('viewer', 'GetRule', { id })).status).toBe('active');
+          expect(ok(await call('viewer', 'GetRun', { id: runId })).status).toBe('delayed');
+          expect(ok(await call('viewer', 'GetConnection', { id: rid('cw') })).kind).toBe('connectwise');
+          ok(await call('admin', 'DeleteConnection', { id: rid('cw') }));
+        });
+
+        it('the test call on each PSA fixture returns the envelope, the trace and the rendered actions', async () => {
+          const doc = {
+            id: 'psa-test',
+            source: '*',
+            on: 'ticket.*',
+            when: 'exists(ticket.id)',
+            actions: [{ type: 'log', with: { message: 'ticket {{ ticket.id }} from {{ event.source }}' } }],
+          };
+          const expected: Record<string, { id: RegExp; type: string; ticket: unknown }> = {
+            'connectwise.ticket.created.json': { id: /^connectwise:/, type: 'ticket.created', ticket: 48213 },
+            'connectwise.ticket.updated.json': { id: /^connectwise:/, type: 'ticket.updated', ticket: 48213 },
+            'autotask.ticket.created.json': { id: /^autotask:/, type: 'ticket.created', ticket: 351181 },
+            'autotask.ticket.updated.json': { id: /^autotask:/, type: 'ticket.updated', ticket: 351181 },
+            'halo.ticket.created.json': { id: /^halo:/, type: 'ticket.created', ticket: 4242 },
+            'halo.ticket.updated.json': { id: /^halo:/, type: 'ticket.updated', ticket: 4242 },
+          };
+          for (const [file, want] of Object.entries(expected)) {
+            const source = file.split('.')[0]!;
+            const out = ok(
+              await call('viewer', 'TestRule', { document: doc, raw: { source, body: fixture(file) } }),
+            );
+            const [r] = out.results as Array<Record<string, any>>;
+            expect(r!.envelope.id, file).toMatch(want.id);
+            expect(
+              [r!.envelope.type, r!.envelope.tenant, r!.envelope.source, r!.envelope.data.id],
+              file,
+            ).toEqual([want.type, 'acme', source, want.ticket]);
+            expect(r!.matched, file).toBe(true);
+            expect(r!.explanation.gates.on.ok, file).toBe(true);
+            expect(r!.explanation.condition.text, file).toBe('exists(ticket.id)');
+            expect(r!.actions[0].params, file).toEqual({ message: `ticket ${want.ticket} from ${source}` });
+          }
+          // A rule that does not match says which gate or sub-condition failed.
+          const miss = ok(
+            await call('viewer', 'TestRule', {
+              document: { ...doc, when: 'ticket.priority == 99' },
+              raw: { source: 'halo', body: fixture('halo.ticket.created.json') },
+            }),
+          );
+          const [m] = miss.results as Array<Record<string, any>>;
+          expect(m!.matched ?? false).toBe(false);
+          expect(m!.explanation.condition.value ?? false).toBe(false);
+          expect(
+            err(await call('viewer', 'TestRule', { document: doc, raw: { source: 'halo', body: '{' } })).code,
+          ).toBe('invalid_argument');
+        });
+
+        it('templates: each matches its own sample; installing one saves a draft', async () => {
+          const list = ok(await call('viewer', 'ListTemplates')).templates as Array<Record<string, any>>;
+          expect(list.length).toBeGreaterThanOrEqual(12);
+          for (const tpl of list) {
+            const out = ok(await call('viewer', 'TestRule', { document: tpl.rule, envelope: tpl.sample }));
+            const [r] = out.results as Array<Record<string, any>>;
+            expect(r!.matched, tpl.id).toBe(true);
+            for (const a of r!.actions) expect(a.error ?? null, `${tpl.id} step ${a.index}`).toBeNull();
+          }
+          const ruleId = rid('tpl-ack');
+          const installed = ok(await call('editor', 'InstallTemplate', { id: 'ticket-acknowledge', ruleId }));
+          expect(installed).toMatchObject({ id: ruleId, status: 'draft', version: 1 });
+          expect(
+            err(await call('editor', 'InstallTemplate', { id: 'ticket-acknowledge', ruleId })).code,
+          ).toBe('already_exists');
+          expect(err(await call('editor', 'InstallTemplate', { id: 'no-such-template' })).code).toBe(
+            'not_found',
+          );
+          const security = ok(await call('viewer', 'ListTemplates', { category: 'security' }))
+            .templates as unknown[];
+          expect(security.length).toBe(1);
+        });
+
+        it('runs: list with filters and cursor pages, get with steps, stats', async () => {
+          const ruleId = rid('runs');
+          const base = Date.parse('2026-10-01T00:00:00Z');
+          for (let n = 0; n < 7; n++) {
+            const id = `${ruleId}-${n}`;
+            await db.query(
+              `insert into runs (id, tenant_id, rule_id, rule_version, event_id, status, created_at, started_at, finished_at)
+               values ($1, 'acme', $2, 1, $3, $4, $5, $5, $5)`,
+              [
+                id,
+                ruleId,
+                `ev-${n}`,
+                n % 3 === 0 ? 'failed' : 'completed',
+                new Date(base + n * 60_000).toISOString(),
+              ],
+            );
+            await db.query(
+              `insert into steps (run_id, idx, type, status, attempts, output) values ($1, 0, 'log', 'completed', 1, $2)`,
+              [id, JSON.stringify({ n })],
+            );
+          }
+          const page1 = ok(await call('viewer', 'ListRuns', { ruleId, limit: 3 }));
+          const runs1 = page1.runs as Array<{ id: string }>;
+          expect(runs1.map((r) => r.id)).toEqual([`${ruleId}-6`, `${ruleId}-5`, `${ruleId}-4`]);
+          const page2 = ok(await call('viewer', 'ListRuns', { ruleId, limit: 3, cursor: page1.nextCursor }));
+          expect((page2.runs as Array<{ id: string }>).map((r) => r.id)).toEqual([
+            `${ruleId}-3`,
+            `${ruleId}-2`,
+            `${ruleId}-1`,
+          ]);
+          const page3 = ok(await call('viewer', 'ListRuns', { ruleId, limit: 3, cursor: page2.nextCursor }));
+          expect((page3.runs as unknown[]).length).toBe(1);
+          expect(page3.nextCursor ?? null).toBeNull();
+          const failed = ok(await call('viewer', 'ListRuns', { ruleId, status: 'failed' })).runs as Array<{
+            id: string;
+          }>;
+          expect(failed.map((r) => r.id)).toEqual([`${ruleId}-6`, `${ruleId}-3`, `${ruleId}-0`]);
+          const windowed = ok(
+            await call('viewer', 'ListRuns', {
+              ruleId,
+              from: '2026-10-01T00:01:00Z',
+              to: '2026-10-01T00:03:00Z',
+            }),
+          ).runs as Array<{ id: string }>;
+          expect(windowed.map((r) => r.id)).toEqual([`${ruleId}-2`, `${ruleId}-1`]);
+          const run = ok(await call('viewer', 'GetRun', { id: `${ruleId}-5` }));
+          expect(run).toMatchObject({ ruleId, status: 'completed', eventId: 'ev-5' });
+          expect(run.steps).toEqual([expect.objectContaining({ index: 0, type: 'log', output: { n: 5 } })]);
+          const stats = ok(
+            await call('viewer', 'GetStats', { from: '2026-09-30T00:00:00Z', to: '2026-10-02T00:00:00Z' }),
+          );
+          expect((stats.rules as Array<Record<string, unknown>>).find((r) => r.ruleId === ruleId)).toEqual({
+            ruleId,
+            runs: 7,
+            byStatus: { failed: 3, completed: 4 },
+          });
+        });
+
+        it('runs: cancel a waiting run; retry a failed run from its failed step; trigger a rule', async () => {
+          const ruleId = rid('ops');
+          ok(await call('editor', 'CreateRule', { document: rule(ruleId), status: 'active' }));
+          const ev = {
+            id: `${ruleId}-ev`,
+            tenant: 'acme',
+            source: 'halo',
+            type: 'ticket.updated',
+            data: { id: 1 },
+          };
+          // A run waiting in a delay: its job is in BullMQ's delayed set.
+          const waiting = `${ruleId}-waiting`;
+          await queue.add('run', { tenant: 'acme', ruleId, event: ev }, { jobId: waiting, delay: 3_600_000 });
+          await db.query(
+            `insert into runs (id, tenant_id, rule_id, rule_version, status) values ($1, 'acme', $2, 1, 'delayed')`,
+            [waiting, ruleId],
+          );
+          expect(ok(await call('editor', 'CancelRun', { id: waiting }))).toMatchObject({
+            status: 'cancelled',
+          });
+          expect(await queue.getJob(waiting)).toBeUndefined();
+          expect(ok(await call('viewer', 'GetRun', { id: waiting })).status).toBe('cancelled');
+          expect(err(await call('editor', 'CancelRun', { id: waiting })).code).toBe('failed_precondition');
+          // A run that failed at step 1, with its job (and state) still in Redis.
+          const failed = `${ruleId}-failed`;
+          const state = {
+            id: failed,
+            version: 1,
+            step: 1,
+            attempt: 0,
+            custom: { owner: 'noc' },
+            outputs: { first: { ok: true } },
+            record: { id: failed, status: 'failed', steps: [] },
+          };
+          await queue.add('run', { tenant: 'acme', ruleId, event: ev, state } as RunJob, {
+            jobId: failed,
+            delay: 3_600_000,
+          });
+          await db.query(
+            `insert into runs (id, tenant_id, rule_id, rule_version, status) values ($1, 'acme', $2, 1, 'failed')`,
+            [failed, ruleId],
+          );
+          await db.query(
+            `insert into steps (run_id, idx, type, status, attempts) values ($1, 0, 'log', 'completed', 1), ($1, 1, 'webhook', 'failed', 3)`,
+            [failed],
+          );
+          const retried = ok(await call('editor', 'RetryRun', { id: failed }));
+          expect(retried).toMatchObject({ runId: failed, fromStep: 1 });
+          const job = await queue.getJob(String(retried.job));
+          const data = job!.data as RunJob & { state: typeof state };
+          expect([
+            data.state.step,
+            data.state.attempt,
+            data.state.custom,
+            data.state.outputs,
+            data.version,
+          ]).toEqual([1, 0, { owner: 'noc' }, { first: { ok: true } }, 1]);
+          expect(ok(await call('viewer', 'GetRun', { id: failed })).status).toBe('pending');
+          expect(err(await call('editor', 'RetryRun', { id: waiting })).code).toBe('failed_precondition');
+          // Trigger: a run job of the active version, with the given event.
+          const trig = ok(
+            await call('editor', 'TriggerRule', { id: ruleId, event: { ...ev, id: `${ruleId}-manual` } }),
+          );
+          const tj = await queue.getJob(String(trig.runId));
+          expect([tj!.data.ruleId, tj!.data.version, tj!.data.event.id, tj!.data.event.tenant]).toEqual([
+            ruleId,
+            1,
+            `${ruleId}-manual`,
+            'acme',
+          ]);
+          ok(await call('editor', 'PauseRule', { id: ruleId }));
+          expect(err(await call('editor', 'TriggerRule', { id: ruleId })).code).toBe('failed_precondition');
+        });
+
+        it('API keys: made by admins, shown once, revocable; settings', async () => {
+          const made = ok(await call('admin', 'CreateApiKey', { role: 'viewer', name: rid('ci') }));
+          const key = String(made.key);
+          expect(key).toMatch(/^sbk_/);
+          expect(ok(await call(key, 'ListRules')).rules).toBeDefined();
+          const listed = ok(await call('admin', 'ListApiKeys'));
+          expect(JSON.stringify(listed)).not.toContain(key);
+          expect((listed.keys as Array<{ id: string }>).map((k) => k.id)).toContain(made.id);
+          expect(ok(await call('admin', 'RevokeApiKey', { id: made.id }))).toEqual({ revoked: true });
+          expect(err(await call(key, 'ListRules')).code).toBe('unauthenticated');
+          ok(await call('admin', 'PutSettings', { settings: { allowPrivateNetworks: true } }));
+          expect(ok(await call('viewer', 'GetSettings')).settings).toEqual({ allowPrivateNetworks: true });
+          expect(
+            err(await call('admin', 'PutSettings', { settings: { allowPrivateNetworks: 'yes' } })).code,
+          ).toBe('invalid_argument');
+          ok(await call('admin', 'PutSettings', { settings: {} }));
+        });
+      });
+    }
+
+    it('both front ends answer the same', async () => {
+      const id = 'same-answers';
+      ok(await client.call('http', keys.editor, 'CreateRule', { document: rule(id), status: 'active' }));
+      for (const [op, input] of [
+        ['GetRule', { id }],
+        ['ListRules', {}],
+        ['ListTemplates', {}],
+        ['ValidateRule', { document: rule(id, { when: 'a ==' }) }],
+        [
+          'TestRule',
+          {
+            ruleId: id,
+            envelope: { id: 'e', source: 'halo', type: 'ticket.updated', data: { priority: 1 } },
+          },
+        ],
+        ['ListRuns', { limit: 5 }],
+        ['GetRule', { id: 'does-not-exist' }],
+      ] as const) {
+        const a = await client.call('http', keys.viewer, op, input as Record<string, unknown>);
+        const b = await client.call('grpc', keys.viewer, op, input as Record<string, unknown>);
+        if (a.ok && b.ok) expect(dropNulls(b.body), op).toEqual(dropNulls(a.body));
+        else
+          expect([b.ok, !b.ok && b.code, !b.ok && b.message], op).toEqual([
+            a.ok,
+            !a.ok && a.code,
+            !a.ok && a.message,
+          ]);
+      }
+    });
+  });
+}
