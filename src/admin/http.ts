@@ -86,7 +86,9 @@ function queryInput(op: Operation, search: URLSearchParams): Record<string, unkn
       ]);
     const v = all[0]!;
     const type = op.input.properties[k]?.type;
-    out[k] = type === 'integer' && /^-?\d{1,15}$/.test(v) ? Number(v) : v;
+    if (type === 'integer' && /^-?\d{1,15}$/.test(v)) out[k] = Number(v);
+    else if (type === 'boolean' && (v === 'true' || v === 'false')) out[k] = v === 'true';
+    else out[k] = v;
   }
   return out;
 }

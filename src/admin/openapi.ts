@@ -194,6 +194,70 @@ const RESPONSES: Record<string, JsonSchema> = {
   }),
   TriggerRule: { type: 'object', properties: { runId: str, ruleVersion: int } },
   ListRuns: list('runs', ref('Run'), { nextCursor: nstr }),
+  Backtest: {
+    type: 'object',
+    properties: {
+      from: str,
+      to: str,
+      events: { ...int, description: 'archived events in the window' },
+      considered: { ...int, description: "those the rule's source and on admit: read and matched" },
+      matched: int,
+      days: {
+        type: 'array',
+        items: { type: 'object', properties: { day: str, events: int, considered: int, matched: int } },
+      },
+      samples: {
+        type: 'array',
+        items: { type: 'object', properties: { id: str, type: str, time: nstr, receivedAt: str } },
+      },
+      elapsedMs: { type: 'number' },
+      eventsPerSecond: { type: 'number' },
+    },
+  },
+  GetEvent: {
+    type: 'object',
+    properties: { envelope: obj, receivedAt: str, runs: { type: 'array', items: ref('Run') } },
+  },
+  ExplainEvent: {
+    type: 'object',
+    properties: {
+      envelope: obj,
+      rules: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            ruleId: str,
+            version: int,
+            status: str,
+            matched: { type: 'boolean' },
+            explanation: obj,
+          },
+        },
+      },
+    },
+  },
+  ReplayEvents: {
+    type: 'object',
+    properties: {
+      dryRun: { type: 'boolean' },
+      events: int,
+      matched: int,
+      runs: int,
+      results: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            eventId: str,
+            type: str,
+            rules: { type: 'array', items: str },
+            runs: { type: 'array', items: str },
+          },
+        },
+      },
+    },
+  },
   GetRun: ref('Run'),
   RetryRun: { type: 'object', properties: { runId: str, fromStep: int, job: str } },
   CancelRun: { type: 'object', properties: { runId: str, status: str } },

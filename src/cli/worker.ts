@@ -26,6 +26,10 @@ export function workerFromEnv(
     db,
     secrets: secretBox(env),
     smtpUrl: env.SIGNALBOX_SMTP_URL,
+    // SIGNALBOX_ARCHIVE_DAYS: how many days of events the archive keeps (default 30).
+    ...(Number(env.SIGNALBOX_ARCHIVE_DAYS) > 0
+      ? { archiveRetentionDays: Number(env.SIGNALBOX_ARCHIVE_DAYS) }
+      : {}),
     defaultFrom: env.SIGNALBOX_MAIL_FROM,
     ...(concurrency !== undefined ? { concurrency } : {}),
   });

@@ -6,6 +6,14 @@ import { createHash } from 'node:crypto';
 
 export const RUN_QUEUE = 'signalbox-runs';
 
+/**
+ * The archive stream: every event the ingest accepted (JSON of its outbox entry in field `e`),
+ * drained into the Postgres event archive by the workers (src/workers/archive.ts).
+ */
+export function archiveStreamKey(prefix: string): string {
+  return `${prefix}:outbox`;
+}
+
 /** An event as it travels in a run job (the envelope after snapshots, with when it arrived). */
 export interface RunEvent {
   readonly id: string;

@@ -17,6 +17,7 @@
  * a plain HSET of the fields it carries, with no JSON parsing inside Redis.
  */
 import type { Redis } from 'ioredis';
+import { archiveStreamKey } from '../config/runs.js';
 import type { Engine, Envelope } from '../engine/index.js';
 import type { AdaptedEvent } from './connection.js';
 
@@ -137,7 +138,7 @@ export class Handoff {
     opts: HandoffOptions = {},
   ) {
     this.prefix = opts.prefix ?? 'sb';
-    this.outboxKey = `${this.prefix}:outbox`;
+    this.outboxKey = archiveStreamKey(this.prefix);
     this.dispatchKey = `${this.prefix}:dispatch`;
     this.dedupeTtl = opts.dedupeTtlSeconds ?? 7 * 24 * 3600;
     this.snapshotTtl = opts.snapshotTtlSeconds ?? 90 * 24 * 3600;

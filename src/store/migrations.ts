@@ -189,4 +189,15 @@ create index audit_by_tenant on audit_log (tenant_id, at desc);
 alter table runs add column revision bigint not null default 0 check (revision >= 0);
 `,
   },
+  {
+    version: 3,
+    name: 'event archive indexes: by id, by time, by type and time',
+    sql: `
+-- The admin API finds an archived event by id (without its day), replays a time window and
+-- backtests a rule over the events of the types its \`on\` admits.
+create index events_by_id on events (tenant_id, id);
+create index events_by_time on events (tenant_id, received_at);
+create index events_by_type on events (tenant_id, type, received_at);
+`,
+  },
 ];

@@ -5,9 +5,10 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { archiveStreamKey, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
 import { actionLibrary, type Connections } from './actions.js';
+import { ArchiveDrain } from './archive.js';
 import { Budgets } from './budget.js';
 import { Executor, type RunJobData } from './executor.js';
 import { HistoryDrain, HistoryLog } from './history.js';
@@ -31,6 +32,10 @@ export interface WorkerOptions {
   readonly timerEveryMs?: number;
   /** Write the history stream to Postgres from this process (default true). */
   readonly drainHistory?: boolean;
+  /** Write the ingest's event archive stream to Postgres from this process (default: as drainHistory). */
+  readonly drainArchive?: boolean;
+  /** Days the event archive keeps (default 30). */
+  readonly archiveRetentionDays?: number;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -40,6 +45,7 @@ export interface RunningWorker {
   readonly queue: Queue<RunJob>;
   readonly timers: Timers;
   readonly drain: HistoryDrain | undefined;
+  readonly archive: ArchiveDrain | undefined;
   readonly executor: Executor;
   readonly rules: RuleCache;
   close(): Promise<void>;
@@ -160,6 +166,15 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     drain = new HistoryDrain(drainRedis, history.key, o.db);
     await drain.start();
   }
+  // The event archive: the ingest's stream into Postgres (with the history drain, by default).
+  let archive: ArchiveDrain | undefined;
+  const archiveRedis = redis.duplicate();
+  if (o.drainArchive ?? o.drainHistory !== false) {
+    archive = new ArchiveDrain(archiveRedis, archiveStreamKey(prefix), o.db, {
+      ...(o.archiveRetentionDays !== undefined ? { retentionDays: o.archiveRetentionDays } : {}),
+    });
+    await archive.start();
+  }
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -168,9 +183,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       await worker.close();
       await timers.stop();
       await drain?.stop();
+      await archive?.stop();
       await rules.stop();
       await queue.close();
-      for (const c of [redis, queueRedis, workerRedis, timerRedis, drainRedis]) c.disconnect();
+      for (const c of [redis, queueRedis, workerRedis, timerRedis, drainRedis, archiveRedis]) c.disconnect();
     })());
-  return { worker, queue, timers, drain, executor, rules, close };
+  return { worker, queue, timers, drain, archive, executor, rules, close };
 }

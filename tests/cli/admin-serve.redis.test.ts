@@ -114,6 +114,25 @@ it('admin API and ingest in one serve: connection, rule, webhook, run history', 
   expect(runs.map((r) => r.status)).toEqual(['completed']);
   const run = (await api('GET', `/v1/runs/${runs[0]!.id}`)).body;
   expect(run.steps[0]).toMatchObject({ type: 'log', status: 'completed' });
+  // The event reached the archive (Redis stream, drained into Postgres) and explains itself.
+  const eventId = res!.body.results[0].id as string;
+  let ev: { status: number; body: Record<string, any> } | undefined;
+  const until4 = Date.now() + 10_000;
+  do {
+    ev = await api('GET', `/v1/events/${encodeURIComponent(eventId)}`);
+    if (ev.status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < until4);
+  expect(ev!.status).toBe(200);
+  expect(ev!.body.envelope).toMatchObject({
+    id: eventId,
+    source: 'halo',
+    type: 'ticket.created',
+    tenant: 'default',
+  });
+  expect(ev!.body.runs.map((r: { ruleId: string }) => r.ruleId)).toEqual(['halo-tickets']);
+  const why = (await api('GET', `/v1/events/${encodeURIComponent(eventId)}/explain`)).body;
+  expect(why.rules).toEqual([expect.objectContaining({ ruleId: 'halo-tickets', matched: true })]);
   const stats = (await api('GET', '/v1/stats')).body;
   expect(stats.rules[0]).toMatchObject({ ruleId: 'halo-tickets', runs: 1 });
 

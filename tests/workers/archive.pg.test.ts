@@ -1,0 +1,78 @@
+/**
+ * The event archive drain: the ingest's stream into Postgres, in day partitions, once per event,
+ * malformed entries skipped, the stream emptied; retention drops whole days.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Db } from '../../src/store/index.js';
+import { migrate } from '../../src/store/index.js';
+import { ArchiveDrain } from '../../src/workers/archive.js';
+import { testSchemaDb } from '../pg-schema.js';
+import { eventually, REDIS_URL } from './harness.js';
+
+let db: Db;
+let redis: Redis;
+const key = `arc${randomBytes(4).toString('hex')}:outbox`;
+const DAY = 86_400_000;
+let now = Date.parse('2026-11-20T12:00:00Z');
+
+beforeAll(async () => {
+  db = await testSchemaDb('archive')();
+  await migrate(db);
+  redis = new Redis(REDIS_URL);
+});
+
+afterAll(async () => {
+  await redis?.del(key);
+  redis?.disconnect();
+  await db?.close();
+});
+
+const entry = (id: string, receivedAt: string) =>
+  JSON.stringify({
+    envelope: {
+      id,
+      tenant: 'acme',
+      source: 'halo',
+      type: 'ticket.updated',
+      time: receivedAt,
+      data: { id: 1 },
+      previous: null,
+      receivedAt,
+    },
+    outcome: 'accepted',
+    rules: [],
+  });
+
+it('drains the stream into day partitions once per event and keeps only the retention', async () => {
+  const drain = new ArchiveDrain(redis.duplicate(), key, db, {
+    retentionDays: 30,
+    now: () => now,
+    blockMs: 50,
+  });
+  await drain.start();
+  const parts = await db.query<{ relname: string }>(
+    "select relname from pg_class where relname like 'events_2026%' and relkind = 'r' order by relname",
+  );
+  expect(parts.rows.map((r) => r.relname)).toEqual(['events_20261120', 'events_20261121', 'events_20261122']);
+  await redis.xadd(key, '*', 'e', entry('a', '2026-11-20T12:00:00Z'));
+  await redis.xadd(key, '*', 'e', entry('a', '2026-11-20T12:00:00Z')); // the same event twice
+  await redis.xadd(key, '*', 'e', 'not json');
+  await redis.xadd(key, '*', 'e', entry('b', '2026-11-21T00:00:01Z'));
+  await eventually('drained', async () => drain.written >= 3);
+  const rows = await db.query<{ id: string; p: string; on: string }>(
+    "select id, tableoid::regclass::text as p, to_char(received_on, 'YYYY-MM-DD') as on from events order by id",
+  );
+  expect(rows.rows.map((r) => [r.id, r.p.replace(/^.*\./, ''), r.on])).toEqual([
+    ['a', 'events_20261120', '2026-11-20'],
+    ['b', 'events_20261121', '2026-11-21'],
+  ]);
+  await eventually('stream emptied', async () => (await redis.xlen(key)) === 0);
+  // 31 days later, the first day is past the retention: its partition is dropped.
+  now += 31 * DAY;
+  await drain.maintain();
+  const left = await db.query<{ id: string }>('select id from events order by id');
+  expect(left.rows.map((r) => r.id)).toEqual(['b']);
+  await drain.stop();
+});
