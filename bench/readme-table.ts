@@ -121,6 +121,31 @@ try {
   // No worker results yet.
 }
 
+// Admin: backtest over the event archive (bench/admin/backtest.bench.ts).
+try {
+  const a = JSON.parse(readFileSync('bench/results/admin.json', 'utf8')) as {
+    run: { date: string };
+    setup: { events: number; days: number; types: number };
+    results: {
+      backtest: { eventsPerSec: number; considered: number; matched: number; ms: number };
+      linearScan: { eventsPerSec: number; ms: number };
+      speedupOverLinear: number;
+    };
+  };
+  const r = a.results;
+  lines.push(
+    '',
+    `Admin, backtest (\`npm run bench:admin\`; ${n(a.setup.events)} archived events over ${a.setup.days} days, ${a.setup.types} event types, real Postgres; ${a.run.date.slice(0, 10)}).`,
+    'Baseline: a linear scan that reads and matches every archived event of the window, same run.',
+    '',
+    '| measure | linear scan | Signalbox backtest | ratio / target |',
+    '|---|---:|---:|---:|',
+    `| a draft rule on one event type (5% of events) over the window | ${n(r.linearScan.eventsPerSec)} events/s (${n(Math.round(r.linearScan.ms))} ms) | ${n(r.backtest.eventsPerSec)} events/s (${n(Math.round(r.backtest.ms))} ms; ${n(r.backtest.considered)} read, ${n(r.backtest.matched)} matched) | ${r.speedupOverLinear}× (target ≥ 500,000 events/s) |`,
+  );
+} catch {
+  // No admin results yet.
+}
+
 const readme = readFileSync('README.md', 'utf8');
 const start = '<!-- perf:start -->';
 const end = '<!-- perf:end -->';

@@ -50,3 +50,30 @@ it('every rule example in docs/actions.md compiles, and every action is document
     if (type !== 'psa.ticket.update') expect(used, `an example uses ${type}`).toContain(type);
   }
 });
+
+it('docs/admin.md: every operation with curl and grpcurl, valid example inputs, codes and templates listed', async () => {
+  const { Ajv2020 } = await import('ajv/dist/2020.js');
+  const { ADMIN_ERRORS, inputSchema, OPERATIONS, TEMPLATES } = await import('../src/admin/index.js');
+  const { EXAMPLES, withOperations } = await import('../scripts/admin-docs.js');
+  const doc = readFileSync(new URL('../docs/admin.md', import.meta.url), 'utf8');
+  // The generated section is current.
+  expect(withOperations(doc)).toBe(doc);
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  for (const op of OPERATIONS) {
+    expect(doc, op.name).toContain(`signalbox.admin.v1.Admin/${op.name}`);
+    expect(doc, op.name).toContain(`#### ${op.name}: \`${op.method} ${op.path}\``);
+    const input = JSON.parse(JSON.stringify(EXAMPLES[op.name]));
+    const validate = ajv.compile(inputSchema(op));
+    expect(validate(input), `${op.name}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    // Example rules compile (except ValidateRule's, which shows an error on purpose).
+    if (input.document && op.name !== 'ValidateRule') {
+      const { compileRule } = await import('../src/engine/index.js');
+      expect(() => compileRule({ id: 'example', ...input.document }), op.name).not.toThrow();
+    }
+  }
+  for (const code of Object.keys(ADMIN_ERRORS)) {
+    const { http } = ADMIN_ERRORS[code as keyof typeof ADMIN_ERRORS];
+    expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\| ${http} \\|`, 'm'));
+  }
+  for (const t of TEMPLATES) expect(doc, t.id).toContain(`| \`${t.id}\` | ${t.category} |`);
+});

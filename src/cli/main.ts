@@ -14,7 +14,8 @@ import { runWorker } from './worker.js';
 const USAGE = `usage: signalbox <command> [options]
 
 commands:
-  demo                                              Signalbox end to end: example rules, PSA webhooks, queued runs
+  demo [--keep]                                     the whole service and a tour of its admin API: connections,
+                                                    templates, PSA webhooks, runs, explain (--keep: stay up)
   serve [--port 8080] [--connections FILE]          run the ingest server (Redis: REDIS_URL or deploy/local)
         [--admin-port 8081] [--grpc-port 8082]      and the admin API (HTTP JSON, gRPC), unless --no-admin
         [--no-worker] [--no-admin]                  and the workers, unless --no-worker
@@ -33,7 +34,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'demo':
-      return runDemo({ stdout: process.stdout, stderr: process.stderr });
+      return runDemo({ stdout: process.stdout, stderr: process.stderr }, rest);
     case 'serve':
       return runServe(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'worker':

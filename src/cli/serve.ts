@@ -25,14 +25,14 @@ import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
 import { StoreConnections } from '../ingest/store-connections.js';
-import { ConnectionStore, migrate, RuleStore } from '../store/index.js';
-import { ensureFirstKey, startAdminPlane } from './admin.js';
+import { ConnectionStore, type Db, migrate, RuleStore, type SecretBox } from '../store/index.js';
+import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
 
-interface ConnectionsFile {
+export interface ConnectionsFile {
   connections?: Connection[];
   apiKeys?: Array<{ tenant: string; key: string }>;
 }
@@ -88,10 +88,6 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
       return 2;
     }
   }
-  const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
-  // Keys are compared by hash, as the database stores them.
-  const hash = (k: string) => createHash('sha256').update(k).digest('hex');
-  const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
   let secrets: ReturnType<typeof secretBox>;
   try {
     secrets = secretBox(env);
@@ -100,15 +96,89 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     return 2;
   }
 
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
+  let svc: RunningService;
+  try {
+    svc = await startService(
+      {
+        env,
+        host,
+        port,
+        threads,
+        adminPort,
+        grpcPort,
+        file,
+        secrets,
+        worker: !argv.includes('--no-worker'),
+        admin: !argv.includes('--no-admin'),
+      },
+      io,
+    );
+  } catch (e) {
+    if (e instanceof ServiceError) {
+      io.stderr.write(`signalbox serve: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  io.stdout.write('signalbox: shutting down\n');
+  await svc.close();
+  return 0;
+}
+
+export class ServiceError extends Error {
+  override readonly name = 'ServiceError';
+}
+
+export interface ServiceOptions {
+  readonly env: Record<string, string | undefined>;
+  readonly host: string;
+  readonly port: number;
+  readonly threads: number;
+  readonly adminPort: number;
+  readonly grpcPort: number;
+  readonly file: ConnectionsFile;
+  readonly secrets: SecretBox;
+  readonly worker?: boolean;
+  readonly admin?: boolean;
+  /** Write var/admin.key on a fresh install (default true). */
+  readonly firstKey?: boolean;
+  /** Redis key prefix (default SIGNALBOX_REDIS_PREFIX or "sb"). */
+  readonly prefix?: string;
+}
+
+export interface RunningService {
+  readonly port: number;
+  readonly db: Db;
+  readonly admin: AdminPlane | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole service in this process: ingest (and its extra threads), dispatcher, live rules,
+ * connections from the store, the admin plane and the workers. `serve` and `demo` use it.
+ */
+export async function startService(
+  o: ServiceOptions,
+  io: CommandIo,
+): Promise<RunningService & { engine: () => unknown }> {
+  const { env, host, port, threads, adminPort, grpcPort, file, secrets } = o;
+  const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
+  // Keys are compared by hash, as the database stores them.
+  const hash = (k: string) => createHash('sha256').update(k).digest('hex');
+  const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
+  const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
   if (policy !== 'noeviction') {
-    io.stderr.write(
-      `signalbox serve: Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs could be evicted\n`,
-    );
     redis.disconnect();
-    return 2;
+    throw new ServiceError(
+      `Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs could be evicted`,
+    );
   }
   const db = await openCommandDb(env);
   await migrate(db);
@@ -120,7 +190,7 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   });
   await stored.start();
   // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
-  const prefix = env.SIGNALBOX_REDIS_PREFIX || 'sb';
+  const prefix = o.prefix ?? (env.SIGNALBOX_REDIS_PREFIX || 'sb');
   const handoff = new Handoff(redis, () => live.engine, { prefix });
   // Connections given to BullMQ and the dispatcher are ours to close (BullMQ closes only its own).
   const queueRedis = redis.duplicate();
@@ -152,7 +222,7 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
       kind: 'signalbox-ingest-thread',
       host,
       port: server.port,
-      redisUrl: env.REDIS_URL,
+      redisUrl: env.REDIS_URL!,
       prefix,
       connections: [...connections.values()],
       apiKeys: [...apiKeys],
@@ -170,21 +240,23 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   };
   // The workers run here too unless told not to (with the embedded database they must: it
   // belongs to this process).
-  const workers_ = argv.includes('--no-worker') ? undefined : await workerFromEnv(env, db);
-  const admin = argv.includes('--no-admin')
-    ? undefined
-    : await startAdminPlane({
-        db,
-        secrets,
-        redis,
-        prefix,
-        host,
-        httpPort: adminPort,
-        grpcPort,
-        onError: (e) => io.stderr.write(`signalbox admin: ${(e as Error)?.stack ?? String(e)}\n`),
-      });
+  const workers_ =
+    o.worker === false ? undefined : await workerFromEnv({ ...env, SIGNALBOX_REDIS_PREFIX: prefix }, db);
+  const admin =
+    o.admin === false
+      ? undefined
+      : await startAdminPlane({
+          db,
+          secrets,
+          redis,
+          prefix,
+          host,
+          httpPort: adminPort,
+          grpcPort,
+          onError: (e) => io.stderr.write(`signalbox admin: ${(e as Error)?.stack ?? String(e)}\n`),
+        });
   if (admin) {
-    await ensureFirstKey(admin.keys, io);
+    if (o.firstKey !== false) await ensureFirstKey(admin.keys, io);
     io.stdout.write(
       `signalbox: admin API on http://${host}:${admin.http.port}/v1 (OpenAPI: /v1/openapi.json) and gRPC ${host}:${admin.grpc.port}\n`,
     );
@@ -193,21 +265,22 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     `signalbox: listening on http://${host}:${server.port} (uWebSockets.js native; ${threads} thread${threads === 1 ? '' : 's'}; ${live.engine.size} active rules; ` +
       `rules in ${db.kind === 'pglite' ? 'var/db (embedded)' : 'DATABASE_URL'}; ${stored.size} connections; ${workers_ ? 'workers in this process' : 'no workers'})\n`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  io.stdout.write('signalbox: shutting down\n');
-  for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
-  await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
-  server.close();
-  await admin?.close();
-  await stored.stop();
-  await workers_?.close();
-  await dispatcher.stop();
-  await queue.close();
-  await db.close();
-  for (const r of [redis, queueRedis, dispatchRedis]) r.disconnect();
-  return 0;
+  return {
+    port: server.port,
+    db,
+    admin,
+    engine: () => live.engine,
+    async close() {
+      for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
+      await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+      server.close();
+      await admin?.close();
+      await stored.stop();
+      await workers_?.close();
+      await dispatcher.stop();
+      await queue.close();
+      await db.close();
+      for (const r of [redis, queueRedis, dispatchRedis]) r.disconnect();
+    },
+  };
 }

@@ -1,4 +1,7 @@
-/** `signalbox demo` (the README's first command) end to end: rules, six PSA webhooks, queued runs. */
+/**
+ * `signalbox demo` (the README's first command) end to end: rules as code, then a tour through the
+ * admin API: connections, templates, a test, six PSA webhooks, the runs, an explanation, stats.
+ */
 import { execFile } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
@@ -15,7 +18,7 @@ afterAll(async () => {
   await c.end();
 });
 
-it('applies the example rules, takes every example webhook and queues one run per match', async () => {
+it('brings up the service and tours it through the admin API', { timeout: 60_000 }, async () => {
   const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
@@ -32,9 +35,14 @@ it('applies the example rules, takes every example webhook and queues one run pe
   expect(r.stdout).toContain('matched: cw-waiting-customer, printer-tickets');
   expect(r.stdout).toContain('matched: at-ticket-complete, printer-tickets');
   expect(r.stdout).toContain('matched: halo-ticket-closed, printer-tickets');
-  expect(r.stdout).toContain('· 12 runs queued');
-  // The workers ran every queued run, with templates rendered from each PSA's event.
-  expect(r.stdout).toContain('· the workers ran them');
+  expect(r.stdout.match(/hasSecret: true/g)).toHaveLength(3);
+  expect(r.stdout).toContain('13 installed as drafts');
+  expect(r.stdout).toContain('ticket-acknowledge on a raw Halo body → matched: true');
+  // The workers ran every match, with templates rendered from each PSA's event; read back by the API.
+  expect(r.stdout).toContain('· GET /v1/runs: the workers ran 12 runs');
+  expect(r.stdout).toMatch(/^ {2}matched {2}halo-ticket-closed +changed\(ticket.status_id\)/m);
+  expect(r.stdout).toMatch(/^ {2}no match new-ticket-ack +on: event type "ticket.updated"/m);
+  expect(r.stdout).toContain('· GET /v1/stats: 12 runs');
   expect(r.stdout.match(/^ {2}completed /gm)).toHaveLength(12);
   expect(r.stdout).toContain('send the satisfaction survey: https://survey.example.com/?ticket=351181');
   expect(r.stdout).toContain('"acknowledgement":"We have your ticket #4242: Printer offline - 2nd floor"');

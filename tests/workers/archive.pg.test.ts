@@ -53,7 +53,7 @@ it('drains the stream into day partitions once per event and keeps only the rete
   });
   await drain.start();
   const parts = await db.query<{ relname: string }>(
-    "select relname from pg_class where relname like 'events_2026%' and relkind = 'r' order by relname",
+    "select relname from pg_class where relname like 'events_2026%' and relkind = 'r' and relnamespace = current_schema()::regnamespace order by relname",
   );
   expect(parts.rows.map((r) => r.relname)).toEqual(['events_20261120', 'events_20261121', 'events_20261122']);
   await redis.xadd(key, '*', 'e', entry('a', '2026-11-20T12:00:00Z'));
