@@ -39,7 +39,6 @@ const time = { type: 'string', description: 'ISO 8601 time', maxLength: 40 };
 const ruleStatus = { type: 'string', enum: ['active', 'draft', 'paused', 'archived'] };
 const version = { type: 'integer', minimum: 1 };
 
-// biome-ignore lint/suspicious/noExplicitAny: each call casts the validated input to its method's type.
 type Any = any;
 
 const status =

@@ -655,7 +655,7 @@ export class AdminService {
       );
       results.push({ eventId: env.id, type: env.type, rules: matched, ...(dry ? {} : { runs }) });
       if (!dry) {
-        matched.forEach((ruleId, n) =>
+        for (const [n, ruleId] of matched.entries()) {
           jobs.push({
             name: 'run',
             data: {
@@ -666,8 +666,8 @@ export class AdminService {
               event: { ...env, tenant: c.tenant },
             },
             opts: { jobId: runs[n]!, removeOnComplete: 10_000, removeOnFail: 50_000 },
-          }),
-        );
+          });
+        }
       }
     }
     if (queue && jobs.length > 0) await queue.addBulk(jobs);
