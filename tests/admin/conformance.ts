@@ -14,7 +14,7 @@ import { type Db, migrate, SecretBox } from '../../src/store/index.js';
 import { AdminClient, type Answer, dropNulls, type Transport } from './client.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const FIXTURES = new URL('../../examples/psa/', import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIXTURES), 'utf8');
 
 export const ok = (a: Answer): Record<string, unknown> => {

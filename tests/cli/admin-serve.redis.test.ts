@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { BIN, serveEnv } from './serve-env.js';
 
-const FIXTURES = new URL('../../../shared/fixtures/psa/', import.meta.url);
+const FIXTURES = new URL('../../examples/psa/', import.meta.url);
 const { dir, env, cleanup } = serveEnv('aserve');
 let child: ChildProcess | undefined;
 
