@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPERATIONS } from '../../src/admin/index.js';
 import { type AdminPlane, startAdminPlane } from '../../src/cli/admin.js';
 import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
 import { type Db, migrate, SecretBox } from '../../src/store/index.js';
@@ -76,8 +77,13 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
     });
 
     for (const t of ['http', 'grpc'] as Transport[]) {
-      const call = (who: string | undefined, op: string, input: Record<string, unknown> = {}) =>
-        client.call(t, who === undefined ? undefined : (keys[who] ?? who), op, input);
+      /** Operations that answered successfully through this transport. */
+      const succeeded = new Set<string>();
+      const call = async (who: string | undefined, op: string, input: Record<string, unknown> = {}) => {
+        const a = await client.call(t, who === undefined ? undefined : (keys[who] ?? who), op, input);
+        if (a.ok) succeeded.add(op);
+        return a;
+      };
       const rid = (s: string) => `${t}-${s}`;
 
       describe(t, () => {
@@ -613,6 +619,10 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
             err(await call('admin', 'PutSettings', { settings: { allowPrivateNetworks: 'yes' } })).code,
           ).toBe('invalid_argument');
           ok(await call('admin', 'PutSettings', { settings: {} }));
+        });
+
+        it('every operation of the API was exercised successfully above', () => {
+          expect(OPERATIONS.map((o) => o.name).filter((n) => !succeeded.has(n))).toEqual([]);
         });
       });
     }

@@ -5,6 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectionChecker } from '../../src/workers/check.js';
 import { AT, CW, FakePsa, HALO } from './fakes/psa.js';
 import { event, type Harness, harness } from './harness.js';
 
@@ -183,6 +184,27 @@ describe('the three PSAs', () => {
     const id = await h.enqueue('at-5xx', event('a5'));
     expect((await h.waitRun(id)).status).toBe('completed');
     expect((await h.steps(id)).map((s) => s.attempts)).toEqual([3]);
+  });
+});
+
+describe('connection checks (the admin CheckConnection)', () => {
+  it('each PSA answers a cheap authenticated read; wrong credentials say so', async () => {
+    const check = connectionChecker(h.redis, h.prefix, h.connections, async () => true);
+    for (const id of ['cw', 'at', 'halo']) {
+      const r = await check('acme', id);
+      expect([id, r?.ok, r?.detail]).toEqual([id, true, expect.stringMatching(/answered GET \//)]);
+    }
+    const bad = await check('acme', 'halo-bad');
+    expect(bad?.ok).toBe(false);
+    expect(bad?.detail).toMatch(/401|refused|client id and secret/);
+    // Loopback is refused unless the tenant allows private networks (the SSRF guard applies).
+    const guarded = connectionChecker(h.redis, h.prefix, h.connections, async () => false);
+    const refused = await guarded('acme', 'cw');
+    expect(refused?.ok).toBe(false);
+    expect(refused?.detail).toMatch(/private|loopback|not allowed|refus/i);
+    // Not a PSA: nothing to check.
+    await h.connections.put('acme', { id: 'hook', kind: 'webhook', settings: {} }, 'test');
+    expect(await check('acme', 'hook')).toBeUndefined();
   });
 });
 

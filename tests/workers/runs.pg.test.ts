@@ -297,3 +297,40 @@ describe('outbound safety', () => {
     expect(rx.on('/ssrf')).toHaveLength(0);
   });
 });
+
+describe('admin operations on live runs', () => {
+  it('RetryRun resumes a failed run at its failed step: the completed step is not sent again', async () => {
+    const { AdminService } = await import('../../src/admin/service.js');
+    const { ApiKeys } = await import('../../src/admin/keys.js');
+    const admin = new AdminService({
+      db: h.db,
+      rules: h.rules,
+      connections: h.connections,
+      keys: new ApiKeys(h.db),
+      queue: h.queue,
+    });
+    const caller = { tenant: 'acme', keyId: 'k-test', role: 'editor' as const };
+    rx.script.set('/retry-2', [{ status: 400 }, { status: 200 }]);
+    await h.rule({
+      id: 'retry-me',
+      onError: 'stop',
+      actions: [
+        { id: 'first', type: 'webhook', with: { url: `${rx.url}/retry-1` } },
+        { type: 'set', with: { marker: 'kept' } },
+        { type: 'webhook', with: { url: `${rx.url}/retry-2`, body: { first: '{{ steps.first.output.status }}', marker: '{{ custom.marker }}' } } },
+      ],
+    });
+    const id = await h.enqueue('retry-me', event('e-retry'));
+    const failed = await h.waitRun(id);
+    expect(failed.status).toBe('failed');
+    const out = await admin.retryRun(caller, { id });
+    expect(out).toMatchObject({ runId: id, fromStep: 2 });
+    const done = await h.waitRun(id, ['completed']);
+    expect(done.status).toBe('completed');
+    expect(rx.on('/retry-1')).toHaveLength(1);
+    expect(rx.on('/retry-2')).toHaveLength(2);
+    // The resumed step still sees the outputs and custom values of the steps before it.
+    expect(JSON.parse(rx.on('/retry-2')[1]!.body)).toEqual({ first: 200, marker: 'kept' });
+    expect((await h.steps(id)).map((s) => s.status)).toEqual(['completed', 'completed', 'completed']);
+  });
+});

@@ -121,6 +121,8 @@ export class FakePsa {
       }
       if (m && req.method === 'POST' && m[2])
         return this.json(res, 201, { id: this.nextId++, ticketId: Number(m[1]) });
+      if (rest === '/system/info' && req.method === 'GET')
+        return this.json(res, 200, { version: 'v2026.1', isCloud: true, serverTimeZone: 'UTC' });
       return this.json(res, 404, { code: 'NotFound' });
     }
 
@@ -157,6 +159,8 @@ export class FakePsa {
           return this.json(res, 200, { itemId: (body as { id: number }).id });
         if (/^\/at\/zone5\/V1\.0\/Tickets\/\d+\/Notes$/.test(path))
           return this.json(res, 200, { itemId: this.nextId++ });
+        if (path === '/at/zone5/V1.0/Companies/entityInformation' && req.method === 'GET')
+          return this.json(res, 200, { info: { name: 'Company', canCreate: true, canQuery: true } });
         return this.json(res, 404, { errors: ['not found'] });
       } finally {
         this.atInFlight.set(endpoint, (this.atInFlight.get(endpoint) ?? 1) - 1);
@@ -196,6 +200,8 @@ export class FakePsa {
       }
       record('halo');
       if (this.scripted(path, res)) return;
+      if (path === '/halo/api/Agent/me' && req.method === 'GET')
+        return this.json(res, 200, { id: 27, name: 'Signalbox API' });
       if (path === '/halo/api/Tickets' && req.method === 'POST') {
         const t = (body as Array<Record<string, unknown>>)[0]!;
         return this.json(res, 201, { ...t, id: t.id ?? this.nextId++ });
