@@ -103,6 +103,9 @@ export class Executor {
     let st = d.state;
     let rule: RunnableRule | undefined;
     if (st === undefined) {
+      // A debounce timer that fires for a rule paused, archived or deleted meanwhile starts nothing.
+      if (d.kind === 'debounced' && !(await this.o.rules.current(d.tenant, d.ruleId)))
+        return { status: 'not-run' };
       rule =
         d.version !== undefined
           ? await this.o.rules.version(d.tenant, d.ruleId, d.version)

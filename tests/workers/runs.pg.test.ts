@@ -317,7 +317,13 @@ describe('admin operations on live runs', () => {
       actions: [
         { id: 'first', type: 'webhook', with: { url: `${rx.url}/retry-1` } },
         { type: 'set', with: { marker: 'kept' } },
-        { type: 'webhook', with: { url: `${rx.url}/retry-2`, body: { first: '{{ steps.first.output.status }}', marker: '{{ custom.marker }}' } } },
+        {
+          type: 'webhook',
+          with: {
+            url: `${rx.url}/retry-2`,
+            body: { first: '{{ steps.first.output.status }}', marker: '{{ custom.marker }}' },
+          },
+        },
       ],
     });
     const id = await h.enqueue('retry-me', event('e-retry'));

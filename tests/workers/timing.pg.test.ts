@@ -145,6 +145,22 @@ describe('rule-level timing', () => {
     expect(rx.on('/deb').map((r) => JSON.parse(r.body))).toEqual([{ event: 'o2' }]);
   });
 
+  it('debounce: a timer that fires after its rule was paused starts no run', async () => {
+    await h.enqueue('offline', dev('o5', 'd3', 'offline'));
+    await eventually('armed', async () => ((await h.worker!.timers.size()) > 0 ? true : undefined));
+    await h.rules.setStatus('acme', 'offline', 'paused', { actor: 'test' });
+    await eventually(
+      'pause seen',
+      async () => (await h.worker!.rules.current('acme', 'offline')) === undefined,
+    );
+    const id = runJobId('acme', 'o5', 'offline', 'debounced');
+    await eventually('fired', async () => (await (await h.queue.getJob(id))?.getState()) === 'completed');
+    expect((await h.queue.getJob(id))!.returnvalue).toEqual({ status: 'not-run' });
+    expect(await h.run(id)).toBeUndefined();
+    expect(rx.on('/deb')).toHaveLength(1);
+    await h.rules.setStatus('acme', 'offline', 'active', { actor: 'test' });
+  });
+
   it('throttle: runs past the budget of a key are recorded as throttled', async () => {
     await h.rule({
       id: 'thr',
