@@ -20,6 +20,8 @@ export interface ThreadData {
   readonly connections: Connection[];
   /** sha256(key) → tenant */
   readonly apiKeys: Array<[string, string]>;
+  /** Generic API: events per second per tenant, and the burst (as the main thread's). */
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
 }
 
 export type RuleMessage =
@@ -29,6 +31,12 @@ export type RuleMessage =
       readonly tenant: string;
       readonly id: string;
       readonly doc: Record<string, unknown> | null;
+    }
+  /** The connections and generic-API keys as the store has them now (sent after every reload). */
+  | {
+      readonly type: 'connections';
+      readonly connections: Connection[];
+      readonly apiKeys: Array<[string, string]>;
     }
   | { readonly type: 'stop' };
 
@@ -46,8 +54,8 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
   };
   const redis = new Redis(data.redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
-  const connections = new Map(data.connections.map((c) => [`${c.source}/${c.id}`, c]));
-  const apiKeys = new Map(data.apiKeys);
+  let connections = new Map(data.connections.map((c) => [`${c.source}/${c.id}`, c]));
+  let apiKeys = new Map(data.apiKeys);
   const server = await startIngest({
     host: data.host,
     port: data.port,
@@ -55,6 +63,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     apiKeys: { tenantOf: (k) => apiKeys.get(createHash('sha256').update(k).digest('hex')) },
     handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
     ready: async () => loaded && (await redis.ping()) === 'PONG',
+    ...(data.rate ? { rate: data.rate } : {}),
   });
   parentPort!.on('message', (m: RuleMessage) => {
     if (m.type === 'rules') {
@@ -62,6 +71,9 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
         m.rules.map((r) => compile(r.tenant, r.doc)).filter((r): r is CompiledRule => r !== undefined),
       );
       loaded = true;
+    } else if (m.type === 'connections') {
+      connections = new Map(m.connections.map((c) => [`${c.source}/${c.id}`, c]));
+      apiKeys = new Map(m.apiKeys);
     } else if (m.type === 'rule') {
       const c = m.doc ? compile(m.tenant, m.doc) : undefined;
       engine.apply(c ? { upsert: [c] } : { remove: [{ tenant: m.tenant, id: m.id }] });

@@ -198,6 +198,9 @@ export async function startService(
   const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix });
   const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
   await dispatcher.start();
+  // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
+  const perSecond = Number(env.SIGNALBOX_TENANT_RATE);
+  const rate = perSecond > 0 ? { perSecond, burst: 5 * perSecond } : undefined;
   const server = await startIngest({
     host,
     port,
@@ -205,15 +208,7 @@ export async function startService(
     apiKeys: { tenantOf: (k) => stored.tenantOf(k) },
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
-    // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
-    ...(Number(env.SIGNALBOX_TENANT_RATE) > 0
-      ? {
-          rate: {
-            perSecond: Number(env.SIGNALBOX_TENANT_RATE),
-            burst: 5 * Number(env.SIGNALBOX_TENANT_RATE),
-          },
-        }
-      : {}),
+    ...(rate ? { rate } : {}),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
   const workers: Worker[] = [];
@@ -224,8 +219,9 @@ export async function startService(
       port: server.port,
       redisUrl: env.REDIS_URL!,
       prefix,
-      connections: [...connections.values()],
-      apiKeys: [...apiKeys],
+      connections: stored.snapshot()[0],
+      apiKeys: stored.snapshot()[1],
+      ...(rate ? { rate } : {}),
     };
     const w = new Worker(new URL(import.meta.url), { workerData: data });
     await new Promise<void>((resolve, reject) => {
@@ -237,6 +233,11 @@ export async function startService(
   }
   live.onChange = (tenant, id, doc) => {
     for (const w of workers) w.postMessage({ type: 'rule', tenant, id, doc } satisfies RuleMessage);
+  };
+  // Connections and keys made through the admin API reach every thread.
+  stored.onReload = (conns, keys) => {
+    for (const w of workers)
+      w.postMessage({ type: 'connections', connections: conns, apiKeys: keys } satisfies RuleMessage);
   };
   // The workers run here too unless told not to (with the embedded database they must: it
   // belongs to this process).

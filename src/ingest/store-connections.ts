@@ -63,6 +63,8 @@ export class StoreConnections {
   private again = false;
   /** The last reload's error (readiness and logs). */
   lastError: Error | undefined;
+  /** Called after every successful reload (serve forwards them to its extra ingest threads). */
+  onReload: ((connections: Connection[], apiKeys: Array<[string, string]>) => void) | undefined;
 
   constructor(
     private readonly db: Db,
@@ -85,6 +87,11 @@ export class StoreConnections {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.off?.();
+  }
+
+  /** The connections and sha256(key) → tenant pairs held now. */
+  snapshot(): [Connection[], Array<[string, string]>] {
+    return [[...this.byKey.values()], [...this.keyTenants]];
   }
 
   get size(): number {
@@ -135,6 +142,7 @@ export class StoreConnections {
         for (const k of r.rows) keys.set(k.key_hash, k.tenant_id);
         this.byKey = next;
         this.keyTenants = keys;
+        this.onReload?.(...this.snapshot());
       } catch (e) {
         this.lastError = e as Error;
         throw e;

@@ -4,7 +4,7 @@
  * thread, and SIGTERM shuts it down.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -36,12 +36,16 @@ function fresh(path: string): Promise<string> {
   });
 }
 
-async function post(id: string, status: string): Promise<{ status: number; rules: string[] }> {
+async function post(
+  id: string,
+  status: string,
+  key = 'serve-test-key',
+): Promise<{ status: number; rules: string[] }> {
   const r = await fetch(`http://127.0.0.1:${port}/v1/events`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
-      authorization: 'Bearer serve-test-key',
+      authorization: `Bearer ${key}`,
       connection: 'close',
     },
     body: JSON.stringify({ id, source: 'rmm', type: 'device.offline', data: { status } }),
@@ -115,6 +119,25 @@ it('serves on two threads, with live rules in each', { timeout: 60_000 }, async 
   } while (!after.every((r) => r.rules.join() === 'offline') && Date.now() < until);
   expect(after.every((r) => r.rules.join() === 'offline')).toBe(true);
   expect((await post(`g${Date.now()}`, 'down')).rules).toEqual([]);
+
+  // An API key made through the admin API is accepted by both threads.
+  const admin = /admin API on (http:\/\/[\d.]+:\d+)\/v1/.exec(out)![1]!;
+  const adminKey = readFileSync(join(dir, 'var', 'admin.key'), 'utf8').trim();
+  const made = await fetch(`${admin}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ role: 'editor', name: 'rmm' }),
+  });
+  const key = ((await made.json()) as { key: string }).key;
+  const until2 = Date.now() + 10_000;
+  let withKey: Array<{ status: number }> = [];
+  do {
+    await new Promise((r) => setTimeout(r, 100));
+    withKey = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => post(`k${Date.now()}-${i}`, 'gone', key)),
+    );
+  } while (!withKey.every((r) => r.status === 202) && Date.now() < until2);
+  expect(withKey.map((r) => r.status)).toEqual(Array(10).fill(202));
 
   child.kill('SIGTERM');
   const code = await new Promise<number | null>((r) => child!.once('exit', r));
