@@ -25,7 +25,15 @@ import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
 import { StoreConnections } from '../ingest/store-connections.js';
-import { ConnectionStore, type Db, migrate, RuleStore, type SecretBox } from '../store/index.js';
+import {
+  ConnectionStore,
+  type Db,
+  migrate,
+  RuleStore,
+  type SecretBox,
+  tenantSettings,
+} from '../store/index.js';
+import { haloRecordFetcher } from '../workers/fetch-record.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb, secretBox } from './env.js';
@@ -184,7 +192,8 @@ export async function startService(
   await migrate(db);
   const live = new LiveRules(new RuleStore(db));
   await live.start();
-  const stored = new StoreConnections(db, new ConnectionStore(db, secrets), {
+  const connectionStore = new ConnectionStore(db, secrets);
+  const stored = new StoreConnections(db, connectionStore, {
     extra: [...connections.values()],
     extraKeys: apiKeys,
   });
@@ -198,6 +207,12 @@ export async function startService(
   const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix });
   const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
   await dispatcher.start();
+  const fetchHalo = haloRecordFetcher(
+    queueRedis,
+    prefix,
+    connectionStore,
+    async (t) => (await tenantSettings(db, t)).allowPrivateNetworks === true,
+  );
   // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
   const perSecond = Number(env.SIGNALBOX_TENANT_RATE);
   const rate = perSecond > 0 ? { perSecond, burst: 5 * perSecond } : undefined;
@@ -209,6 +224,12 @@ export async function startService(
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
     ...(rate ? { rate } : {}),
+    // Halo "event information only" payloads: the record from the Halo API (connections made
+    // through the admin API, addressed as <tenant>.<id>, with API settings).
+    fetchRecord: (conn, ev) => {
+      if (conn.source !== 'halo' || !conn.id.startsWith(`${conn.tenant}.`)) return Promise.resolve(undefined);
+      return fetchHalo(conn.tenant, conn.id.slice(conn.tenant.length + 1), ev.entity, ev.entityId);
+    },
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
   const workers: Worker[] = [];

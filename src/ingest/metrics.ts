@@ -64,6 +64,10 @@ export class IngestMetrics {
   );
   readonly matches = new Counter('signalbox_ingest_matches_total', 'Rule matches by source');
   readonly rejected = new Counter('signalbox_ingest_rejected_total', 'Rejected requests by reason');
+  readonly fetched = new Counter(
+    'signalbox_ingest_records_fetched_total',
+    'Records of event-information-only payloads fetched from the PSA API, by source and outcome',
+  );
   readonly handoff = new Histogram(
     'signalbox_ingest_handoff_seconds',
     'Time from request received to hand-off committed',
@@ -71,6 +75,6 @@ export class IngestMetrics {
   );
 
   render(): string {
-    return `${[this.requests, this.events, this.matches, this.rejected, this.handoff].map((m) => m.render()).join('\n')}\n`;
+    return `${[this.requests, this.events, this.matches, this.rejected, this.fetched, this.handoff].map((m) => m.render()).join('\n')}\n`;
   }
 }

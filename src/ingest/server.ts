@@ -52,6 +52,12 @@ export interface IngestOptions {
   readonly rate?: { readonly perSecond: number; readonly burst: number };
   readonly keys?: KeyFetcher;
   readonly metrics?: IngestMetrics;
+  /**
+   * Fetches the record of an event that carries none (a Halo "event information only" payload)
+   * from the PSA's API with the connection's credentials; undefined when it cannot (no API
+   * credentials, an error): the event then goes on with `data = {id}` (sources.md).
+   */
+  readonly fetchRecord?: (conn: Connection, ev: AdaptedEvent) => Promise<Record<string, unknown> | undefined>;
   /** Start even if the native uWebSockets.js binary did not load (slow pure-JS fallback). */
   readonly allowFallback?: boolean;
 }
@@ -63,6 +69,19 @@ export interface IngestServer {
 }
 
 const PSA: ReadonlySet<string> = new Set(['connectwise', 'autotask', 'halo']);
+
+/** How long a webhook waits for a record fetched from the PSA before going on without it. */
+const FETCH_TIMEOUT_MS = 5_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<undefined>((resolve) => {
+      t = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]);
+}
 
 /** Whether uWebSockets.js runs its native binary (the package silently falls back to pure JS). */
 export function uwsIsNative(): boolean {
@@ -267,6 +286,20 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
         if (good.length === 0) {
           reply(422, { error: 'no valid event in the request', errors });
           return;
+        }
+        // Halo "event information only" payloads: the record, from the PSA's API when possible.
+        if (opts.fetchRecord) {
+          for (let i = 0; i < good.length; i++) {
+            const ev = good[i]!;
+            if (ev.merge !== 'none') continue;
+            const record = await withTimeout(opts.fetchRecord(conn, ev), FETCH_TIMEOUT_MS).catch(
+              () => undefined,
+            );
+            if (record) {
+              metrics.fetched.inc({ source: conn.source, outcome: 'fetched' });
+              good[i] = { ...ev, envelope: { ...ev.envelope, data: record }, merge: 'replace' };
+            } else metrics.fetched.inc({ source: conn.source, outcome: 'not-fetched' });
+          }
         }
         await accept(reply, good, receivedAt, errors);
       })().catch(() => reply(500, { error: 'internal error' }));

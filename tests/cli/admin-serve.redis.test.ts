@@ -4,11 +4,11 @@
  * once (the ingest reads connections from the store); an editor key made through the API posts
  * generic events; the run reaches the workers and its history is readable through the API.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { BIN, serveEnv } from './serve-env.js';
+import { serveEnv, spawnServe } from './serve-env.js';
 
 const FIXTURES = new URL('../../examples/psa/', import.meta.url);
 const { dir, env, cleanup } = serveEnv('aserve');
@@ -22,22 +22,13 @@ afterAll(async () => {
 it('admin API and ingest in one serve: connection, rule, webhook, run history', {
   timeout: 60_000,
 }, async () => {
-  child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--admin-port', '0', '--grpc-port', '0'], {
+  const served = await spawnServe(['--port', '0', '--admin-port', '0', '--grpc-port', '0'], {
     env,
     cwd: dir,
   });
-  let out = '';
-  let errOut = '';
-  child.stderr!.on('data', (d) => (errOut += d));
-  await new Promise<void>((resolve, reject) => {
-    child!.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('listening')) resolve();
-    });
-    child!.once('exit', (c) => reject(new Error(`serve exited ${c}: ${out}${errOut}`)));
-  });
-  const admin = /admin API on (http:\/\/[\d.]+:\d+)\/v1/.exec(out)![1]!;
-  const ingest = /listening on (http:\/\/[\d.]+:\d+)/.exec(out)![1]!;
+  child = served.child;
+  const { ingest, out } = served;
+  const admin = served.admin!;
   expect(out).toContain('var/admin.key');
   const keyFile = join(dir, 'var', 'admin.key');
   expect(statSync(keyFile).mode & 0o777).toBe(0o600);

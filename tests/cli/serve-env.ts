@@ -2,6 +2,7 @@
  * What the tests of `signalbox serve` as a child process share: the command, an environment with
  * a schema and a Redis prefix of their own, and the cleanup of both.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,4 +33,31 @@ export function serveEnv(name: string) {
     await c.end();
   }
   return { url, schema, prefix, dir, env, cleanup };
+}
+
+/**
+ * Starts `signalbox serve` as a child process and resolves once it listens, with its output so
+ * far and the ingest and admin URLs it printed.
+ */
+export async function spawnServe(
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; cwd: string },
+): Promise<{ child: ChildProcess; out: string; ingest: string; admin: string | undefined }> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], opts);
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening')) resolve();
+    });
+    child.once('exit', (c) => reject(new Error(`serve exited ${c}: ${out}${err}`)));
+  });
+  return {
+    child,
+    out,
+    ingest: /listening on (http:\/\/[\d.]+:\d+)/.exec(out)![1]!,
+    admin: /admin API on (http:\/\/[\d.]+:\d+)\/v1/.exec(out)?.[1],
+  };
 }

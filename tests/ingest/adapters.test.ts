@@ -426,7 +426,7 @@ describe('HaloPSA', () => {
       'halo:d-2',
     ]);
     expect(events[1]).toMatchObject({
-      envelope: { type: 'object.updated', data: { id: 4243 }, self: true },
+      envelope: { type: 'ticket.updated', data: { id: 4243 }, self: true }, // the entity named by the event
       merge: 'none',
       entityId: '4243',
     });

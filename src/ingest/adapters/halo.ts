@@ -46,6 +46,29 @@ export function verifyHalo(conn: Connection, req: HookRequest): void {
   }
 }
 
+/** Halo objects whose name can appear in an event name ("ticket status changed", "new client"). */
+const NAMED_ENTITIES = [
+  'ticket',
+  'client',
+  'site',
+  'user',
+  'asset',
+  'contract',
+  'invoice',
+  'supplier',
+  'opportunity',
+  'project',
+  'quote',
+  'appointment',
+];
+
+/** An "event information only" payload names no object key: the entity comes from the event name. */
+const NAMED = NAMED_ENTITIES.map((e) => [e, new RegExp(`\\b${e}s?\\b`)] as const);
+
+function entityOfEvent(event: string): string | undefined {
+  return NAMED.find(([, re]) => re.test(event))?.[0];
+}
+
 function verbOf(event: string): string {
   if (/\b(new|logged|created)\b/.test(event)) return 'created';
   if (/\bdeleted?\b/.test(event)) return 'deleted';
@@ -65,6 +88,7 @@ function one(conn: Connection, p: Record<string, unknown>, receivedAt: number): 
       break;
     }
   }
+  if (!record) entity = entityOfEvent(event) ?? entity;
   const objectId = idString(p.object_id) ?? idString(record?.id);
   const verb = verbOf(event);
   const actor = idString(p.agent_id) ?? null;

@@ -208,6 +208,18 @@ export class FakePsa {
       }
       if (path === '/halo/api/Actions' && req.method === 'POST')
         return this.json(res, 201, { id: this.nextId++, ...(body as object[])[0] });
+      const ticket = /^\/halo\/api\/Tickets\/(\d+)$/.exec(path);
+      if (ticket && req.method === 'GET') {
+        const id = Number(ticket[1]);
+        if (id >= 900_000) return this.json(res, 404, { error: 'not found' });
+        return this.json(res, 200, {
+          id,
+          summary: 'Fetched from the Halo API',
+          status_id: 21,
+          priority_id: 1,
+          client_name: 'Contoso Ltd',
+        });
+      }
       return this.json(res, 404, { error: 'not found' });
     }
     this.json(res, 404, { error: 'no such API' });
