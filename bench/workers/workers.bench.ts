@@ -14,6 +14,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -127,7 +128,9 @@ await store.save(
 // SB_BENCH_ONLY=e2e: only the end-to-end part, not written to results (for exploring).
 const only = process.env.SB_BENCH_ONLY;
 if (only === 'e2e') {
-  console.log('e2e', JSON.stringify(await endToEnd()));
+  console.log('e2e', JSON.stringify(await endToEnd('paced')));
+  if (process.env.SB_BENCH_BURSTS === '1')
+    console.log('e2e bursts', JSON.stringify(await endToEnd('autocannon')));
   await db.query(`drop schema "${schema}" cascade`);
   process.exit(0);
 }
@@ -160,7 +163,76 @@ const throughputResult = {
 console.log('throughput', JSON.stringify(throughputResult));
 
 // ---------------------------------------------------------------- 2. latency, end to end
-async function endToEnd(): Promise<Record<string, unknown>> {
+/**
+ * An open-loop sender at a steady rate: request i leaves at t0 + i / rate (1 ms timer ticks),
+ * whatever the answers do, over keep-alive connections. autocannon's rate option instead sends
+ * each second's quota as fast as it can at the start of the second and then waits, so "2,000
+ * events/s" through it is a burst of 2,000 once a second; both are reported.
+ */
+async function paced(
+  port: number,
+  rate: number,
+  seconds: number,
+  body: () => string,
+): Promise<{ '2xx': number; non2xx: number; latency: { p50: number; p99: number } }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const total = rate * seconds;
+  const lat: number[] = [];
+  let ok = 0;
+  let bad = 0;
+  let sent = 0;
+  let answered = 0;
+  const t0 = performance.now();
+  await new Promise<void>((done) => {
+    const fire = () => {
+      const t = performance.now();
+      const data = body();
+      const req = http.request(
+        {
+          agent,
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/events',
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(data),
+            authorization: 'Bearer bench-key',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            lat.push(performance.now() - t);
+            if (res.statusCode! >= 200 && res.statusCode! < 300) ok++;
+            else bad++;
+            if (++answered === total) done();
+          });
+        },
+      );
+      req.on('error', () => {
+        bad++;
+        if (++answered === total) done();
+      });
+      req.end(data);
+    };
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000));
+      while (sent < due) {
+        sent++;
+        fire();
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  const at = (q: number) => +lat[Math.min(lat.length - 1, Math.floor(lat.length * q))]!.toFixed(2);
+  return { '2xx': ok, non2xx: bad, latency: { p50: at(0.5), p99: at(0.99) } };
+}
+
+async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, unknown>> {
   const prefix = `${tag}-e2e`;
   await clean(prefix);
   await db.query('truncate runs cascade');
@@ -186,6 +258,7 @@ async function endToEnd(): Promise<Record<string, unknown>> {
       'bin/signalbox.js',
       'serve',
       '--no-worker',
+      '--no-admin',
       '--port',
       String(port),
       '--connections',
@@ -200,30 +273,36 @@ async function endToEnd(): Promise<Record<string, unknown>> {
   });
   await waitLine(worker, /running/);
   let seq = 0;
-  const load = await new Promise<autocannon.Result>((resolve, reject) =>
-    autocannon(
-      {
-        url: `http://127.0.0.1:${port}/v1/events`,
-        connections: 16,
-        duration: SECONDS,
-        overallRate: RATE,
-        requests: [
-          {
-            method: 'POST',
-            setupRequest: (req) => {
-              const e = deviceEvent(seq++);
-              return {
-                ...req,
-                body: JSON.stringify({ ...e, tenant: undefined, receivedAt: undefined, id: `e2e-${seq}` }),
-                headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
-              };
+  const next = () => {
+    const e = deviceEvent(seq++);
+    return JSON.stringify({ ...e, tenant: undefined, receivedAt: undefined, id: `e2e-${seq}` });
+  };
+  const load =
+    sender === 'paced'
+      ? await paced(port, RATE, SECONDS, next)
+      : await new Promise<autocannon.Result>((resolve, reject) =>
+          autocannon(
+            {
+              url: `http://127.0.0.1:${port}/v1/events`,
+              connections: 16,
+              duration: SECONDS,
+              overallRate: RATE,
+              requests: [
+                {
+                  method: 'POST',
+                  setupRequest: (req) => {
+                    return {
+                      ...req,
+                      body: next(),
+                      headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
+                    };
+                  },
+                },
+              ],
             },
-          },
-        ],
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    ),
-  );
+            (err, res) => (err ? reject(err) : resolve(res)),
+          ),
+        );
   const accepted = load['2xx'];
   const until = Date.now() + 60_000;
   let finished = 0;
@@ -259,6 +338,7 @@ async function endToEnd(): Promise<Record<string, unknown>> {
   await clean(prefix);
   const row = q.rows[0]!;
   return {
+    sender,
     offeredEventsPerSec: RATE,
     seconds: SECONDS,
     acceptedEventsPerSec: Math.round(accepted / SECONDS),
@@ -274,8 +354,10 @@ async function endToEnd(): Promise<Record<string, unknown>> {
     ...parts,
   };
 }
-const e2e = await endToEnd();
+const e2e = await endToEnd('paced');
 console.log('e2e', JSON.stringify(e2e));
+const e2eBursts = await endToEnd('autocannon');
+console.log('e2e (autocannon, bursts)', JSON.stringify(e2eBursts));
 
 // ---------------------------------------------------------------- 3. debounce timers
 async function memory(): Promise<number> {
@@ -354,6 +436,7 @@ const out = {
   command: 'npm run bench:workers',
   throughput: throughputResult,
   endToEnd: e2e,
+  endToEndBursts: e2eBursts,
   debounce,
 };
 writeFileSync('bench/results/workers.json', `${JSON.stringify(out, null, 2)}\n`);
