@@ -30,6 +30,10 @@ const JOBS = Number(process.env.SB_BENCH_JOBS ?? 20_000);
 const RATE = Number(process.env.SB_BENCH_RATE ?? 2_000);
 const SECONDS = Number(process.env.SB_BENCH_SECONDS ?? 10);
 const TIMERS = 100_000;
+// The worker process's concurrency in the end-to-end measure (signalbox worker's default: 50).
+const E2E_CONCURRENCY = Number(process.env.SB_BENCH_E2E_CONCURRENCY ?? 50);
+// SB_BENCH_PROF=DIR: CPU profiles of serve and the worker in DIR (for exploring).
+const prof = process.env.SB_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SB_BENCH_PROF}`] : [];
 
 const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
 const tag = `wb${process.pid}`;
@@ -255,6 +259,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   const serve = spawn(
     process.execPath,
     [
+      ...prof,
       'bin/signalbox.js',
       'serve',
       '--no-worker',
@@ -267,10 +272,14 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     { env, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   await waitLine(serve, /listening/);
-  const worker = spawn(process.execPath, ['bin/signalbox.js', 'worker'], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const worker = spawn(
+    process.execPath,
+    [...prof, 'bin/signalbox.js', 'worker', '--concurrency', String(E2E_CONCURRENCY)],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   await waitLine(worker, /running/);
   let seq = 0;
   const next = () => {
@@ -322,15 +331,28 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   // Where the time goes, from BullMQ's own stamps: received → job added (ingest + dispatcher),
   // added → taken by the worker (queue wait).
   const q2 = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
-  const jobs = await q2.getJobs(['completed'], 0, 999);
+  const jobs = await q2.getJobs(['completed'], 0, -1);
   await q2.close();
   const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? null;
   const p99 = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? null;
   const toAdd = jobs.map((j) => j.timestamp - Date.parse(j.data.event.receivedAt ?? ''));
   const toTake = jobs.map((j) => (j.processedOn ?? 0) - j.timestamp);
+  // Taken by the worker → its first step started (the run's own work before the step).
+  const started = new Map(
+    (
+      await db.query<{ id: string; at: Date }>(
+        'select run_id as id, started_at as at from steps where idx = 0',
+      )
+    ).rows.map((r) => [r.id, new Date(r.at).getTime()]),
+  );
+  const toStep = jobs.flatMap((j) => {
+    const at = started.get(String(j.id));
+    return at === undefined || !j.processedOn ? [] : [at - j.processedOn];
+  });
   const parts = {
     receivedToQueuedMs: { p50: med(toAdd), p99: p99(toAdd) },
     queuedToTakenMs: { p50: med(toTake), p99: p99(toTake) },
+    takenToFirstStepMs: { p50: med(toStep), p99: p99(toStep) },
   };
   serve.kill('SIGTERM');
   worker.kill('SIGTERM');
