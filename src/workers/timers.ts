@@ -10,6 +10,10 @@
  *   `tm:t`        hash  timer id → time of the last event that armed or cancelled it (ordering)
  *   `tm:s:<sec>`  set   timer ids due in that second
  *   `tm:cursor`   the last second fired
+ *   `tm:x:<hour>` set   timer ids cancelled in that hour (their `tm:t` entries: tombstones)
+ *   `tm:xcursor`  the last hour whose tombstones were swept
+ * A cancel leaves its time in `tm:t` (so an older event that arrives late neither re-arms nor
+ * cancels); tombstones older than a day are swept by the firing script, a bounded number a tick.
  * Firing moves due timers atomically to the `tm:fired` stream; a consumer group turns its entries
  * into run jobs with ids derived from the timer, so a crash between the two repeats nothing.
  * Timers fire within about a second of their due time.
@@ -34,12 +38,16 @@ redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[1])
 return 1
 `;
 
-/** KEYS: p, due, t. ARGV: id, event time ms, slot prefix. → 1 cancelled, 0 none or newer. */
+/**
+ * KEYS: p, due, t. ARGV: id, event time ms, slot prefix, tombstone set of this hour. → 1
+ * cancelled, 0 none or newer.
+ */
 const CANCEL = `
 local t = redis.call('HGET', KEYS[3], ARGV[1])
 if t and tonumber(t) > tonumber(ARGV[2]) then return 0 end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('SADD', ARGV[4], ARGV[1])
 if not old then return 0 end
 redis.call('SREM', ARGV[3] .. old, ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -47,7 +55,10 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 `;
 
-/** KEYS: p, due, t, cursor, fired. ARGV: now second, max timers, slot prefix. → timers fired. */
+/**
+ * KEYS: p, due, t, cursor, fired, tombstone cursor. ARGV: now second, max timers, slot prefix,
+ * tombstone set prefix, the last hour to sweep. → timers fired.
+ */
 const FIRE = `
 local now = tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[4]) or (now - 1))
@@ -70,8 +81,28 @@ while cur < now and left > 0 and walked < 3600 do
   if redis.call('SCARD', slot) == 0 then cur = cur + 1 end
 end
 redis.call('SET', KEYS[4], cur)
+-- Tombstones of hours up to ARGV[5]: dropped unless the timer was armed again meanwhile.
+local cutoff = tonumber(ARGV[5])
+local xcur = tonumber(redis.call('GET', KEYS[6]) or cutoff)
+local budget = tonumber(ARGV[2])
+while xcur < cutoff and budget > 0 do
+  local set = ARGV[4] .. (xcur + 1)
+  local ids = redis.call('SPOP', set, budget)
+  for _, id in ipairs(ids) do
+    if redis.call('HEXISTS', KEYS[2], id) == 0 then
+      local t = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+      if t < (cutoff + 1) * 3600000 then redis.call('HDEL', KEYS[3], id) end
+    end
+    budget = budget - 1
+  end
+  if redis.call('SCARD', set) == 0 then xcur = xcur + 1 end
+end
+redis.call('SET', KEYS[6], xcur)
 return fired
 `;
+
+/** How long a cancel's tombstone is kept: events later than this out of order are not expected. */
+const TOMBSTONE_HOURS = 24;
 
 type TimerRedis = Redis & {
   sbTimerArm(...a: Array<string | Buffer | number>): Promise<number>;
@@ -81,7 +112,16 @@ type TimerRedis = Redis & {
 
 export class Timers {
   private readonly r: TimerRedis;
-  private readonly k: { p: string; due: string; t: string; cursor: string; fired: string; slot: string };
+  private readonly k: {
+    p: string;
+    due: string;
+    t: string;
+    cursor: string;
+    fired: string;
+    slot: string;
+    tomb: string;
+    tombCursor: string;
+  };
   private running = false;
   private ticking: Promise<void> | undefined;
   private reader: StreamConsumer | undefined;
@@ -101,7 +141,7 @@ export class Timers {
     if (!('sbTimerArm' in redis)) {
       redis.defineCommand('sbTimerArm', { lua: ARM, numberOfKeys: 3 });
       redis.defineCommand('sbTimerCancel', { lua: CANCEL, numberOfKeys: 3 });
-      redis.defineCommand('sbTimerFire', { lua: FIRE, numberOfKeys: 5 });
+      redis.defineCommand('sbTimerFire', { lua: FIRE, numberOfKeys: 6 });
     }
     this.r = redis as TimerRedis;
     const p = `${prefix}:tm`;
@@ -112,6 +152,8 @@ export class Timers {
       cursor: `${p}:cursor`,
       fired: `${p}:fired`,
       slot: `${p}:s:`,
+      tomb: `${p}:x:`,
+      tombCursor: `${p}:xcursor`,
     };
   }
 
@@ -133,7 +175,18 @@ export class Timers {
   }
 
   async cancel(id: string, eventTime: number): Promise<boolean> {
-    return (await this.r.sbTimerCancel(this.k.p, this.k.due, this.k.t, id, eventTime, this.k.slot)) === 1;
+    const hour = Math.floor(this.now() / 3600_000);
+    return (
+      (await this.r.sbTimerCancel(
+        this.k.p,
+        this.k.due,
+        this.k.t,
+        id,
+        eventTime,
+        this.k.slot,
+        `${this.k.tomb}${hour}`,
+      )) === 1
+    );
   }
 
   /** How many timers are armed. */
@@ -149,9 +202,12 @@ export class Timers {
       this.k.t,
       this.k.cursor,
       this.k.fired,
+      this.k.tombCursor,
       Math.floor(this.now() / 1000),
       max,
       this.k.slot,
+      this.k.tomb,
+      Math.floor(this.now() / 3600_000) - TOMBSTONE_HOURS,
     );
   }
 

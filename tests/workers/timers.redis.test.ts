@@ -1,0 +1,57 @@
+/**
+ * The debounce wheel's tombstones: a cancel records its time (so a late, older event neither
+ * re-arms nor cancels), and tombstones older than a day are swept by the firing script, unless
+ * the timer was armed again meanwhile. Without the sweep, every key ever cancelled ("ticket closed"
+ * for a "no update for 7 days" rule) would stay in Redis forever.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, expect, it } from 'vitest';
+import type { RunJob } from '../../src/config/runs.js';
+import { Timers } from '../../src/workers/timers.js';
+import { REDIS_URL } from './harness.js';
+
+const redis = new Redis(REDIS_URL);
+const prefix = `tmt${randomBytes(4).toString('hex')}`;
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+const HOUR = 3600_000;
+const job = (id: string): RunJob => ({
+  tenant: 'acme',
+  ruleId: 'stale',
+  event: { id, source: 'halo', type: 'ticket.updated', data: { id } },
+  kind: 'debounced',
+  version: 1,
+});
+
+it('sweeps cancel tombstones after a day, but not those of timers armed again', async () => {
+  let now = Date.parse('2026-11-20T10:15:00Z');
+  const timers = new Timers(redis, prefix, () => now);
+  const [a, b, c] = ['a', 'b', 'c'].map((k) => Timers.id('acme', 'stale', k)) as [string, string, string];
+  const t = `${prefix}:tm:t`;
+  // a: cancelled with no timer; b: armed then cancelled; c: cancelled, then armed again for 7 days.
+  expect(await timers.cancel(a, now)).toBe(false);
+  expect(await timers.arm(b, now + 7 * 24 * HOUR, now, job('b'))).toBe(true);
+  expect(await timers.cancel(b, now + 1)).toBe(true);
+  expect(await timers.cancel(c, now)).toBe(false);
+  expect(await timers.arm(c, now + 7 * 24 * HOUR, now + 2, job('c'))).toBe(true);
+  expect((await redis.hkeys(t)).sort()).toEqual([a, b, c].sort());
+  // An older event that arrives late does not re-arm a cancelled key.
+  expect(await timers.arm(a, now + HOUR, now - 1000, job('a'))).toBe(false);
+  // Within the day nothing is swept.
+  now += 23 * HOUR;
+  await timers.tick();
+  expect((await redis.hkeys(t)).sort()).toEqual([a, b, c].sort());
+  // After it, the tombstones of a and b go; c is armed, so its ordering time stays.
+  now += 2 * HOUR;
+  await timers.tick();
+  expect(await redis.hkeys(t)).toEqual([c]);
+  expect(await timers.size()).toBe(1);
+  expect(await redis.exists(`${prefix}:tm:x:${Math.floor(Date.parse('2026-11-20T10:15:00Z') / HOUR)}`)).toBe(
+    0,
+  );
+});
