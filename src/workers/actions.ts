@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { ActionContext, Connections } from './context.js';
 import { ActionError } from './errors.js';
-import { checkStatus, type HttpResponse, send } from './http.js';
+import { allowedAddress, checkStatus, type HttpResponse, send } from './http.js';
 import type { PsaClients } from './psa.js';
 
 export type { ActionContext, Connections } from './context.js';
@@ -175,10 +175,19 @@ export function actionLibrary(deps: ActionDeps): Record<string, Action> {
         });
       const secret = await deps.connections.secret(ctx.tenant, ctx.connection);
       const s = info.settings;
+      if (typeof s.host !== 'string' || s.host === '')
+        throw new ActionError(`connection "${ctx.connection}" has no "host" setting`, {
+          retryable: false,
+          code: 'SB_CONFIG',
+        });
+      // A tenant's SMTP host is checked like any outbound address (the operator's
+      // SIGNALBOX_SMTP_URL is trusted); TLS still verifies the certificate against the name.
+      const host = ctx.allowPrivate ? s.host : await allowedAddress(s.host);
       transport = {
-        host: s.host,
+        host,
         port: s.port ?? 587,
         secure: s.secure === true,
+        tls: { servername: s.host },
         ...(secret.user ? { auth: { user: secret.user, pass: secret.pass } } : {}),
       };
       from ??= typeof s.from === 'string' ? s.from : undefined;

@@ -56,6 +56,26 @@ function refuse(host: string, address: string): ActionError {
   );
 }
 
+/**
+ * The address to connect to for a host that is not HTTP (an SMTP server of a connection): the
+ * first address DNS gives, refused when any address of the name is blocked. Connect to the
+ * returned address (not the name again), so the check and the connection see the same address.
+ */
+export function allowedAddress(host: string): Promise<string> {
+  if (isIP(host)) return isBlockedAddress(host) ? Promise.reject(refuse(host, host)) : Promise.resolve(host);
+  return new Promise((resolve, reject) =>
+    dnsLookup(host, { all: true }, (err, list) => {
+      if (err)
+        return reject(
+          new ActionError(`cannot resolve ${host}: ${err.message}`, { retryable: true, code: 'SB_DNS' }),
+        );
+      const bad = list.find((a) => isBlockedAddress(a.address));
+      if (bad) return reject(refuse(host, bad.address));
+      resolve(list[0]!.address);
+    }),
+  );
+}
+
 /** A DNS lookup that fails when any address of the name is blocked. */
 function guardedLookup(hostname: string): LookupFunction {
   return (host, options, callback) => {

@@ -242,4 +242,35 @@ describe('rule-level timing', () => {
       ['failed', 2, 'SMTP_452'],
     ]);
   });
+
+  it('email through a tenant SMTP connection: sent when the tenant allows private networks, refused (SB_SSRF) otherwise', async () => {
+    const port = (smtp.server.address() as AddressInfo).port;
+    for (const tenant of ['acme', 'strict']) {
+      await h.connections.put(
+        tenant,
+        { id: 'smtp', kind: 'smtp', settings: { host: 'localhost', port } },
+        'test',
+      );
+      await h.rule(
+        {
+          id: 'conn-mail',
+          actions: [
+            {
+              type: 'email',
+              connection: 'smtp',
+              with: { to: `via-${tenant}@msp.example`, subject: 's', text: 't' },
+            },
+          ],
+        },
+        tenant,
+      );
+    }
+    const ok = await h.enqueue('conn-mail', { ...event('cm1'), tenant: 'acme' });
+    const refused = await h.enqueue('conn-mail', { ...event('cm2'), tenant: 'strict' });
+    await h.waitRun(ok);
+    await h.waitRun(refused);
+    expect((await h.steps(ok)).map((s) => s.status)).toEqual(['completed']);
+    expect((await h.steps(refused)).map((s) => [s.status, s.error?.code])).toEqual([['failed', 'SB_SSRF']]);
+    expect(mail.flatMap((m) => m.to).filter((t) => t.startsWith('via-'))).toEqual(['via-acme@msp.example']);
+  });
 });
