@@ -19,6 +19,7 @@ import {
   explain,
 } from '../engine/index.js';
 import {
+  audit,
   type ConnectionInfo,
   type ConnectionStore,
   type Db,
@@ -309,6 +310,7 @@ export class AdminService {
     };
     const runId = runJobId(c.tenant, `${event.id}\u0000trigger\u0000${this.now()}`, r.id, 'replay');
     await queue.add('run', job, { jobId: runId, removeOnComplete: 10_000, removeOnFail: 50_000 });
+    await this.audit(c, 'rule.trigger', 'rule', r.id, { runId, version: r.version, eventId: event.id });
     return { runId, ruleVersion: r.version };
   }
 
@@ -524,6 +526,7 @@ export class AdminService {
       `update runs set status = 'pending', reason = $3 where tenant_id = $1 and id = $2`,
       [c.tenant, run.id, `retry from step ${failedAt} requested by ${c.keyId}`],
     );
+    await this.audit(c, 'run.retry', 'run', run.id, { fromStep: failedAt, job: retryId });
     return { runId: run.id, fromStep: failedAt, job: retryId };
   }
 
@@ -549,6 +552,7 @@ export class AdminService {
        where tenant_id = $1 and id = $2`,
       [c.tenant, run.id, `cancelled by ${c.keyId}`, Number.MAX_SAFE_INTEGER],
     );
+    await this.audit(c, 'run.cancel', 'run', run.id, {});
     return { runId: run.id, status: 'cancelled' };
   }
 
@@ -670,7 +674,14 @@ export class AdminService {
         }
       }
     }
-    if (queue && jobs.length > 0) await queue.addBulk(jobs);
+    if (queue && jobs.length > 0) {
+      await queue.addBulk(jobs);
+      await this.audit(c, 'events.replay', 'event', list.length === 1 ? list[0]!.id : '*', {
+        events: list.length,
+        runs: jobs.length,
+        ...(i.ruleId ? { ruleId: i.ruleId } : {}),
+      });
+    }
     return {
       dryRun: dry,
       events: list.length,
@@ -768,6 +779,11 @@ export class AdminService {
       elapsedMs: Math.round(ms),
       eventsPerSecond: ms > 0 ? Math.round((events / ms) * 1000) : 0,
     };
+  }
+
+  /** An audit record of a change that is not a store write of its own (runs, replays, triggers). */
+  private async audit(c: Caller, action: string, entity: string, id: string, details: Obj): Promise<void> {
+    await audit(this.d.db, { tenant: c.tenant, actor: c.keyId, action, entity, id, details });
   }
 
   // ── connections ──────────────────────────────────────────────────────────────────────────
@@ -890,7 +906,17 @@ export class AdminService {
   }
 
   async putSettings(c: Caller, i: { settings: Obj }): Promise<Obj> {
-    await setTenantSettings(this.d.db, c.tenant, i.settings);
+    await this.d.db.transaction(async (tx) => {
+      await setTenantSettings(tx, c.tenant, i.settings);
+      await audit(tx, {
+        tenant: c.tenant,
+        actor: c.keyId,
+        action: 'tenant.settings',
+        entity: 'tenant',
+        id: c.tenant,
+        details: i.settings,
+      });
+    });
     return { settings: await tenantSettings(this.d.db, c.tenant) };
   }
 

@@ -506,6 +506,18 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           ]);
           ok(await call('editor', 'PauseRule', { id: ruleId }));
           expect(err(await call('editor', 'TriggerRule', { id: ruleId })).code).toBe('failed_precondition');
+          // Every change is in the audit log, with who made it.
+          const audited = await db.query<{ action: string; entity_id: string; actor: string }>(
+            `select action, entity_id, actor from audit_log where tenant_id = 'acme' and entity_id = any($1) order by id`,
+            [[waiting, failed, ruleId]],
+          );
+          expect(audited.rows.map((r) => [r.action, r.entity_id, r.actor])).toEqual([
+            ['rule.create', ruleId, keyIds.editor],
+            ['run.cancel', waiting, keyIds.editor],
+            ['run.retry', failed, keyIds.editor],
+            ['rule.trigger', ruleId, keyIds.editor],
+            ['rule.status', ruleId, keyIds.editor],
+          ]);
         });
 
         it('events: get, explain, replay (dry run and live) and backtest over the archive', async () => {
@@ -614,6 +626,13 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           expect(ok(await call('admin', 'RevokeApiKey', { id: made.id }))).toEqual({ revoked: true });
           expect(err(await call(key, 'ListRules')).code).toBe('unauthenticated');
           ok(await call('admin', 'PutSettings', { settings: { allowPrivateNetworks: true } }));
+          const settingsAudit = await db.query<{ details: unknown; actor: string }>(
+            `select details, actor from audit_log where tenant_id = 'acme' and action = 'tenant.settings' order by id desc limit 1`,
+          );
+          expect(settingsAudit.rows[0]).toEqual({
+            details: { allowPrivateNetworks: true },
+            actor: keyIds.admin,
+          });
           expect(ok(await call('viewer', 'GetSettings')).settings).toEqual({ allowPrivateNetworks: true });
           expect(
             err(await call('admin', 'PutSettings', { settings: { allowPrivateNetworks: 'yes' } })).code,
