@@ -165,6 +165,11 @@ const throughputResult = {
   rounds: { raw, signalbox: sbx, signalboxWithoutDrain: sbxNoDrain },
 };
 console.log('throughput', JSON.stringify(throughputResult));
+// SB_BENCH_ONLY=throughput: only the throughput part, not written to results (for exploring).
+if (only === 'throughput') {
+  await db.query(`drop schema "${schema}" cascade`);
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------- 2. latency, end to end
 /**
