@@ -26,14 +26,14 @@ import {
 import { RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { adaptUnverified } from '../ingest/adapters/unverified.js';
 import {
+  allowsPrivateNetworks,
   ConnectionStore,
   type Db,
   migrate,
   RuleStore,
   type SecretBox,
-  tenantSettings,
 } from '../store/index.js';
-import { connectionChecker } from '../workers/check.js';
+import { PsaAccess } from '../workers/psa-access.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb } from './env.js';
 
@@ -54,6 +54,8 @@ export interface AdminPlaneOptions {
   readonly httpPort?: number;
   readonly grpcPort?: number;
   readonly onError?: (e: unknown) => void;
+  /** The process's PSA client for connection checks (default: one of its own, given Redis). */
+  readonly psa?: PsaAccess;
 }
 
 export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane> {
@@ -63,6 +65,11 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
   const queueRedis = o.redis?.duplicate({ maxRetriesPerRequest: null });
   queueRedis?.on('error', () => {});
   const queue = queueRedis ? new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix }) : undefined;
+  const psa =
+    o.psa ??
+    (queueRedis
+      ? new PsaAccess(queueRedis, prefix, connections, (t) => allowsPrivateNetworks(o.db, t))
+      : undefined);
   const service = new AdminService({
     db: o.db,
     rules: new RuleStore(o.db),
@@ -70,16 +77,7 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
     keys,
     ...(queue ? { queue } : {}),
     adapt: (source, tenant, body) => adaptUnverified(source, tenant, body),
-    ...(queueRedis
-      ? {
-          check: connectionChecker(
-            queueRedis,
-            prefix,
-            connections,
-            async (t) => (await tenantSettings(o.db, t)).allowPrivateNetworks === true,
-          ),
-        }
-      : {}),
+    ...(psa ? { check: (tenant, id) => psa.check(tenant, id) } : {}),
   });
   const api = new AdminApi(service, keys);
   const host = o.host ?? '127.0.0.1';

@@ -26,14 +26,14 @@ import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
 import { StoreConnections } from '../ingest/store-connections.js';
 import {
+  allowsPrivateNetworks,
   ConnectionStore,
   type Db,
   migrate,
   RuleStore,
   type SecretBox,
-  tenantSettings,
 } from '../store/index.js';
-import { haloRecordFetcher } from '../workers/fetch-record.js';
+import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, openCommandDb, secretBox } from './env.js';
@@ -170,10 +170,7 @@ export interface RunningService {
  * The whole service in this process: ingest (and its extra threads), dispatcher, live rules,
  * connections from the store, the admin plane and the workers. `serve` and `demo` use it.
  */
-export async function startService(
-  o: ServiceOptions,
-  io: CommandIo,
-): Promise<RunningService & { engine: () => unknown }> {
+export async function startService(o: ServiceOptions, io: CommandIo): Promise<RunningService> {
   const { env, host, port, threads, adminPort, grpcPort, file, secrets } = o;
   const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
   // Keys are compared by hash, as the database stores them.
@@ -207,12 +204,8 @@ export async function startService(
   const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix });
   const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
   await dispatcher.start();
-  const fetchHalo = haloRecordFetcher(
-    queueRedis,
-    prefix,
-    connectionStore,
-    async (t) => (await tenantSettings(db, t)).allowPrivateNetworks === true,
-  );
+  // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
+  const psa = new PsaAccess(queueRedis, prefix, connectionStore, (t) => allowsPrivateNetworks(db, t));
   // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
   const perSecond = Number(env.SIGNALBOX_TENANT_RATE);
   const rate = perSecond > 0 ? { perSecond, burst: 5 * perSecond } : undefined;
@@ -228,7 +221,7 @@ export async function startService(
     // through the admin API, addressed as <tenant>.<id>, with API settings).
     fetchRecord: (conn, ev) => {
       if (conn.source !== 'halo' || !conn.id.startsWith(`${conn.tenant}.`)) return Promise.resolve(undefined);
-      return fetchHalo(conn.tenant, conn.id.slice(conn.tenant.length + 1), ev.entity, ev.entityId);
+      return psa.haloRecord(conn.tenant, conn.id.slice(conn.tenant.length + 1), ev.entity, ev.entityId);
     },
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
@@ -275,6 +268,7 @@ export async function startService(
           host,
           httpPort: adminPort,
           grpcPort,
+          psa,
           onError: (e) => io.stderr.write(`signalbox admin: ${(e as Error)?.stack ?? String(e)}\n`),
         });
   if (admin) {
@@ -291,7 +285,6 @@ export async function startService(
     port: server.port,
     db,
     admin,
-    engine: () => live.engine,
     async close() {
       for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
       await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));

@@ -190,6 +190,11 @@ export class ConnectionStore {
   }
 }
 
+/** Whether a tenant lets outbound calls reach private networks (its `allowPrivateNetworks`). */
+export async function allowsPrivateNetworks(db: Queryable, tenant: string): Promise<boolean> {
+  return (await tenantSettings(db, tenant)).allowPrivateNetworks === true;
+}
+
 /** Tenant settings (jsonb): what workers need, like `allowPrivateNetworks`. */
 export async function tenantSettings(db: Queryable, tenant: string): Promise<Record<string, unknown>> {
   const r = await db.query<{ settings: Record<string, unknown> }>(

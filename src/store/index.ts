@@ -3,6 +3,7 @@
 export { audit, configChannel, notifyConfig } from './audit.js';
 
 export {
+  allowsPrivateNetworks,
   type ConnectionInfo,
   type ConnectionInput,
   type ConnectionKind,

@@ -1,5 +1,5 @@
 /** What an action sees of its run and of the stores (shared by actions.ts and psa.ts). */
-import type { ConnectionInfo } from '../store/index.js';
+import type { ConnectionInfo, ConnectionStore } from '../store/index.js';
 
 export interface ActionContext {
   readonly tenant: string;
@@ -18,4 +18,9 @@ export interface ActionContext {
 export interface Connections {
   info(tenant: string, id: string): Promise<ConnectionInfo | undefined>;
   secret(tenant: string, id: string): Promise<Record<string, string>>;
+}
+
+/** The connections of the store as actions read them (info, and decrypted secrets). */
+export function storeConnections(store: ConnectionStore): Connections {
+  return { info: (t, id) => store.get(t, id), secret: (t, id) => store.secret(t, id) };
 }

@@ -7,9 +7,10 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { archiveStreamKey, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
-import { actionLibrary, type Connections } from './actions.js';
+import { actionLibrary } from './actions.js';
 import { ArchiveDrain } from './archive.js';
 import { Budgets } from './budget.js';
+import { storeConnections } from './context.js';
 import { Executor, type RunJobData } from './executor.js';
 import { HistoryDrain, HistoryLog } from './history.js';
 import { PsaClients } from './psa.js';
@@ -81,10 +82,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const rules = new RuleCache(new RuleStore(o.db));
   await rules.start();
   const store = new ConnectionStore(o.db, o.secrets);
-  const connections: Connections = {
-    info: (t, id) => store.get(t, id),
-    secret: (t, id) => store.secret(t, id),
-  };
+  const connections = storeConnections(store);
   const budgets = new Budgets(redis, prefix, now);
   const psa = new PsaClients(connections, budgets, now);
   const settingsCache = new Map<string, { at: number; value: { allowPrivateNetworks: boolean } }>();

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectionChecker } from '../../src/workers/check.js';
+import { PsaAccess } from '../../src/workers/psa-access.js';
 import { AT, CW, FakePsa, HALO } from './fakes/psa.js';
 import { event, type Harness, harness } from './harness.js';
 
@@ -189,7 +189,8 @@ describe('the three PSAs', () => {
 
 describe('connection checks (the admin CheckConnection)', () => {
   it('each PSA answers a cheap authenticated read; wrong credentials say so', async () => {
-    const check = connectionChecker(h.redis, h.prefix, h.connections, async () => true);
+    const access = new PsaAccess(h.redis, h.prefix, h.connections, async () => true);
+    const check = (t: string, id: string) => access.check(t, id);
     for (const id of ['cw', 'at', 'halo']) {
       const r = await check('acme', id);
       expect([id, r?.ok, r?.detail]).toEqual([id, true, expect.stringMatching(/answered GET \//)]);
@@ -198,7 +199,8 @@ describe('connection checks (the admin CheckConnection)', () => {
     expect(bad?.ok).toBe(false);
     expect(bad?.detail).toMatch(/401|refused|client id and secret/);
     // Loopback is refused unless the tenant allows private networks (the SSRF guard applies).
-    const guarded = connectionChecker(h.redis, h.prefix, h.connections, async () => false);
+    const strict = new PsaAccess(h.redis, h.prefix, h.connections, async () => false);
+    const guarded = (t: string, id: string) => strict.check(t, id);
     const refused = await guarded('acme', 'cw');
     expect(refused?.ok).toBe(false);
     expect(refused?.detail).toMatch(/private|loopback|not allowed|refus/i);
