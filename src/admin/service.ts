@@ -162,6 +162,35 @@ function parseTime(field: string, v: unknown): string | undefined {
 
 const MAX_TEST_EVENTS = 100;
 
+/** SQL conditions joined by `and`, each `?` numbered as the next parameter, in order. */
+class Where {
+  readonly args: unknown[] = [];
+  private readonly parts: string[] = [];
+
+  and(sql: string, ...values: unknown[]): this {
+    let k = 0;
+    this.parts.push(sql.replace(/\?/g, () => this.param(values[k++])));
+    return this;
+  }
+
+  /** Adds a parameter; its placeholder. */
+  param(v: unknown): string {
+    this.args.push(v);
+    return `$${this.args.length}`;
+  }
+
+  copy(): Where {
+    const w = new Where();
+    w.args.push(...this.args);
+    w.parts.push(...this.parts);
+    return w;
+  }
+
+  get sql(): string {
+    return this.parts.join(' and ');
+  }
+}
+
 export class AdminService {
   private readonly now: () => number;
 
@@ -411,29 +440,19 @@ export class AdminService {
       cursor?: string;
     },
   ): Promise<Obj> {
-    const where = ['tenant_id = $1'];
-    const args: unknown[] = [c.tenant];
-    const add = (sql: string, v: unknown) => {
-      args.push(v);
-      where.push(sql.replace('?', `$${args.length}`));
-    };
-    if (i.status) add('status = ?', i.status);
-    if (i.ruleId) add('rule_id = ?', i.ruleId);
-    if (i.eventId) add('event_id = ?', i.eventId);
+    const w = new Where().and('tenant_id = ?', c.tenant);
+    if (i.status) w.and('status = ?', i.status);
+    if (i.ruleId) w.and('rule_id = ?', i.ruleId);
+    if (i.eventId) w.and('event_id = ?', i.eventId);
     const from = parseTime('from', i.from);
     const to = parseTime('to', i.to);
-    if (from) add('created_at >= ?', from);
-    if (to) add('created_at < ?', to);
-    if (i.cursor) {
-      const [at, id] = decodeCursor(i.cursor);
-      args.push(at, id);
-      where.push(`(created_at, id) < ($${args.length - 1}::timestamptz, $${args.length})`);
-    }
+    if (from) w.and('created_at >= ?', from);
+    if (to) w.and('created_at < ?', to);
+    if (i.cursor) w.and('(created_at, id) < (?::timestamptz, ?)', ...decodeCursor(i.cursor));
     const limit = i.limit ?? 50;
-    args.push(limit + 1);
     const r = await this.d.db.query<RunRow>(
-      `select ${RUN_COLUMNS} from runs where ${where.join(' and ')} order by created_at desc, id desc limit $${args.length}`,
-      args,
+      `select ${RUN_COLUMNS} from runs where ${w.sql} order by created_at desc, id desc limit ${w.param(limit + 1)}`,
+      w.args,
     );
     const rows = r.rows.slice(0, limit);
     const last = rows[rows.length - 1];
@@ -597,24 +616,18 @@ export class AdminService {
     c: Caller,
     i: { ids?: string[]; from?: string; to?: string; source?: string; type?: string; limit?: number },
   ): Promise<Envelope[]> {
-    const where = ['tenant_id = $1'];
-    const args: unknown[] = [c.tenant];
-    const add = (sql: string, v: unknown) => {
-      args.push(v);
-      where.push(sql.replaceAll('?', `$${args.length}`));
-    };
-    if (i.ids) add('id = any(?)', i.ids);
+    const w = new Where().and('tenant_id = ?', c.tenant);
+    if (i.ids) w.and('id = any(?)', i.ids);
     const from = parseTime('from', i.from);
     const to = parseTime('to', i.to);
-    if (from) add('received_at >= ?', from);
-    if (to) add('received_at < ?', to);
-    if (i.source) add('source = ?', i.source);
-    if (i.type) add(i.type.endsWith('.*') ? "type like replace(?, '*', '%')" : 'type = ?', i.type);
+    if (from) w.and('received_at >= ?', from);
+    if (to) w.and('received_at < ?', to);
+    if (i.source) w.and('source = ?', i.source);
+    if (i.type) w.and(i.type.endsWith('.*') ? "type like replace(?, '*', '%')" : 'type = ?', i.type);
     if (!i.ids && !from) throw invalid('from', 'give the ids of the events, or a time window (from, to)');
-    args.push(i.limit ?? 1000);
     const r = await this.d.db.query<{ envelope: Envelope }>(
-      `select envelope from events where ${where.join(' and ')} order by received_at, id limit $${args.length}`,
-      args,
+      `select envelope from events where ${w.sql} order by received_at, id limit ${w.param(i.limit ?? 1000)}`,
+      w.args,
     );
     return r.rows.map((x) => x.envelope);
   }
@@ -712,18 +725,16 @@ export class AdminService {
       totals.rows.map((r) => [r.day, { day: r.day, events: Number(r.n), considered: 0, matched: 0 }]),
     );
     const on = rule.on;
-    const where = ['tenant_id = $1', 'received_at >= $2', 'received_at < $3'];
-    const args: unknown[] = [c.tenant, from, to];
-    if (rule.source !== '*') {
-      args.push(rule.source);
-      where.push(`source = $${args.length}`);
-    }
+    const where = new Where().and(
+      'tenant_id = ? and received_at >= ? and received_at < ?',
+      c.tenant,
+      from,
+      to,
+    );
+    if (rule.source !== '*') where.and('source = ?', rule.source);
     if (!on.star) {
-      args.push(
-        on.exact,
-        on.prefixes.map((p) => `${p.replace(/[\\%_]/g, '\\$&')}%`),
-      );
-      where.push(`(type = any($${args.length - 1}) or type like any($${args.length}))`);
+      const prefixes = on.prefixes.map((p) => `${p.replace(/[\\%_]/g, '\\$&')}%`);
+      where.and('(type = any(?) or type like any(?))', on.exact, prefixes);
     }
     const engine = new Engine([rule]);
     const samples: Obj[] = [];
@@ -734,17 +745,12 @@ export class AdminService {
     let after: [string, string, string] | undefined;
     const page = 5000;
     for (;;) {
-      const a = [...args];
-      let cond = where.join(' and ');
-      if (after) {
-        a.push(...after);
-        cond += ` and (received_on, received_at, id) > ($${a.length - 2}::date, $${a.length - 1}::timestamptz, $${a.length})`;
-      }
-      a.push(page);
+      const w = where.copy();
+      if (after) w.and('(received_on, received_at, id) > (?::date, ?::timestamptz, ?)', ...after);
       const r = await this.d.db.query<{ day: string; received_at: Date; id: string; envelope: Envelope }>(
-        `select to_char(received_on, 'YYYY-MM-DD') as day, received_at, id, envelope from events where ${cond}
-          order by received_on, received_at, id limit $${a.length}`,
-        a,
+        `select to_char(received_on, 'YYYY-MM-DD') as day, received_at, id, envelope from events where ${w.sql}
+          order by received_on, received_at, id limit ${w.param(page)}`,
+        w.args,
       );
       for (const row of r.rows) {
         considered++;
