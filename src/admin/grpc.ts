@@ -154,15 +154,19 @@ export class MessageCodec {
   }
 }
 
-/** proto3 has no "unset" for scalars: an empty string or a zero means the field was not given. */
-function present(input: Obj): Obj {
-  const out: Obj = {};
-  for (const [k, v] of Object.entries(input)) {
-    if (v === '' || v === 0) continue;
-    if (Array.isArray(v) && v.length === 0) continue;
-    out[k] = v;
+/**
+ * A request's fields as the operation's input. proto3 has no "unset" for plain scalars: an empty
+ * string, a zero or an empty list means the field was not given. Fields declared `optional` (with
+ * presence) keep what was sent, zero included.
+ */
+function requestInput(codec: MessageCodec, type: protobuf.Type, msg: Obj): Obj {
+  const json = codec.decode(type, msg);
+  for (const f of type.fieldsArray) {
+    const v = json[f.name];
+    if (f.partOf) continue;
+    if (v === '' || v === 0 || (Array.isArray(v) && v.length === 0)) delete json[f.name];
   }
-  return out;
+  return json;
 }
 
 export function loadAdminPackage(): { definition: ReturnType<typeof loadSync>; grpc: GrpcObject } {
@@ -170,9 +174,10 @@ export function loadAdminPackage(): { definition: ReturnType<typeof loadSync>; g
   return { definition, grpc: loadPackageDefinition(definition) };
 }
 
-export function adminClientConstructor(): ServiceClientConstructor {
-  const { grpc } = loadAdminPackage();
-  return ((grpc.signalbox as GrpcObject).admin as GrpcObject).v1 as unknown as ServiceClientConstructor;
+/** The generated constructor of the Admin service (clients and the server's definition). */
+export function adminClientConstructor(grpc = loadAdminPackage().grpc): ServiceClientConstructor {
+  return (((grpc.signalbox as GrpcObject).admin as GrpcObject).v1 as GrpcObject)
+    .Admin as ServiceClientConstructor;
 }
 
 export interface AdminGrpcServer {
@@ -187,8 +192,7 @@ export async function startAdminGrpc(
 ): Promise<AdminGrpcServer> {
   const { definition, grpc } = loadAdminPackage();
   const codec = MessageCodec.load();
-  const service = (((grpc.signalbox as GrpcObject).admin as GrpcObject).v1 as GrpcObject)
-    .Admin as ServiceClientConstructor;
+  const service = adminClientConstructor(grpc);
   const impl: UntypedServiceImplementation = {};
   const methods = codec.service(ADMIN_SERVICE).methods;
   for (const name of Object.keys(service.service)) {
@@ -202,7 +206,7 @@ export async function startAdminGrpc(
       const key = /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1];
       let input: Obj;
       try {
-        input = present(codec.decode(reqType, call.request));
+        input = requestInput(codec, reqType, call.request);
       } catch (e) {
         callback({ code: 3, details: `malformed request: ${(e as Error).message}` });
         return;

@@ -33,8 +33,7 @@ export class AdminClient {
     readonly httpPort: number,
     readonly grpcPort: number,
   ) {
-    const Admin = (adminClientConstructor() as unknown as Record<string, new (...a: unknown[]) => unknown>)
-      .Admin!;
+    const Admin = adminClientConstructor();
     this.grpc = new Admin(`127.0.0.1:${grpcPort}`, credentials.createInsecure()) as never;
   }
 

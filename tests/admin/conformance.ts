@@ -606,6 +606,16 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           expect(mineBt.map((d) => d.day)).toEqual([day1, day2]);
           expect(mineBt[1]!.considered).toBeLessThan(mineBt[1]!.events);
           expect((bt.samples as Array<{ id: string }>).map((s) => s.id)).toContain(rid('ev3'));
+          // samples: 0 means counts only, through either front end (gRPC: an optional field).
+          const counts = ok(
+            await call('viewer', 'Backtest', {
+              document: { source: 'halo', on: 'ticket.*' },
+              from: `${day1}T00:00:00Z`,
+              to: `${day2}T23:59:59Z`,
+              samples: 0,
+            }),
+          );
+          expect([(counts.matched as number) > 0, counts.samples ?? []]).toEqual([true, []]);
           const none = ok(
             await call('other', 'Backtest', {
               document: { source: '*', on: '*' },
