@@ -178,7 +178,7 @@ export async function startAdminHttp(api: AdminApi, o: AdminHttpOptions = {}): P
       send(res, CREATED.has(route.op.name) ? 201 : 200, out);
     } catch (e) {
       if (e instanceof AdminError) {
-        // Drain what is left of a refused body so the connection can be reused (bounded: 413 closes).
+        // A body refused as too large was not read to its end: the connection cannot be reused.
         if (e.code === 'payload_too_large') res.setHeader('connection', 'close');
         return sendError(res, e, e.code === 'unauthenticated' ? { 'www-authenticate': 'Bearer' } : {});
       }
