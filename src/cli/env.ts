@@ -34,3 +34,16 @@ export function secretBox(env = commandEnv()): SecretBox {
   }
   return SecretBox.fromText(readFileSync(path, 'utf8'));
 }
+
+/** Numeric settings from the environment that must be positive whole numbers when set. */
+const POSITIVE_INTEGERS = ['SIGNALBOX_ARCHIVE_DAYS', 'SIGNALBOX_TENANT_RATE'];
+
+/** The first malformed setting of the environment, as a message; undefined when all are fine. */
+export function envProblem(env: Record<string, string | undefined>): string | undefined {
+  for (const name of POSITIVE_INTEGERS) {
+    const v = env[name];
+    if (v !== undefined && v !== '' && !/^[1-9]\d{0,8}$/.test(v))
+      return `${name} must be a positive whole number, not ${JSON.stringify(v)}`;
+  }
+  return undefined;
+}

@@ -36,7 +36,7 @@ import {
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, openCommandDb, secretBox } from './env.js';
+import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
 
@@ -80,6 +80,11 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     }
   }
   const env = commandEnv();
+  const bad = envProblem(env);
+  if (bad) {
+    io.stderr.write(`signalbox serve: ${bad}\n`);
+    return 2;
+  }
   if (!env.REDIS_URL) {
     io.stderr.write(
       'signalbox serve: no Redis: set REDIS_URL, or run `bash deploy/local/up.sh` to start a local one\n',

@@ -12,7 +12,7 @@ import type { Db } from '../store/index.js';
 import { migrate } from '../store/index.js';
 import { RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, openCommandDb, secretBox } from './env.js';
+import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 
 /** Starts the workers of this process from the environment (serve uses it too). */
 export function workerFromEnv(
@@ -47,6 +47,11 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
     return 2;
   }
   const env = commandEnv();
+  const bad = envProblem(env);
+  if (bad) {
+    io.stderr.write(`signalbox worker: ${bad}\n`);
+    return 2;
+  }
   if (!env.REDIS_URL) {
     io.stderr.write(
       'signalbox worker: no Redis: set REDIS_URL, or run `bash deploy/local/up.sh` to start a local one\n',

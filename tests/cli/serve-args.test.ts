@@ -40,11 +40,25 @@ it('refuses bad options with exit 2 and a reason', async () => {
     [['worker', '--bogus'], /signalbox worker: unknown option --bogus/],
     [['worker', '--concurrency', '0'], /--concurrency must be a whole number from 1 to 1000/],
     [['worker', '--concurrency', 'many'], /--concurrency must be a whole number/],
+    [['serve', '--admin-port', 'http'], /--admin-port must be a port number/],
+    [['serve', '--grpc-port', '70000'], /--grpc-port must be a port number/],
   ];
   for (const [args, reason] of cases) {
     const r = await run(args);
     expect(r.code, args.join(' ')).toBe(2);
     expect(r.stderr).toMatch(reason);
+  }
+});
+
+it('refuses malformed numeric settings in the environment with exit 2 and a reason', async () => {
+  for (const [cmd, name, value] of [
+    ['serve', 'SIGNALBOX_ARCHIVE_DAYS', 'forever'],
+    ['worker', 'SIGNALBOX_ARCHIVE_DAYS', '-3'],
+    ['serve', 'SIGNALBOX_TENANT_RATE', '1.5'],
+  ] as const) {
+    const r = await run([cmd], { ...process.env, [name]: value });
+    expect(r.code, `${cmd} ${name}=${value}`).toBe(2);
+    expect(r.stderr).toContain(`signalbox ${cmd}: ${name} must be a positive whole number, not "${value}"`);
   }
 });
 
