@@ -225,7 +225,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     // Halo "event information only" payloads: the record from the Halo API (connections made
     // through the admin API, addressed as <tenant>.<id>, with API settings).
     fetchRecord: (conn, ev) => {
-      if (conn.source !== 'halo' || !conn.id.startsWith(`${conn.tenant}.`)) return Promise.resolve(undefined);
+      if (!conn.id.startsWith(`${conn.tenant}.`)) return Promise.resolve(undefined);
       return psa.haloRecord(conn.tenant, conn.id.slice(conn.tenant.length + 1), ev.entity, ev.entityId);
     },
   });

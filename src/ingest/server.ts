@@ -53,7 +53,7 @@ export interface IngestOptions {
   readonly keys?: KeyFetcher;
   readonly metrics?: IngestMetrics;
   /**
-   * Fetches the record of an event that carries none (a Halo "event information only" payload)
+   * Fetches the record of a Halo event that carries none (an "event information only" payload)
    * from the PSA's API with the connection's credentials; undefined when it cannot (no API
    * credentials, an error): the event then goes on with `data = {id}` (sources.md).
    */
@@ -288,7 +288,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           return;
         }
         // Halo "event information only" payloads: the record, from the PSA's API when possible.
-        if (opts.fetchRecord) {
+        if (opts.fetchRecord && conn.source === 'halo') {
           for (let i = 0; i < good.length; i++) {
             const ev = good[i]!;
             if (ev.merge !== 'none') continue;
