@@ -97,18 +97,22 @@ export class PsaClients {
     const req = this.request(c.kind, op, p);
     const budgetKey = `${tenant}:${id}`;
     const window = this.windowOf(c);
-    if (window) {
-      const wait = await this.budgets.take(budgetKey, window);
-      if (wait > 0) throw new WaitError(wait, `the API budget of connection "${id}" is spent`);
-    }
+    // A request counts against the budget when it leaves, after the token or zone it needed was
+    // fetched: a budget taken before a slow token fetch let requests of two windows reach the PSA
+    // within one (and an Autotask request refused a lease used one up without being sent).
+    const send = async (prep: Prepared): Promise<HttpResponse> => {
+      if (window) {
+        const wait = await this.budgets.take(budgetKey, window);
+        if (wait > 0) throw new WaitError(wait, `the API budget of connection "${id}" is spent`);
+      }
+      return this.send(prep, req, ctx);
+    };
     const go = async (): Promise<HttpResponse> => {
       const secret = await this.connections.secret(tenant, id);
-      let prep = await this.prepare(c, secret, false, ctx.allowPrivate);
-      let res = await this.send(prep, req, ctx);
+      let res = await send(await this.prepare(c, secret, false, ctx.allowPrivate));
       if (res.status === 401 && c.kind === 'halo') {
         // The token may have been revoked or expired early: fetch a new one once.
-        prep = await this.prepare(c, secret, true, ctx.allowPrivate);
-        res = await this.send(prep, req, ctx);
+        res = await send(await this.prepare(c, secret, true, ctx.allowPrivate));
       }
       return res;
     };
