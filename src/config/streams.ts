@@ -21,6 +21,14 @@ export function field(e: StreamEntry, name: string): Buffer | undefined {
   return undefined;
 }
 
+/** Every value of a field that an entry repeats (the ingest's COMMIT writes one `e` per event). */
+export function fieldValues<T extends Buffer | string>(fields: ReadonlyArray<T> | null, name: string): T[] {
+  const out: T[] = [];
+  if (!fields) return out;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) out.push(fields[i + 1]!);
+  return out;
+}
+
 export interface StreamConsumerOptions {
   readonly key: string;
   readonly group: string;

@@ -9,7 +9,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
 import { field, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import type { OutboxEntry } from './handoff.js';
+import { type OutboxEntry, outboxEntries } from './handoff.js';
 
 export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
 
@@ -62,39 +62,41 @@ export class Dispatcher {
   private async dispatch(entries: StreamEntry[]): Promise<void> {
     const jobs: Parameters<Queue['addBulk']>[0] = [];
     for (const e of entries) {
-      // A pending entry whose content was trimmed from the stream has no fields.
-      const raw = field(e, 'e');
-      if (raw === undefined) continue;
-      const entry = JSON.parse(raw.toString('utf8')) as OutboxEntry;
-      const tenant = entry.envelope.tenant ?? 'default';
-      const snapshot = entry.snapshot;
-      for (const ruleId of entry.rules) {
-        const data: RunJob = { tenant, ruleId, event: entry.envelope, ...(snapshot ? { snapshot } : {}) };
-        jobs.push({
-          name: 'run',
-          data,
-          opts: {
-            jobId: runJobId(tenant, entry.envelope.id, ruleId),
-            removeOnComplete: 10_000,
-            removeOnFail: 50_000,
-          },
-        });
-      }
-      // Debounced rules that admitted the event but did not match: their timer for its key ends.
-      for (const ruleId of entry.cancel ?? []) {
-        const data: RunJob = { tenant, ruleId, event: entry.envelope, kind: 'cancel' };
-        jobs.push({
-          name: 'cancel',
-          data,
-          opts: {
-            jobId: runJobId(tenant, entry.envelope.id, ruleId, 'cancel'),
-            removeOnComplete: 10_000,
-            removeOnFail: 50_000,
-          },
-        });
-      }
+      // A pending entry whose content was trimmed from the stream has no fields: no events.
+      for (const entry of outboxEntries(e.fields)) this.jobs(entry, jobs);
     }
     if (jobs.length > 0) await this.queue.addBulk(jobs);
     this.enqueued += jobs.length;
+  }
+
+  /** The run jobs (and debounce cancels) of one committed event. */
+  private jobs(entry: OutboxEntry, jobs: Parameters<Queue['addBulk']>[0]): void {
+    const tenant = entry.envelope.tenant ?? 'default';
+    const snapshot = entry.snapshot;
+    for (const ruleId of entry.rules) {
+      const data: RunJob = { tenant, ruleId, event: entry.envelope, ...(snapshot ? { snapshot } : {}) };
+      jobs.push({
+        name: 'run',
+        data,
+        opts: {
+          jobId: runJobId(tenant, entry.envelope.id, ruleId),
+          removeOnComplete: 10_000,
+          removeOnFail: 50_000,
+        },
+      });
+    }
+    // Debounced rules that admitted the event but did not match: their timer for its key ends.
+    for (const ruleId of entry.cancel ?? []) {
+      const data: RunJob = { tenant, ruleId, event: entry.envelope, kind: 'cancel' };
+      jobs.push({
+        name: 'cancel',
+        data,
+        opts: {
+          jobId: runJobId(tenant, entry.envelope.id, ruleId, 'cancel'),
+          removeOnComplete: 10_000,
+          removeOnFail: 50_000,
+        },
+      });
+    }
   }
 }

@@ -185,7 +185,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   }
 
   async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<HandoffResult[]> {
-    const results = await Promise.all(events.map((e) => opts.handoff.submit(e, receivedAt)));
+    const results = await opts.handoff.submitAll(events, receivedAt);
     metrics.handoff.observe((Date.now() - receivedAt) / 1000);
     // Counted per request, not per event: a request's events share source and tenant.
     const counts = new Map<string, number>();

@@ -8,7 +8,7 @@
  * and days older than the retention are dropped whole (cheap: no row deletes).
  */
 import type { Redis } from 'ioredis';
-import { field, StreamConsumer } from '../config/streams.js';
+import { fieldValues, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import type { Db } from '../store/index.js';
 
 export interface ArchiveOptions {
@@ -32,6 +32,8 @@ interface Row {
 }
 
 const DAY = 86_400_000;
+/** Rows per INSERT statement (one jsonb parameter). */
+const INSERT_ROWS = 2_000;
 
 export class ArchiveDrain {
   private readonly reader: StreamConsumer;
@@ -54,11 +56,12 @@ export class ArchiveDrain {
         key,
         group: o.group ?? 'archive',
         consumer: o.consumer ?? `a-${process.pid}`,
-        batch: o.batch ?? 2000,
+        // An entry holds up to a chunk (256) of events.
+        batch: o.batch ?? 200,
         blockMs: o.blockMs ?? 200,
         deleteAcked: true,
       },
-      (entries) => this.write(entries.flatMap((e) => this.row(field(e, 'e')))),
+      (entries) => this.write(entries.flatMap((e) => this.rows(e))),
     );
   }
 
@@ -75,11 +78,14 @@ export class ArchiveDrain {
     return this.reader.stop();
   }
 
-  private row(raw: Buffer | undefined): Row[] {
-    if (!raw) return [];
+  /** The rows of one stream entry: one per event (an entry holds a chunk's events, one `e` each). */
+  private rows(e: StreamEntry): Row[] {
+    return fieldValues(e.fields, 'e').flatMap((raw) => this.row(raw));
+  }
+
+  private row(raw: Buffer): Row[] {
     try {
-      const entry = JSON.parse(raw.toString('utf8')) as { envelope: Record<string, unknown> };
-      const env = entry.envelope;
+      const env = (JSON.parse(raw.toString('utf8')) as { envelope: Record<string, unknown> }).envelope;
       const receivedAt =
         typeof env.receivedAt === 'string' ? env.receivedAt : new Date(this.now()).toISOString();
       return [
@@ -115,18 +121,24 @@ export class ArchiveDrain {
     this.maintained = day;
   }
 
-  /** Writes one batch in one statement; when the batch fails, row by row, dropping what is refused. */
+  /**
+   * Writes rows, INSERT_ROWS to a statement; when a statement fails, its rows one by one,
+   * dropping what is refused.
+   */
   async write(rows: Row[]): Promise<void> {
     if (rows.length === 0) return;
     await this.maintain();
-    try {
-      await this.insert(rows);
-    } catch {
-      for (const r of rows) {
-        try {
-          await this.insert([r]);
-        } catch (e) {
-          this.writeError = e as Error;
+    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+      const slice = rows.slice(i, i + INSERT_ROWS);
+      try {
+        await this.insert(slice);
+      } catch {
+        for (const r of slice) {
+          try {
+            await this.insert([r]);
+          } catch (e) {
+            this.writeError = e as Error;
+          }
         }
       }
     }

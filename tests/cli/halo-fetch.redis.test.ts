@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
+import { outboxEntries } from '../../src/ingest/handoff.js';
 import { FakePsa, HALO } from '../workers/fakes/psa.js';
 import { serveEnv, spawnServe } from './serve-env.js';
 
@@ -93,7 +94,7 @@ it('fetches the record of an event-information-only payload from the Halo API', 
     [string, string[]]
   >;
   redis.disconnect();
-  const envs = entries.map(([, f]) => JSON.parse(f[1]!).envelope as Record<string, any>);
+  const envs = entries.flatMap(([, f]) => outboxEntries(f).map((e) => e.envelope as Record<string, any>));
   const first = envs.find((e) => e.id === 'halo:d-1')!;
   const second = envs.find((e) => e.id === 'halo:d-2')!;
   expect(first.type).toBe('ticket.updated');

@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import { Dispatcher, RUN_QUEUE, runJobId } from '../../src/ingest/dispatch.js';
-import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
+import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
 import { startIngest } from '../../src/ingest/server.js';
 
 const port = 20_000 + (process.pid % 20_000);
@@ -132,7 +132,7 @@ it('loses no acknowledged event when Redis is killed mid-load', { timeout: 120_0
 
   // Every event is in the archive exactly once, and one run per event is queued, none twice.
   const entries = (await redis.xrange(handoff.outboxKey, '-', '+')) as Array<[string, string[]]>;
-  const archived = entries.map(([, f]) => (JSON.parse(f[1]!) as OutboxEntry).envelope.id);
+  const archived = entries.flatMap(([, f]) => outboxEntries(f).map((e) => e.envelope.id));
   expect(new Set(archived).size).toBe(archived.length);
   expect([...archived].sort()).toEqual([...ids].sort());
   await waitUntil(async () => (await queue.getJobCounts('wait')).wait === N, 20_000).catch(async (e) => {

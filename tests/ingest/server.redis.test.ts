@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { Connection, PsaSource } from '../../src/ingest/connection.js';
 import { Dispatcher, RUN_QUEUE } from '../../src/ingest/dispatch.js';
-import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
+import { Handoff, type OutboxEntry, outboxEntries } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -82,7 +82,7 @@ async function post(path: string, body: Buffer | string, headers: Record<string,
 
 async function outbox(): Promise<OutboxEntry[]> {
   const entries = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
-  return entries.map(([, f]) => JSON.parse(f[1]!) as OutboxEntry);
+  return entries.flatMap(([, f]) => outboxEntries(f));
 }
 
 async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {

@@ -1,0 +1,172 @@
+/**
+ * The hand-off's chunked scripts on real Redis: one stream entry per chunk with one `e` field
+ * per event, dedupe by time-bucketed sets (within a batch, across batches, across buckets, and
+ * how long an id is remembered), and plain events mixed with entity events in one chunk.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { compileRuleSet, Engine } from '../../src/engine/index.js';
+import type { AdaptedEvent } from '../../src/ingest/connection.js';
+import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+let redis: Redis;
+const prefixes: string[] = [];
+
+function prefix(): string {
+  const p = `sbh${process.pid}${randomBytes(3).toString('hex')}`;
+  prefixes.push(p);
+  return p;
+}
+
+const { rules } = compileRuleSet([
+  { id: 'hot', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.site == "HQ"' },
+  { id: 'ticket-p1', tenant: 'acme', source: 'psa', on: 'ticket.updated', when: 'ticket.priority == 1' },
+]);
+const engine = new Engine(rules);
+
+function plain(id: string, site = 'Branch'): AdaptedEvent {
+  return {
+    envelope: {
+      id,
+      tenant: 'acme',
+      source: 'rmm' as never,
+      type: 'device.offline',
+      time: '2026-11-20T10:00:00.000Z',
+      data: { id: `dev-${id}`, site },
+      raw: null,
+      self: false,
+    },
+    entity: '',
+    entityId: '',
+    merge: 'none',
+    actor: null,
+  };
+}
+
+function ticket(id: string, entityId: string, data: Record<string, unknown>, time: string): AdaptedEvent {
+  return {
+    envelope: {
+      id,
+      tenant: 'acme',
+      source: 'psa' as never,
+      type: 'ticket.updated',
+      time,
+      data,
+      raw: null,
+      self: false,
+    },
+    entity: 'ticket',
+    entityId,
+    merge: 'patch',
+    actor: null,
+  };
+}
+
+async function outbox(key: string) {
+  const entries = (await redis.xrange(key, '-', '+')) as Array<[string, string[]]>;
+  return { entries, events: entries.flatMap(([, f]) => outboxEntries(f)) };
+}
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+});
+
+afterAll(async () => {
+  for (const p of prefixes) {
+    const keys = await redis.keys(`${p}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  redis.disconnect();
+});
+
+it('commits a batch larger than a chunk as one stream entry per chunk, one event per field, in order', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  const events = Array.from({ length: 600 }, (_, i) => plain(`e${i}`, i % 10 === 0 ? 'HQ' : 'Branch'));
+  const results = await h.submitAll(events);
+  expect(results.map((r) => r.outcome)).toEqual(events.map(() => 'accepted'));
+  expect(results.filter((r) => r.matches.length > 0).map((r) => r.id)).toEqual(
+    events.filter((_, i) => i % 10 === 0).map((e) => e.envelope.id),
+  );
+  const { entries, events: archived } = await outbox(h.outboxKey);
+  expect(entries.length).toBe(3); // 256 + 256 + 88
+  expect(archived.map((e) => e.envelope.id)).toEqual(events.map((e) => e.envelope.id));
+  const dispatch = await outbox(h.dispatchKey);
+  expect(dispatch.events.map((e) => [e.envelope.id, e.rules])).toEqual(
+    events.filter((_, i) => i % 10 === 0).map((e) => [e.envelope.id, ['hot']]),
+  );
+});
+
+it('answers duplicates within a batch, across batches and among entity events, and archives each id once', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  expect((await h.submit(plain('seen-before'))).outcome).toBe('accepted');
+  const batch = [
+    plain('a'),
+    plain('seen-before'),
+    plain('a', 'HQ'), // same id again in the same batch: the first wins, it does not match
+    ticket('t1', '42', { id: 42, priority: 3 }, '2026-11-20T10:00:00.000Z'),
+    ticket('t1', '42', { id: 42, priority: 1 }, '2026-11-20T10:01:00.000Z'),
+    plain('b'),
+  ];
+  const results = await h.submitAll(batch);
+  expect(results.map((r) => [r.id, r.outcome])).toEqual([
+    ['a', 'accepted'],
+    ['seen-before', 'duplicate'],
+    ['a', 'duplicate'],
+    ['t1', 'accepted'],
+    ['t1', 'duplicate'],
+    ['b', 'accepted'],
+  ]);
+  expect(results.every((r) => r.outcome === 'accepted' || r.matches.length === 0)).toBe(true);
+  const { events } = await outbox(h.outboxKey);
+  expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b']);
+  // The snapshot was written once, by the first t1.
+  expect(await redis.hget(`${h.prefix}:s:acme:psa:ticket:42`, 'k:priority')).toBe('3');
+  // Replaying the whole batch later: all duplicates, nothing archived again.
+  const again = await h.submitAll(batch);
+  expect(again.map((r) => r.outcome)).toEqual(batch.map(() => 'duplicate'));
+  expect((await outbox(h.outboxKey)).events.length).toBe(4);
+});
+
+it('mixes plain and entity events in one chunk: snapshots, previous and matches per entity', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  const results = await h.submitAll([
+    ticket('u1', '7', { id: 7, priority: 3, summary: 'disk' }, '2026-11-20T10:00:00.000Z'),
+    plain('p1', 'HQ'),
+    ticket('u2', '7', { id: 7, priority: 1 }, '2026-11-20T10:02:00.000Z'),
+    ticket('u3', '8', { id: 8, priority: 1 }, '2026-11-20T10:00:00.000Z'),
+  ]);
+  expect(results.map((r) => [r.id, r.outcome, r.matches])).toEqual([
+    ['u1', 'accepted', []],
+    ['p1', 'accepted', ['hot']],
+    ['u2', 'accepted', ['ticket-p1']],
+    ['u3', 'accepted', ['ticket-p1']],
+  ]);
+  const { events } = await outbox(h.outboxKey);
+  const u2 = events.find((e) => e.envelope.id === 'u2')!;
+  // u2 lost the race with u1 in the same chunk, was read again and merged over u1's snapshot.
+  expect(u2.envelope.previous).toEqual({ id: 7, priority: 3, summary: 'disk' });
+  expect(u2.envelope.data).toEqual({ id: 7, priority: 1, summary: 'disk' });
+  expect(events.map((e) => e.envelope.id).sort()).toEqual(['p1', 'u1', 'u2', 'u3']);
+});
+
+it('remembers an id for at least the dedupe window and drops it after its bucket expires', async () => {
+  let now = 0;
+  const windowS = 20; // buckets of 10 s
+  const h = new Handoff(redis, () => engine, { prefix: prefix(), dedupeTtlSeconds: windowS, now: () => now });
+  const n = Math.floor(Date.now() / 10_000);
+  // Seen at the very end of bucket n.
+  now = n * 10_000 + 9_999;
+  expect((await h.submit(plain('x'))).outcome).toBe('accepted');
+  const bucket = `${h.prefix}:dd:${n}`;
+  expect(await redis.sismember(bucket, 'acme:x')).toBe(1);
+  // The bucket expires when it is no longer asked: at the end of bucket n + 2.
+  expect(Number(await redis.call('EXPIRETIME', bucket))).toBe((n + 3) * 10);
+  // A full window later (20 s and a little less) it is still a duplicate...
+  now = (n + 2) * 10_000 + 9_999;
+  expect((await h.submit(plain('x'))).outcome).toBe('duplicate');
+  // ...and once bucket n is no longer asked, it is new again.
+  now = (n + 3) * 10_000;
+  expect((await h.submit(plain('x'))).outcome).toBe('accepted');
+});
