@@ -21,11 +21,31 @@ export function field(e: StreamEntry, name: string): Buffer | undefined {
   return undefined;
 }
 
-/** Every value of a field that an entry repeats (the ingest's COMMIT writes one `e` per event). */
-export function fieldValues<T extends Buffer | string>(fields: ReadonlyArray<T> | null, name: string): T[] {
+/**
+ * The JSON values in the NDJSON of every `name` field of an entry (the ingest's COMMIT writes a
+ * chunk's events as one field, one JSON line each; JSON.stringify never writes a raw newline).
+ * A line that does not parse is skipped; the others still count.
+ */
+export function jsonLines<T>(fields: ReadonlyArray<Buffer | string> | null, name: string): T[] {
   const out: T[] = [];
   if (!fields) return out;
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) out.push(fields[i + 1]!);
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i]!.toString() !== name) continue;
+    const text = fields[i + 1]!.toString();
+    let at = 0;
+    while (at < text.length) {
+      let nl = text.indexOf('\n', at);
+      if (nl < 0) nl = text.length;
+      if (nl > at) {
+        try {
+          out.push(JSON.parse(text.slice(at, nl)) as T);
+        } catch {
+          // a damaged line
+        }
+      }
+      at = nl + 1;
+    }
+  }
   return out;
 }
 

@@ -8,7 +8,7 @@
  * and days older than the retention are dropped whole (cheap: no row deletes).
  */
 import type { Redis } from 'ioredis';
-import { fieldValues, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import type { Db } from '../store/index.js';
 
 export interface ArchiveOptions {
@@ -78,14 +78,15 @@ export class ArchiveDrain {
     return this.reader.stop();
   }
 
-  /** The rows of one stream entry: one per event (an entry holds a chunk's events, one `e` each). */
+  /** The rows of one stream entry: one per event (an entry holds a chunk's events as NDJSON). */
   private rows(e: StreamEntry): Row[] {
-    return fieldValues(e.fields, 'e').flatMap((raw) => this.row(raw));
+    return jsonLines<{ envelope?: Record<string, unknown> }>(e.fields, 'e').flatMap((entry) =>
+      entry?.envelope && typeof entry.envelope === 'object' ? this.row(entry.envelope) : [],
+    );
   }
 
-  private row(raw: Buffer): Row[] {
+  private row(env: Record<string, unknown>): Row[] {
     try {
-      const env = (JSON.parse(raw.toString('utf8')) as { envelope: Record<string, unknown> }).envelope;
       const receivedAt =
         typeof env.receivedAt === 'string' ? env.receivedAt : new Date(this.now()).toISOString();
       return [

@@ -1,6 +1,6 @@
 /**
- * The hand-off's chunked scripts on real Redis: one stream entry per chunk with one `e` field
- * per event, dedupe by time-bucketed sets (within a batch, across batches, across buckets, and
+ * The hand-off's chunked scripts on real Redis: one NDJSON stream entry per chunk (with the lines
+ * of events that did not commit cut out), dedupe by time-bucketed sets (within a batch, across batches, across buckets, and
  * how long an id is remembered), and plain events mixed with entity events in one chunk.
  */
 import { randomBytes } from 'node:crypto';
@@ -81,7 +81,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-it('commits a batch larger than a chunk as one stream entry per chunk, one event per field, in order', async () => {
+it('commits a batch larger than a chunk as one stream entry per chunk, in order', async () => {
   const h = new Handoff(redis, () => engine, { prefix: prefix() });
   const events = Array.from({ length: 600 }, (_, i) => plain(`e${i}`, i % 10 === 0 ? 'HQ' : 'Branch'));
   const results = await h.submitAll(events);
@@ -108,6 +108,7 @@ it('answers duplicates within a batch, across batches and among entity events, a
     ticket('t1', '42', { id: 42, priority: 3 }, '2026-11-20T10:00:00.000Z'),
     ticket('t1', '42', { id: 42, priority: 1 }, '2026-11-20T10:01:00.000Z'),
     plain('b'),
+    plain('c', 'HQ'),
   ];
   const results = await h.submitAll(batch);
   expect(results.map((r) => [r.id, r.outcome])).toEqual([
@@ -117,16 +118,20 @@ it('answers duplicates within a batch, across batches and among entity events, a
     ['t1', 'accepted'],
     ['t1', 'duplicate'],
     ['b', 'accepted'],
+    ['c', 'accepted'],
   ]);
   expect(results.every((r) => r.outcome === 'accepted' || r.matches.length === 0)).toBe(true);
+  expect(results[6]!.matches).toEqual(['hot']);
   const { events } = await outbox(h.outboxKey);
-  expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b']);
+  expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b', 'c']);
+  // Of the two events that matched, only the one that committed goes to the dispatch stream.
+  expect((await outbox(h.dispatchKey)).events.map((e) => [e.envelope.id, e.rules])).toEqual([['c', ['hot']]]);
   // The snapshot was written once, by the first t1.
   expect(await redis.hget(`${h.prefix}:s:acme:psa:ticket:42`, 'k:priority')).toBe('3');
   // Replaying the whole batch later: all duplicates, nothing archived again.
   const again = await h.submitAll(batch);
   expect(again.map((r) => r.outcome)).toEqual(batch.map(() => 'duplicate'));
-  expect((await outbox(h.outboxKey)).events.length).toBe(4);
+  expect((await outbox(h.outboxKey)).events.length).toBe(5);
 });
 
 it('mixes plain and entity events in one chunk: snapshots, previous and matches per entity', async () => {
