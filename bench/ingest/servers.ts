@@ -3,23 +3,28 @@
  *
  *   bare    a uWebSockets.js server that reads the body, parses the JSON and answers: the ceiling
  *   ingest  the real ingest (startIngest) on real Redis (database 2 of REDIS_URL, flushed first),
- *           with the dispatcher queueing runs, and RULES active rules
+ *           with the dispatcher queueing runs on its own thread (as `signalbox serve` runs it),
+ *           and RULES active rules
  *
  * Prints `port <n>` when listening.
  */
 
 import uWS from 'uWebSockets.js';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { isDispatchThread, runDispatchThread, startDispatchThread } from '../../src/cli/dispatch-thread.js';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
-import { Dispatcher, RUN_QUEUE } from '../../src/ingest/dispatch.js';
+import { RUN_QUEUE } from '../../src/ingest/dispatch.js';
 import { Handoff } from '../../src/ingest/handoff.js';
 import { startIngest } from '../../src/ingest/server.js';
 
-const mode = process.argv[2];
+const mode = isMainThread ? process.argv[2] : 'thread';
 const rulesFile = process.argv[3];
 
-if (mode === 'bare') {
+if (mode === 'thread') {
+  if (isDispatchThread(workerData)) await runDispatchThread(workerData);
+} else if (mode === 'bare') {
   const app = uWS.App();
   app.post('/*', (res, req) => {
     // The same parsing work as the ingest: NDJSON line by line, else one JSON document.
@@ -63,8 +68,11 @@ if (mode === 'bare') {
   const engine = new Engine(docs.map((d) => compiler.compile(d)));
   const handoff = new Handoff(redis, () => engine, { prefix: 'bench' });
   const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: 'bench' });
-  const dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue);
-  await dispatcher.start();
+  const dispatcher = await startDispatchThread(new URL(import.meta.url), {
+    redisUrl: url.toString(),
+    prefix: 'bench',
+    streamKey: handoff.dispatchKey,
+  });
   const server = await startIngest({
     connections: { get: () => undefined },
     apiKeys: { tenantOf: (k) => (k.startsWith('key-') ? k.slice(4) : undefined) },

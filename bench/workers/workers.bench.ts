@@ -14,7 +14,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -23,6 +22,7 @@ import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
 import { migrate, openPostgres, RuleStore } from '../../src/store/index.js';
 import { Timers } from '../../src/workers/timers.js';
 import { runInfo } from '../env.js';
+import { paced } from '../paced.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 const PG_URL = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
@@ -172,75 +172,6 @@ if (only === 'throughput') {
 }
 
 // ---------------------------------------------------------------- 2. latency, end to end
-/**
- * An open-loop sender at a steady rate: request i leaves at t0 + i / rate (1 ms timer ticks),
- * whatever the answers do, over keep-alive connections. autocannon's rate option instead sends
- * each second's quota as fast as it can at the start of the second and then waits, so "2,000
- * events/s" through it is a burst of 2,000 once a second; both are reported.
- */
-async function paced(
-  port: number,
-  rate: number,
-  seconds: number,
-  body: () => string,
-): Promise<{ '2xx': number; non2xx: number; latency: { p50: number; p99: number } }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  const total = rate * seconds;
-  const lat: number[] = [];
-  let ok = 0;
-  let bad = 0;
-  let sent = 0;
-  let answered = 0;
-  const t0 = performance.now();
-  await new Promise<void>((done) => {
-    const fire = () => {
-      const t = performance.now();
-      const data = body();
-      const req = http.request(
-        {
-          agent,
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path: '/v1/events',
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(data),
-            authorization: 'Bearer bench-key',
-          },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => {
-            lat.push(performance.now() - t);
-            if (res.statusCode! >= 200 && res.statusCode! < 300) ok++;
-            else bad++;
-            if (++answered === total) done();
-          });
-        },
-      );
-      req.on('error', () => {
-        bad++;
-        if (++answered === total) done();
-      });
-      req.end(data);
-    };
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000));
-      while (sent < due) {
-        sent++;
-        fire();
-      }
-      if (sent < total) setTimeout(tick, 1);
-    };
-    tick();
-  });
-  agent.destroy();
-  lat.sort((a, b) => a - b);
-  const at = (q: number) => +lat[Math.min(lat.length - 1, Math.floor(lat.length * q))]!.toFixed(2);
-  return { '2xx': ok, non2xx: bad, latency: { p50: at(0.5), p99: at(0.99) } };
-}
-
 async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, unknown>> {
   const prefix = `${tag}-e2e`;
   await clean(prefix);

@@ -17,10 +17,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Connection, PsaSource } from '../ingest/connection.js';
-import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
@@ -36,6 +34,7 @@ import {
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
+import { startDispatchThread } from './dispatch-thread.js';
 import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
@@ -203,12 +202,14 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
   const prefix = o.prefix ?? (env.SIGNALBOX_REDIS_PREFIX || 'sb');
   const handoff = new Handoff(redis, () => live.engine, { prefix });
-  // Connections given to BullMQ and the dispatcher are ours to close (BullMQ closes only its own).
+  // The dispatcher (committed matches → BullMQ run jobs) runs on a thread of its own, off the
+  // event loop that answers webhooks (dispatch-thread.ts).
+  const dispatcher = await startDispatchThread(new URL(import.meta.url), {
+    redisUrl: env.REDIS_URL!,
+    prefix,
+    streamKey: handoff.dispatchKey,
+  });
   const queueRedis = redis.duplicate();
-  const dispatchRedis = redis.duplicate();
-  const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix });
-  const dispatcher = new Dispatcher(dispatchRedis, handoff.dispatchKey, queue);
-  await dispatcher.start();
   // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
   const psa = new PsaAccess(queueRedis, prefix, connectionStore, (t) => allowsPrivateNetworks(db, t));
   // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
@@ -298,9 +299,8 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
       await stored.stop();
       await workers_?.close();
       await dispatcher.stop();
-      await queue.close();
       await db.close();
-      for (const r of [redis, queueRedis, dispatchRedis]) r.disconnect();
+      for (const r of [redis, queueRedis]) r.disconnect();
     },
   };
 }

@@ -330,15 +330,20 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
         if (/^application\/x-ndjson/i.test(contentType)) {
           items = [];
           const errors: Array<{ index: number; error: string }> = [];
-          text.split('\n').forEach((line, index) => {
-            const l = line.replace(/\r$/, '');
-            if (l.trim() === '') return;
+          // Line by line without split/replace/trim copies: this loop runs per event.
+          for (let at = 0, index = 0; at < text.length; index++) {
+            let nl = text.indexOf('\n', at);
+            if (nl < 0) nl = text.length;
+            const end = nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl; // CRLF
+            const l = text.slice(at, end);
+            at = nl + 1;
+            if (l.length === 0 || (l.charCodeAt(0) <= 32 && l.trim() === '')) continue;
             try {
               items[index] = JSON.parse(l);
             } catch (e) {
               errors.push({ index, error: `malformed JSON: ${(e as Error).message}` });
             }
-          });
+          }
           return finish(items, errors);
         }
         let parsed: unknown;

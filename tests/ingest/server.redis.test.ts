@@ -294,12 +294,12 @@ describe('bad input', () => {
       results: [{ id: 'g1', rules: ['rmm-offline'] }],
     });
     expect(r.body.errors.map((e: { index: number }) => e.index)).toEqual([1, 2, 3]);
-    const nd = `${JSON.stringify(ev('n1'))}\n\n{oops\n${JSON.stringify(ev('n2'))}\r\n`;
+    const nd = `${JSON.stringify(ev('n1'))}\n\n \t\r\n{oops\n${JSON.stringify(ev('n2'))}\r\n`;
     const n = await post('/v1/events', nd, {
       authorization: 'Bearer generic-key',
       'content-type': 'application/x-ndjson',
     });
-    expect(n.body).toMatchObject({ accepted: 2, errors: [{ index: 2 }] });
+    expect(n.body).toMatchObject({ accepted: 2, errors: [{ index: 3 }] });
     expect((await post('/v1/events', '[1, 2]', { authorization: 'Bearer generic-key' })).status).toBe(400);
     const many = JSON.stringify(Array.from({ length: 20 }, (_, i) => ev(`burst-${i}`)));
     const limited = await post('/v1/events', many, { authorization: 'Bearer generic-key' });
