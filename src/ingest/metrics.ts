@@ -2,7 +2,21 @@
 
 type Labels = Readonly<Record<string, string>>;
 
+/** Rendered label sets by their raw values: inc runs several times per request. */
+const keys = new Map<string, string>();
+
 function key(labels: Labels): string {
+  let raw = '';
+  for (const k in labels) raw += `${k}\u0000${labels[k]}\u0001`;
+  let v = keys.get(raw);
+  if (v === undefined) {
+    v = render(labels);
+    if (keys.size < 10_000) keys.set(raw, v);
+  }
+  return v;
+}
+
+function render(labels: Labels): string {
   return Object.entries(labels)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
