@@ -207,6 +207,8 @@ export interface HandoffOptions {
   readonly matchStale?: boolean;
   /** Attempts when another event of the same entity commits in between. */
   readonly maxRetries?: number;
+  /** Micro-batches on their way to Redis at once (group commit); more wait and go together. */
+  readonly maxInflight?: number;
   /** The clock of the dedupe buckets (tests). */
   readonly now?: () => number;
 }
@@ -280,6 +282,9 @@ export class Handoff {
   private readonly now: () => number;
   private queue: Pending[] = [];
   private scheduled = false;
+  /** Micro-batches between READ and the end of COMMIT. */
+  private inflight = 0;
+  private readonly maxInflight: number;
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
   private iso = '';
@@ -297,6 +302,7 @@ export class Handoff {
     this.matchStale = opts.matchStale ?? false;
     this.maxRetries = opts.maxRetries ?? 8;
     this.now = opts.now ?? Date.now;
+    this.maxInflight = opts.maxInflight ?? 2;
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis (which
     // has lost its script cache) keeps working.
     // No fixed key count: the first argument says how many keys a call has.
@@ -345,11 +351,21 @@ export class Handoff {
           attempts: 0,
         });
       }
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.flush());
-      }
+      this.schedule();
     });
+  }
+
+  /**
+   * Group commit: a micro-batch leaves at the next turn of the event loop unless maxInflight
+   * batches are already on their way to Redis; then the events wait for one of them to come
+   * back, and leave together. Under light load an event goes at once; under heavy load the
+   * batches grow instead of the round trips, which cost a socket write each (measured: a quarter
+   * of the ingest's CPU at one event per request with a batch per turn).
+   */
+  private schedule(): void {
+    if (this.scheduled || this.inflight >= this.maxInflight || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
   }
 
   private async flush(): Promise<void> {
@@ -357,10 +373,14 @@ export class Handoff {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
+    this.inflight++;
     try {
       await this.run(batch);
     } catch (e) {
       for (const p of batch) fail(p, e);
+    } finally {
+      this.inflight--;
+      this.schedule();
     }
   }
 
