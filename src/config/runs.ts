@@ -42,6 +42,41 @@ export interface RunJob {
   readonly snapshot?: string;
   /** The rule version to run (replays and timers pin it; a match takes the active one). */
   readonly version?: number;
+  /**
+   * The loop breaker's verdict when the ingest already counted this run, in the same COMMIT
+   * that accepted the event: `ok` (run it) or `over` (record it as skipped). Absent, the worker
+   * counts it itself (replays, debounce timers, jobs of older versions).
+   */
+  readonly loop?: 'ok' | 'over';
+}
+
+/**
+ * The loop breaker's sliding window as a Lua function (workflows.md): the runs of a rule for an
+ * entity within `window` ms, one sorted-set member per run (its job id, so counting a run twice
+ * changes nothing). Returns 1 when the run may go (and counts it), 0 when `max` are already in
+ * the window. Used by the ingest's COMMIT and by the worker's own check, so both count alike.
+ */
+export const ADMIT_LUA = `
+local function admit(key, now, window, max, member)
+  if redis.call('ZSCORE', key, member) then return 1 end
+  now = tonumber(now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(window))
+  if redis.call('ZCARD', key) >= tonumber(max) then return 0 end
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+  return 1
+end
+`;
+
+/** What the loop breaker counts a run against: the rule and the event's entity. */
+export function loopEntity(event: RunEvent): string {
+  return `${event.source}:${event.type.split('.')[0]}:${String(event.data?.id ?? event.id)}`;
+}
+
+/** The Redis key of a loop breaker window. */
+export function loopKey(prefix: string, tenant: string, ruleId: string, entity: string): string {
+  const h = createHash('sha256').update(`\u0000\u0000${entity}`).digest('base64url').slice(0, 24);
+  return `${prefix}:loop:{${tenant}}:${ruleId}:${h}`;
 }
 
 export function runJobId(tenant: string, eventId: string, ruleId: string, kind = 'match'): string {

@@ -63,23 +63,40 @@ export class Dispatcher {
     const jobs: Parameters<Queue['addBulk']>[0] = [];
     for (const e of entries) {
       // A pending entry whose content was trimmed from the stream has no fields: no events.
-      for (const entry of outboxEntries(e.fields)) this.jobs(entry, jobs);
+      // `l`: the ingest counted the entry's runs for the loop breaker; it lists those over.
+      const l = field(e, 'l');
+      const over = l === undefined ? undefined : new Set(l.toString().split(' '));
+      for (const entry of outboxEntries(e.fields)) this.jobs(entry, jobs, over);
     }
     if (jobs.length > 0) await this.queue.addBulk(jobs);
     this.enqueued += jobs.length;
   }
 
   /** The run jobs (and debounce cancels) of one committed event. */
-  private jobs(entry: OutboxEntry, jobs: Parameters<Queue['addBulk']>[0]): void {
+  private jobs(
+    entry: OutboxEntry,
+    jobs: Parameters<Queue['addBulk']>[0],
+    over: Set<string> | undefined,
+  ): void {
     const tenant = entry.envelope.tenant ?? 'default';
     const snapshot = entry.snapshot;
     for (const ruleId of entry.rules) {
-      const data: RunJob = { tenant, ruleId, event: entry.envelope, ...(snapshot ? { snapshot } : {}) };
+      const jobId = runJobId(tenant, entry.envelope.id, ruleId);
+      // Counted by the ingest: the worker needs no round trip of its own. (A debounced rule's
+      // match was not counted; its worker arms a timer and never reads this.)
+      const loop = over === undefined ? undefined : over.has(jobId) ? 'over' : 'ok';
+      const data: RunJob = {
+        tenant,
+        ruleId,
+        event: entry.envelope,
+        ...(snapshot ? { snapshot } : {}),
+        ...(loop ? { loop } : {}),
+      };
       jobs.push({
         name: 'run',
         data,
         opts: {
-          jobId: runJobId(tenant, entry.envelope.id, ruleId),
+          jobId,
           removeOnComplete: 10_000,
           removeOnFail: 50_000,
         },

@@ -30,7 +30,7 @@
  *   event each; a Lua table.concat of them as much again.
  */
 import type { Redis } from 'ioredis';
-import { archiveStreamKey } from '../config/runs.js';
+import { ADMIT_LUA, archiveStreamKey, loopEntity, loopKey, type RunEvent, runJobId } from '../config/runs.js';
 import { jsonLines } from '../config/streams.js';
 import type { Engine, Envelope } from '../engine/index.js';
 import type { AdaptedEvent } from './connection.js';
@@ -65,22 +65,26 @@ return out
 
 /**
  * COMMIT for many events. KEYS: the archive and the dispatch streams, the three dedupe buckets
- * (current first), then the snapshot key of each event that has an entity. ARGV: when the current
- * bucket expires (unix seconds), the snapshot ttl, the kinds (one character per event), the
- * chunk's outbox entries as NDJSON, the NDJSON of those that start runs, then per event its
- * dedupe member and, for events with an entity, expected version, event time, mode, stale, n and
- * n field/value pairs. Kinds: `p` plain (no entity), `s` with an entity; upper case when the event
- * starts runs. The answer is one character per event: `o` ok, `d` duplicate, `r` retry (the
- * snapshot changed since READ).
+ * (current first), the snapshot key of each event that has an entity, then one loop breaker
+ * window per run to count. ARGV: when the current bucket expires (unix seconds), the snapshot
+ * ttl, the kinds (one character per event), the chunk's outbox entries as NDJSON, the NDJSON of
+ * those that start runs, now (ms); then per event its dedupe member and, for events with an
+ * entity, expected version, event time, mode, stale, n and n field/value pairs; then per run to
+ * count: its event's position in the chunk, window ms, max and job id. Kinds: `p` plain (no
+ * entity), `s` with an entity; upper case when the event starts runs. The answer is one
+ * character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the streams as it came, one XADD
- * each; otherwise the lines of the events that did not commit are cut out first.
+ * each; otherwise the lines of the events that did not commit are cut out first. The runs of
+ * committed events are counted by the loop breaker here, in the same script, rather than by a
+ * round trip per run in the worker: the dispatch entry's `l` field lists the job ids over the
+ * limit (the dispatcher marks each job `loop: ok` or `over`).
  */
-const COMMIT = `${SEEN}
+const COMMIT = `${SEEN}${ADMIT_LUA}
 local kinds = ARGV[3]
 local n = #kinds
 local members, at = {}, {}
-local a = 6
+local a = 7
 for e = 1, n do
   members[e] = ARGV[a]
   at[e] = a
@@ -154,6 +158,15 @@ if nadd > 0 then
   if nadd < n then blob = committed(blob, function() return true end) end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000000', '*', 'e', blob)
 end
+-- The loop breaker, for the runs of the events that committed: one window per rule and entity.
+local over = {}
+while a <= #ARGV do
+  if out[tonumber(ARGV[a])] == 'o' and admit(KEYS[k], ARGV[6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) == 0 then
+    over[#over + 1] = ARGV[a + 3]
+  end
+  k = k + 1
+  a = a + 4
+end
 if runsOk > 0 then
   local blob = ARGV[5]
   if runsOk < runs then
@@ -162,7 +175,7 @@ if runsOk > 0 then
       return c == 80 or c == 83
     end)
   end
-  redis.call('XADD', KEYS[2], '*', 'e', blob)
+  redis.call('XADD', KEYS[2], '*', 'e', blob, 'l', table.concat(over, ' '))
 end
 return table.concat(out)
 `;
@@ -243,6 +256,8 @@ interface Planned {
   readonly json: string;
   /** Its arguments after the chunk's NDJSON: the dedupe member, then the snapshot's. */
   readonly args: string[];
+  /** The runs it starts that the loop breaker counts: window key, window ms, max, job id. */
+  readonly loops: ReadonlyArray<readonly [string, string, string, string]>;
 }
 
 type ScriptPipeline = ReturnType<Redis['pipeline']> & {
@@ -253,6 +268,7 @@ type ScriptPipeline = ReturnType<Redis['pipeline']> & {
 const META_TIME = '#t';
 const META_VERSION = '#v';
 const NO_HASH: string[] = [];
+const NO_LOOPS: Planned['loops'] = [];
 
 function settle(p: Pending, r: HandoffResult): void {
   const g = p.group;
@@ -438,10 +454,12 @@ export class Handoff {
     const commit = this.redis.pipeline() as ScriptPipeline;
     for (let i = 0; i < planned.length; i += CHUNK) {
       const keys: string[] = [this.outboxKey, this.dispatchKey, ...buckets.keys];
-      const args: string[] = [buckets.expireAt, this.snapshotTtl, '', '', ''];
+      const args: string[] = [buckets.expireAt, this.snapshotTtl, '', '', '', String(this.now())];
       let kinds = '';
       const lines: string[] = [];
       const runs: string[] = [];
+      const loopKeys: string[] = [];
+      const loopArgs: string[] = [];
       const end = Math.min(planned.length, i + CHUNK);
       for (let j = i; j < end; j++) {
         const pl = planned[j]!;
@@ -450,10 +468,16 @@ export class Handoff {
         if (pl.kind === 'P' || pl.kind === 'S') runs.push(pl.json);
         if (pl.p.snapshotKey !== null) keys.push(pl.p.snapshotKey);
         for (const a of pl.args) args.push(a);
+        for (const [key, windowMs, max, jobId] of pl.loops) {
+          loopKeys.push(key);
+          loopArgs.push(String(j - i + 1), windowMs, max, jobId);
+        }
       }
       args[2] = kinds;
       args[3] = lines.join('\n');
       args[4] = runs.join('\n');
+      for (const k of loopKeys) keys.push(k);
+      for (const a of loopArgs) args.push(a);
       commit.sbHandoffCommit2(keys.length, ...keys, ...args);
     }
     const commits = (await commit.exec())!;
@@ -540,7 +564,8 @@ export class Handoff {
       : { envelope, outcome, rules };
     const json = JSON.stringify(entry);
     const result: HandoffResult = { id: ev.envelope.id, outcome, matches: rules };
-    if (p.snapshotKey === null) return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member] };
+    const loops = rules.length > 0 ? this.loops(engine, envelope, rules) : NO_LOOPS;
+    if (p.snapshotKey === null) return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member], loops };
     const args = [
       p.member,
       version,
@@ -557,6 +582,32 @@ export class Handoff {
       }
       args[5] = String(n);
     }
-    return { p, result, kind: runs ? 'S' : 's', json, args };
+    return { p, result, kind: runs ? 'S' : 's', json, args, loops };
+  }
+
+  /**
+   * The loop breaker windows of an event's runs (workflows.md), counted by COMMIT. A debounced
+   * rule's match arms a timer rather than starting a run: its run is counted when the timer fires.
+   */
+  private loops(
+    engine: Engine,
+    envelope: RunEvent & { tenant: string },
+    rules: readonly string[],
+  ): Planned['loops'] {
+    const index = engine.current;
+    const out: Array<readonly [string, string, string, string]> = [];
+    let entity: string | undefined;
+    for (const id of rules) {
+      const w = index.rule(envelope.tenant, id)?.workflow;
+      if (!w || w.debounce) continue;
+      entity ??= loopEntity(envelope);
+      out.push([
+        loopKey(this.prefix, envelope.tenant, id, entity),
+        String(w.loop.windowMs),
+        String(w.loop.max),
+        runJobId(envelope.tenant, envelope.id, id),
+      ]);
+    }
+    return out;
   }
 }

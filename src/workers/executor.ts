@@ -10,7 +10,7 @@
  */
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { RunJob } from '../config/runs.js';
+import { ADMIT_LUA, loopEntity, loopKey, type RunJob } from '../config/runs.js';
 import { type CompiledRule, contextOf, type Envelope, type Step } from '../engine/index.js';
 import type { Action, ActionContext } from './actions.js';
 import { ActionError, WaitError } from './errors.js';
@@ -57,14 +57,8 @@ export function backoffMs(retry: number, baseMs: number, random: () => number, c
 }
 
 /** KEYS: window zset. ARGV: now, window ms, max, member. → 1 admitted (or already admitted), 0 not. */
-const ADMIT = `
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+const ADMIT = `${ADMIT_LUA}
+return admit(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
 type ExecRedis = Redis & {
@@ -163,23 +157,31 @@ export class Executor {
       return { status: armed ? 'debounce-armed' : 'debounce-older-event' };
     }
     if (kind !== 'schedule') {
-      const entity = `${d.event.source}:${d.event.type.split('.')[0]}:${String(d.event.data?.id ?? d.event.id)}`;
-      const refused = await this.admit(
-        record,
-        `loop:{${d.tenant}}:${d.ruleId}:${hash(entity)}`,
-        w.loop.windowMs,
-        w.loop.max,
-        'skipped',
-        () =>
-          `loop breaker: more than ${w.loop.max} runs of this rule for ${entity} within ${w.loop.windowMs / 60_000} minutes`,
-      );
+      const entity = loopEntity(d.event);
+      const reason = () =>
+        `loop breaker: more than ${w.loop.max} runs of this rule for ${entity} within ${w.loop.windowMs / 60_000} minutes`;
+      // A match the ingest already counted (in the COMMIT that accepted the event) carries the
+      // verdict: no round trip here. Other runs are counted now.
+      const refused =
+        d.loop === 'ok'
+          ? undefined
+          : d.loop === 'over'
+            ? await this.refuse(record, 'skipped', reason())
+            : await this.admit(
+                record,
+                loopKey(this.o.prefix, d.tenant, d.ruleId, entity),
+                w.loop.windowMs,
+                w.loop.max,
+                'skipped',
+                reason,
+              );
       if (refused) return refused;
     }
     if (w.throttle) {
       const key = String(w.throttle.key(contextOf(d.event as Envelope)) ?? '');
       const refused = await this.admit(
         record,
-        `throttle:{${d.tenant}}:${d.ruleId}:${hash(key)}`,
+        `${this.o.prefix}:throttle:{${d.tenant}}:${d.ruleId}:${hash(key)}`,
         w.throttle.perMs,
         w.throttle.max,
         'throttled',
@@ -205,12 +207,15 @@ export class Executor {
     status: RunStatus,
     reason: () => string,
   ): Promise<{ status: string } | undefined> {
-    const now = this.now();
-    if ((await this.redis.sbAdmit(`${this.o.prefix}:${key}`, now, windowMs, max, record.id)) === 1)
-      return undefined;
+    if ((await this.redis.sbAdmit(key, this.now(), windowMs, max, record.id)) === 1) return undefined;
+    return this.refuse(record, status, reason());
+  }
+
+  /** Records a run that does not go (loop breaker, throttle) with the reason. */
+  private async refuse(record: RunRecord, status: RunStatus, reason: string): Promise<{ status: string }> {
     record.status = status;
-    record.reason = reason();
-    record.finishedAt = now;
+    record.reason = reason;
+    record.finishedAt = this.now();
     await this.o.history.record(record);
     return { status };
   }

@@ -1,13 +1,17 @@
 /**
  * The hand-off's chunked scripts on real Redis: one NDJSON stream entry per chunk (with the lines
  * of events that did not commit cut out), dedupe by time-bucketed sets (within a batch, across batches, across buckets, and
- * how long an id is remembered), and plain events mixed with entity events in one chunk.
+ * how long an id is remembered), plain events mixed with entity events in one chunk, and the
+ * loop breaker counted in COMMIT.
  */
 import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loopKey, RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { AdaptedEvent } from '../../src/ingest/connection.js';
+import { Dispatcher } from '../../src/ingest/dispatch.js';
 import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -23,6 +27,22 @@ function prefix(): string {
 const { rules } = compileRuleSet([
   { id: 'hot', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.site == "HQ"' },
   { id: 'ticket-p1', tenant: 'acme', source: 'psa', on: 'ticket.updated', when: 'ticket.priority == 1' },
+  {
+    id: 'looping',
+    tenant: 'acme',
+    source: 'app',
+    on: 'thing.changed',
+    loop: { max: 2, within: '10m' },
+    actions: [{ type: 'log' }],
+  },
+  {
+    id: 'settling',
+    tenant: 'acme',
+    source: 'app',
+    on: 'thing.changed',
+    debounce: { for: '5m', key: '{{ data.id }}' },
+    actions: [{ type: 'log' }],
+  },
 ]);
 const engine = new Engine(rules);
 
@@ -174,4 +194,56 @@ it('remembers an id for at least the dedupe window and drops it after its bucket
   // ...and once bucket n is no longer asked, it is new again.
   now = (n + 3) * 10_000;
   expect((await h.submit(plain('x'))).outcome).toBe('accepted');
+});
+
+it('counts runs for the loop breaker in COMMIT, and the dispatcher marks each job ok or over', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  const thing = (id: string, thingId: number): AdaptedEvent => ({
+    ...plain(id),
+    envelope: { ...plain(id).envelope, source: 'app' as never, type: 'thing.changed', data: { id: thingId } },
+  });
+  // Three events of thing 7 in one chunk, one of thing 8, and a replay of the first.
+  const results = await h.submitAll([
+    thing('a1', 7),
+    thing('a2', 7),
+    thing('a3', 7),
+    thing('b1', 8),
+    thing('a1', 7),
+  ]);
+  expect(results.map((r) => [r.outcome, r.matches])).toEqual([
+    ['accepted', ['looping', 'settling']],
+    ['accepted', ['looping', 'settling']],
+    ['accepted', ['looping', 'settling']],
+    ['accepted', ['looping', 'settling']],
+    ['duplicate', []],
+  ]);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: h.prefix });
+  const dispatcher = new Dispatcher(redis.duplicate(), h.dispatchKey, queue, { blockMs: 50 });
+  await dispatcher.start();
+  try {
+    const loopOf = async (eventId: string, ruleId: string) => {
+      for (let i = 0; i < 100; i++) {
+        const job = await queue.getJob(runJobId('acme', eventId, ruleId));
+        if (job) return (job.data as RunJob).loop;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(`no job for ${eventId}/${ruleId}`);
+    };
+    expect(await loopOf('a1', 'looping')).toBe('ok');
+    expect(await loopOf('a2', 'looping')).toBe('ok');
+    expect(await loopOf('a3', 'looping')).toBe('over');
+    expect(await loopOf('b1', 'looping')).toBe('ok');
+    // The debounced rule's matches arm timers: they were not counted.
+    expect(await redis.keys(`${h.prefix}:loop:*settling*`)).toEqual([]);
+    // The same window as the worker's own check (one key per rule and entity), holding the two.
+    const window = loopKey(h.prefix, 'acme', 'looping', 'app:thing:7');
+    expect((await redis.zrange(window, '0', '-1')).sort()).toEqual(
+      [runJobId('acme', 'a1', 'looping'), runJobId('acme', 'a2', 'looping')].sort(),
+    );
+    expect(await redis.pttl(window)).toBeGreaterThan(9 * 60_000);
+  } finally {
+    await dispatcher.stop();
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }
 });

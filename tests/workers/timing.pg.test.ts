@@ -190,6 +190,21 @@ describe('rule-level timing', () => {
     expect(statuses).toEqual(['completed', 'completed', 'skipped']);
     const last = await h.run(runJobId('acme', 'l3', 'looper'));
     expect(last?.reason).toMatch(/loop breaker/);
+    // A match the ingest already counted carries the verdict, and the worker goes by it: `over`
+    // is skipped without running, `ok` runs although this worker's window is full.
+    const over = await h.enqueue('looper', event('l4'), { loop: 'over' });
+    expect(await h.waitRun(over)).toMatchObject({
+      status: 'skipped',
+      reason: expect.stringMatching(/loop breaker/),
+    });
+    const ok = await h.enqueue('looper', event('l5'), { loop: 'ok' });
+    expect((await h.waitRun(ok)).status).toBe('completed');
+    // Neither was counted again here: the window still holds l1 and l2 only.
+    const windows = await h.redis.keys(`${h.prefix}:loop:*looper*`);
+    expect(windows).toHaveLength(1);
+    expect((await h.redis.zrange(windows[0]!, '0', '-1')).sort()).toEqual(
+      [runJobId('acme', 'l1', 'looper'), runJobId('acme', 'l2', 'looper')].sort(),
+    );
   });
 
   it('schedule: a scheduled rule runs with schedule.tick events, and stops when paused', async () => {
