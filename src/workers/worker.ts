@@ -86,7 +86,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const budgets = new Budgets(redis, prefix, now);
   const psa = new PsaClients(connections, budgets, now);
   const settingsCache = new Map<string, { at: number; value: { allowPrivateNetworks: boolean } }>();
-  const history = new HistoryLog(redis, prefix);
+  // Connections given to BullMQ are ours to close (it closes only those it makes).
+  const workerRedis = redis.duplicate();
+  // History records go on the connection the jobs complete on, so they need not wait for Redis's
+  // answer (history.ts: ordered).
+  const history = new HistoryLog(workerRedis, prefix, true);
   const timers = new Timers(redis, prefix, now);
   const executor = new Executor({
     redis,
@@ -109,8 +113,6 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   const queueRedis = redis.duplicate();
   const queue = new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix });
-  // Connections given to BullMQ are ours to close (it closes only those it makes).
-  const workerRedis = redis.duplicate();
   const worker = new Worker<RunJobData>(RUN_QUEUE, executor.process, {
     connection: workerRedis,
     prefix,
