@@ -53,10 +53,13 @@ else
   else
     mkdir -p "$local_dir/redis"
     # noeviction: BullMQ's queues must never be evicted (design.md). appendonly: a restart keeps
-    # what was acknowledged (the ingest's durability tests rely on it).
+    # what was acknowledged (the ingest's durability tests rely on it). The AOF is rewritten past
+    # 1 GB rather than Redis's 64 MB: on this 2-core machine a rewrite's fork takes a core for
+    # seconds, and the benchmarks' traffic set one off every few seconds (203 in a morning's runs).
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$local_dir/redis" \
       --daemonize yes --pidfile "$local_dir/redis/redis.pid" --logfile "$local_dir/redis/redis.log" \
-      --maxmemory-policy noeviction --appendonly yes --appendfsync everysec --save "" >/dev/null
+      --maxmemory-policy noeviction --appendonly yes --appendfsync everysec --save "" \
+      --auto-aof-rewrite-min-size 1gb >/dev/null
     for _ in $(seq 50); do redis-cli -p "$redis_port" -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.1; done
     redis-cli -p "$redis_port" -h 127.0.0.1 ping >/dev/null 2>&1 || die "redis did not start; see $local_dir/redis/redis.log"
     say "started redis on 127.0.0.1:$redis_port"
