@@ -69,33 +69,93 @@ export async function runDispatchThread(data: DispatchThreadData): Promise<void>
 }
 
 export interface DispatchThread {
+  /** Times the thread died and was started again. */
+  readonly restarts: number;
+  /** The thread, for tests (terminate it to see it come back). */
+  readonly thread: Worker;
   stop(): Promise<void>;
+}
+
+export interface DispatchThreadOptions {
+  /** Told when the thread died and is started again. */
+  readonly onRestart?: (reason: string) => void;
+  /** Wait before starting it again (default 1 s). */
+  readonly restartDelayMs?: number;
+}
+
+/** Starts one thread; resolves once its dispatcher reads the stream. */
+async function spawn(entry: URL, data: DispatchThreadData): Promise<Worker> {
+  const w = new Worker(entry, { workerData: data });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`the dispatcher thread exited with ${code}`)));
+      w.once('message', (m: FromThread) =>
+        m.type === 'started'
+          ? resolve()
+          : reject(new Error(`the dispatcher could not start: ${m.type === 'failed' ? m.message : m.type}`)),
+      );
+    });
+  } catch (e) {
+    await w.terminate();
+    throw e;
+  }
+  w.removeAllListeners();
+  return w;
 }
 
 /**
  * Starts the dispatcher thread from `entry`, a module that calls runDispatchThread when loaded
- * with DispatchThreadData (the CLI bundle does); resolves once it reads the stream.
+ * with DispatchThreadData (the CLI bundle does); resolves once it reads the stream. A thread that
+ * dies (an uncaught error, out of memory) is started again after a second, and again until it
+ * runs: without it no match would become a run. Entries it had read and not acknowledged are
+ * read again by the new one (the consumer group keeps them pending), and job ids make repeats
+ * no-ops.
  */
 export async function startDispatchThread(
   entry: URL,
   data: Omit<DispatchThreadData, 'kind'>,
+  o: DispatchThreadOptions = {},
 ): Promise<DispatchThread> {
-  const w = new Worker(entry, {
-    workerData: { kind: 'signalbox-dispatch-thread', ...data } satisfies DispatchThreadData,
-  });
-  await new Promise<void>((resolve, reject) => {
-    w.once('error', reject);
-    w.once('exit', (code) => reject(new Error(`the dispatcher thread exited with ${code}`)));
-    w.once('message', (m: FromThread) =>
-      m.type === 'started'
-        ? resolve()
-        : reject(new Error(`the dispatcher could not start: ${m.type === 'failed' ? m.message : m.type}`)),
-    );
-  });
-  w.removeAllListeners();
-  w.on('error', () => {});
+  const full: DispatchThreadData = { kind: 'signalbox-dispatch-thread', ...data };
+  let stopping = false;
+  let restarts = 0;
+  let current = await spawn(entry, full);
+  const watch = (w: Worker): void => {
+    let error = '';
+    w.on('error', (e) => {
+      error = e.message;
+    });
+    w.once('exit', (code) => {
+      if (stopping) return;
+      const again = (reason: string): void => {
+        restarts++;
+        o.onRestart?.(reason);
+        setTimeout(() => {
+          if (stopping) return;
+          spawn(entry, full).then(
+            (next) => {
+              current = next;
+              watch(next);
+            },
+            (e: Error) => again(e.message),
+          );
+        }, o.restartDelayMs ?? 1_000).unref();
+      };
+      again(error || `exit code ${code}`);
+    });
+  };
+  watch(current);
   return {
+    get restarts() {
+      return restarts;
+    },
+    get thread() {
+      return current;
+    },
     async stop() {
+      stopping = true;
+      const w = current;
       const exited = new Promise((r) => w.once('exit', r));
       w.postMessage({ type: 'stop' } satisfies ToThread);
       // A dispatcher stops within its read block (200 ms); past 5 s the thread is ended.

@@ -204,11 +204,14 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   const handoff = new Handoff(redis, () => live.engine, { prefix });
   // The dispatcher (committed matches → BullMQ run jobs) runs on a thread of its own, off the
   // event loop that answers webhooks (dispatch-thread.ts).
-  const dispatcher = await startDispatchThread(new URL(import.meta.url), {
-    redisUrl: env.REDIS_URL!,
-    prefix,
-    streamKey: handoff.dispatchKey,
-  });
+  const dispatcher = await startDispatchThread(
+    new URL(import.meta.url),
+    { redisUrl: env.REDIS_URL!, prefix, streamKey: handoff.dispatchKey },
+    {
+      onRestart: (why) =>
+        io.stderr.write(`signalbox: the dispatcher thread died (${why}); starting it again\n`),
+    },
+  );
   const queueRedis = redis.duplicate();
   // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
   const psa = new PsaAccess(queueRedis, prefix, connectionStore, (t) => allowsPrivateNetworks(db, t));
