@@ -1,5 +1,15 @@
 /** What every benchmark result records about the run (style.md: Node version, CPU and date). */
+import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+
+/**
+ * The node flags `signalbox` runs with (the shebang of bin/signalbox.js): benchmarks start their
+ * servers, workers and baselines with them, so they measure what `npx signalbox` runs.
+ */
+export function cliNodeFlags(): string[] {
+  const first = readFileSync(new URL('../bin/signalbox.js', import.meta.url), 'utf8').split('\n')[0]!;
+  return first.split(/\s+/).filter((f) => f.startsWith('--'));
+}
 
 export function runInfo(): Record<string, unknown> {
   const cpu = cpus();

@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import { build } from '../../scripts/build-lib.mjs';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
 import { makeWorkload } from '../engine/workload.js';
-import { runInfo } from '../env.js';
+import { cliNodeFlags, runInfo } from '../env.js';
 import { paced } from '../paced.js';
 
 const RULES = 10_000;
@@ -59,9 +59,13 @@ const serverBundle = await build('bench/ingest/servers.ts', 'var/bench/ingest-se
 async function startServer(
   mode: 'bare' | 'ingest',
 ): Promise<{ port: number; child: ChildProcess; out: string[] }> {
-  const child = spawn(process.execPath, [serverBundle, mode, 'var/bench/ingest-rules.json'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...cliNodeFlags(), serverBundle, mode, 'var/bench/ingest-rules.json'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const out: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -189,6 +193,7 @@ const out = {
     seconds: SECONDS,
     matchingShare: 0.05,
     tool: 'autocannon',
+    nodeFlags: cliNodeFlags(),
   },
   results,
   singleVsBare: +(single.requestsPerSec / bare.requestsPerSec).toFixed(3),

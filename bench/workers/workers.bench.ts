@@ -21,7 +21,7 @@ import { build } from '../../scripts/build-lib.mjs';
 import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
 import { migrate, openPostgres, RuleStore } from '../../src/store/index.js';
 import { Timers } from '../../src/workers/timers.js';
-import { runInfo } from '../env.js';
+import { cliNodeFlags, runInfo } from '../env.js';
 import { paced } from '../paced.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -104,7 +104,7 @@ async function throughput(
   }
   const child = spawn(
     process.execPath,
-    [...prof, procs, mode, REDIS_URL, prefix, String(JOBS), PG_URL, schema],
+    [...cliNodeFlags(), ...prof, procs, mode, REDIS_URL, prefix, String(JOBS), PG_URL, schema],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, SB_BENCH_DRAIN: drain ? '1' : '0' },
@@ -201,6 +201,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   const serve = spawn(
     process.execPath,
     [
+      ...cliNodeFlags(),
       ...prof,
       'bin/signalbox.js',
       'serve',
@@ -216,7 +217,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   await waitLine(serve, /listening/);
   const worker = spawn(
     process.execPath,
-    [...prof, 'bin/signalbox.js', 'worker', '--concurrency', String(E2E_CONCURRENCY)],
+    [...cliNodeFlags(), ...prof, 'bin/signalbox.js', 'worker', '--concurrency', String(E2E_CONCURRENCY)],
     {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -397,6 +398,7 @@ await db.close();
 redis.disconnect();
 const out = {
   run: runInfo(),
+  nodeFlags: cliNodeFlags(),
   command: 'npm run bench:workers',
   throughput: throughputResult,
   endToEnd: e2e,
