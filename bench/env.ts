@@ -4,10 +4,11 @@ import { cpus, totalmem } from 'node:os';
 
 /**
  * The node flags `signalbox` runs with (the shebang of bin/signalbox.js): benchmarks start their
- * servers, workers and baselines with them, so they measure what `npx signalbox` runs.
+ * servers, workers and baselines with them, so they measure what `npx signalbox` runs. (Read from
+ * the working directory: benchmarks run from the repository's root, bundled under var/.)
  */
 export function cliNodeFlags(): string[] {
-  const first = readFileSync(new URL('../bin/signalbox.js', import.meta.url), 'utf8').split('\n')[0]!;
+  const first = readFileSync('bin/signalbox.js', 'utf8').split('\n')[0]!;
   return first.split(/\s+/).filter((f) => f.startsWith('--'));
 }
 
