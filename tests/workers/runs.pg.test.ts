@@ -340,3 +340,44 @@ describe('admin operations on live runs', () => {
     expect((await h.steps(id)).map((s) => s.status)).toEqual(['completed', 'completed', 'completed']);
   });
 });
+
+describe('history ordering', () => {
+  it("sends a run's history record on the connection its job completes on, before the completion", async () => {
+    // The worker does not wait for Redis's answer to the record (history.ts: ordered): that is
+    // sound only while BullMQ completes the job on the same connection, after it. Watched here
+    // with MONITOR, which names each command's connection.
+    await h.rule({ id: 'ordered', actions: [{ type: 'log', with: { m: 'x' } }] });
+    const seen: Array<{ source: string; args: string[] }> = [];
+    const monitor = await h.redis.monitor();
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (args.some((a) => String(a).startsWith(h.prefix))) seen.push({ source, args: args.map(String) });
+    });
+    try {
+      const id = await h.enqueue('ordered', event('e-ordered'));
+      expect((await h.waitRun(id)).status).toBe('completed');
+      await new Promise((r) => setTimeout(r, 100));
+      const record = seen.findIndex(
+        (c) =>
+          c.args[0]?.toLowerCase() === 'xadd' &&
+          c.args[1] === `${h.prefix}:history` &&
+          c.args.join(' ').includes(id),
+      );
+      // The job's completion, as BullMQ's script records it (MONITOR shows a script's own
+      // commands with the source "lua").
+      const completed = seen.findIndex(
+        (c) => c.source === 'lua' && c.args.includes('completed') && c.args.includes(id),
+      );
+      // The scripts that move this job (to completed, among them) name its key: all ran on the
+      // connection the record was sent on.
+      const bull = seen.filter(
+        (c) => c.args[0]?.toLowerCase() === 'evalsha' && c.args.includes(`${h.prefix}:signalbox-runs:${id}`),
+      );
+      expect(record).toBeGreaterThanOrEqual(0);
+      expect(completed).toBeGreaterThan(record);
+      expect(bull.length).toBeGreaterThan(0);
+      expect(new Set(bull.map((c) => c.source))).toEqual(new Set([seen[record]!.source]));
+    } finally {
+      monitor.disconnect();
+    }
+  });
+});
