@@ -3,10 +3,11 @@
  * webhooks and chat: steps, templates, outputs, the three error strategies, retries, delays that
  * survive a restart, guards, SSRF refusal, and history in Postgres.
  */
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signature } from '../../src/workers/actions.js';
 import { Receiver } from './fakes/receiver.js';
-import { event, eventually, type Harness, harness } from './harness.js';
+import { event, eventually, type Harness, harness, REDIS_URL } from './harness.js';
 
 let h: Harness;
 let rx: Receiver;
@@ -348,9 +349,10 @@ describe('history ordering', () => {
     // with MONITOR, which names each command's connection.
     await h.rule({ id: 'ordered', actions: [{ type: 'log', with: { m: 'x' } }] });
     const seen: Array<{ source: string; args: string[] }> = [];
-    const monitor = await h.redis.monitor();
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (args.some((a) => String(a).startsWith(h.prefix))) seen.push({ source, args: args.map(String) });
+    // A plain socket, not ioredis's monitor(): its command queue can take a MONITOR line for a
+    // reply (ioredis "Command queue state error", seen in CI).
+    const monitor = await watchRedis(REDIS_URL, (source, args) => {
+      if (args.some((a) => a.startsWith(h.prefix))) seen.push({ source, args });
     });
     try {
       const id = await h.enqueue('ordered', event('e-ordered'));
@@ -377,7 +379,37 @@ describe('history ordering', () => {
       expect(bull.length).toBeGreaterThan(0);
       expect(new Set(bull.map((c) => c.source))).toEqual(new Set([seen[record]!.source]));
     } finally {
-      monitor.disconnect();
+      monitor.destroy();
     }
   });
 });
+
+/**
+ * MONITOR on a plain socket: calls `on` with each command's source ("ip:port", or "lua" for a
+ * script's own commands) and arguments. Resolves once Redis has said OK.
+ */
+async function watchRedis(url: string, on: (source: string, args: string[]) => void): Promise<Socket> {
+  const u = new URL(url);
+  const socket = connect(Number(u.port || 6379), u.hostname);
+  let buffered = '';
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.on('data', (d: Buffer) => {
+      buffered += d.toString('utf8');
+      let nl = buffered.indexOf('\r\n');
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 2);
+        nl = buffered.indexOf('\r\n');
+        if (line === '+OK') resolve();
+        // +1795350948.278953 [0 127.0.0.1:52116] "evalsha" "b685…" "3" …
+        const m = /^\+\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+        if (!m) continue;
+        const args = [...m[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => x[1]!);
+        on(m[1]!, args);
+      }
+    });
+    socket.write('MONITOR\r\n');
+  });
+  return socket;
+}
