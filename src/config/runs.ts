@@ -73,10 +73,21 @@ export function loopEntity(event: RunEvent): string {
   return `${event.source}:${event.type.split('.')[0]}:${String(event.data?.id ?? event.id)}`;
 }
 
-/** The Redis key of a loop breaker window. */
+/** The Redis key of a sliding window (loop breaker, throttle) of a rule for a key (hashed). */
+export function windowKey(
+  prefix: string,
+  kind: 'loop' | 'throttle',
+  tenant: string,
+  ruleId: string,
+  key: string,
+): string {
+  const h = createHash('sha256').update(`\u0000\u0000${key}`).digest('base64url').slice(0, 24);
+  return `${prefix}:${kind}:{${tenant}}:${ruleId}:${h}`;
+}
+
+/** The Redis key of a loop breaker window: one per rule and entity. */
 export function loopKey(prefix: string, tenant: string, ruleId: string, entity: string): string {
-  const h = createHash('sha256').update(`\u0000\u0000${entity}`).digest('base64url').slice(0, 24);
-  return `${prefix}:loop:{${tenant}}:${ruleId}:${h}`;
+  return windowKey(prefix, 'loop', tenant, ruleId, entity);
 }
 
 export function runJobId(tenant: string, eventId: string, ruleId: string, kind = 'match'): string {

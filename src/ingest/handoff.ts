@@ -52,9 +52,7 @@ end
  * event; ARGV: the dedupe member per event. Per event: {1} when seen, else {0, hash fields}.
  */
 const READ = `${SEEN}
-local members = {}
-for e = 1, #ARGV do members[e] = ARGV[e] end
-local dup = seen(members, 1)
+local dup = seen(ARGV, 1)
 local out = {}
 for e = 1, #ARGV do
   if dup[e] then out[e] = {1}
@@ -261,8 +259,8 @@ interface Planned {
 }
 
 type ScriptPipeline = ReturnType<Redis['pipeline']> & {
-  sbHandoffRead2(numKeys: number, ...args: string[]): ScriptPipeline;
-  sbHandoffCommit2(numKeys: number, ...args: string[]): ScriptPipeline;
+  sbHandoffRead(numKeys: number, ...args: string[]): ScriptPipeline;
+  sbHandoffCommit(numKeys: number, ...args: string[]): ScriptPipeline;
 };
 
 const META_TIME = '#t';
@@ -322,8 +320,8 @@ export class Handoff {
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis (which
     // has lost its script cache) keeps working.
     // No fixed key count: the first argument says how many keys a call has.
-    if (!('sbHandoffRead2' in redis)) redis.defineCommand('sbHandoffRead2', { lua: READ });
-    if (!('sbHandoffCommit2' in redis)) redis.defineCommand('sbHandoffCommit2', { lua: COMMIT });
+    if (!('sbHandoffRead' in redis)) redis.defineCommand('sbHandoffRead', { lua: READ });
+    if (!('sbHandoffCommit' in redis)) redis.defineCommand('sbHandoffCommit', { lua: COMMIT });
   }
 
   /** Hands one event off: submitAll of one. */
@@ -412,7 +410,7 @@ export class Handoff {
   private async run(batch: Pending[]): Promise<void> {
     const buckets = this.buckets();
     // READ, one script call per chunk, for the events with an entity only. Events without one
-    // (generic sources) have no snapshot to read: COMMIT's SET NX alone tells a duplicate.
+    // (generic sources) have no snapshot to read: COMMIT's own bucket check tells a duplicate.
     const reading: Pending[] = [];
     for (const p of batch) if (p.snapshotKey !== null) reading.push(p);
     const snapshots = new Map<Pending, string[]>();
@@ -425,7 +423,7 @@ export class Handoff {
           keys.push(p.snapshotKey!);
           members.push(p.member);
         }
-        read.sbHandoffRead2(keys.length, ...keys, ...members);
+        read.sbHandoffRead(keys.length, ...keys, ...members);
       }
       const res = (await read.exec())!;
       for (let c = 0; c < res.length; c++) {
@@ -478,7 +476,7 @@ export class Handoff {
       args[4] = runs.join('\n');
       for (const k of loopKeys) keys.push(k);
       for (const a of loopArgs) args.push(a);
-      commit.sbHandoffCommit2(keys.length, ...keys, ...args);
+      commit.sbHandoffCommit(keys.length, ...keys, ...args);
     }
     const commits = (await commit.exec())!;
     const again: Pending[] = [];
@@ -503,21 +501,18 @@ export class Handoff {
   /** Merges the snapshot, decides staleness, matches, and builds the COMMIT arguments. */
   private plan(p: Pending, hash: readonly string[]): Planned {
     const ev = p.ev;
-    let previous: Record<string, unknown> | null;
     let version = '0';
     let snapTime = -1;
-    if (hash.length > 0) {
-      const snap: Record<string, unknown> = {};
-      for (let i = 0; i + 1 < hash.length; i += 2) {
-        const f = hash[i]!;
-        const v = hash[i + 1]!;
-        if (f === META_VERSION) version = v;
-        else if (f === META_TIME) snapTime = Number(v);
-        else if (f.startsWith('k:')) snap[f.slice(2)] = JSON.parse(v);
-      }
-      previous = version !== '0' ? snap : (ev.envelope.previous ?? null);
-    } else previous = ev.envelope.previous ?? null;
+    const snap: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < hash.length; i += 2) {
+      const f = hash[i]!;
+      const v = hash[i + 1]!;
+      if (f === META_VERSION) version = v;
+      else if (f === META_TIME) snapTime = Number(v);
+      else if (f.startsWith('k:')) snap[f.slice(2)] = JSON.parse(v);
+    }
     const hasSnap = version !== '0';
+    const previous = hasSnap ? snap : (ev.envelope.previous ?? null);
     const eventTime = Date.parse(ev.envelope.time);
     const stale = hasSnap && snapTime > eventTime;
     let data: Record<string, unknown>;

@@ -10,7 +10,7 @@
  */
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ADMIT_LUA, loopEntity, loopKey, type RunJob } from '../config/runs.js';
+import { ADMIT_LUA, loopEntity, loopKey, type RunJob, windowKey } from '../config/runs.js';
 import { type CompiledRule, contextOf, type Envelope, type Step } from '../engine/index.js';
 import type { Action, ActionContext } from './actions.js';
 import { ActionError, WaitError } from './errors.js';
@@ -64,10 +64,6 @@ return admit(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 type ExecRedis = Redis & {
   sbAdmit(key: string, now: number, window: number, max: number, member: string): Promise<number>;
 };
-
-function hash(s: string): string {
-  return Timers.id('', '', s);
-}
 
 export class Executor {
   private readonly now: () => number;
@@ -181,7 +177,7 @@ export class Executor {
       const key = String(w.throttle.key(contextOf(d.event as Envelope)) ?? '');
       const refused = await this.admit(
         record,
-        `${this.o.prefix}:throttle:{${d.tenant}}:${d.ruleId}:${hash(key)}`,
+        windowKey(this.o.prefix, 'throttle', d.tenant, d.ruleId, key),
         w.throttle.perMs,
         w.throttle.max,
         'throttled',
