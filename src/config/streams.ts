@@ -59,6 +59,11 @@ export interface StreamConsumerOptions {
   readonly deleteAcked?: boolean;
   readonly minIdleMs?: number;
   readonly claimEveryMs?: number;
+  /**
+   * After a read that did not fill a batch, wait this long before the next one, so that a trickle
+   * is handled in fewer, larger batches (for the drains to Postgres, which are off the hot path).
+   */
+  readonly lingerMs?: number;
 }
 
 export class StreamConsumer {
@@ -86,14 +91,31 @@ export class StreamConsumer {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.wake?.();
     await this.done;
+  }
+
+  /** Ends a linger at once (stop). */
+  private wake: (() => void) | undefined;
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
   }
 
   private async loop(): Promise<void> {
     let pendingFirst = true;
+    // The acknowledgement of the last batch: sent, and answered with the next read (the same
+    // connection runs them in order), so a batch costs one round trip less.
+    let acked: Promise<unknown> | undefined;
     while (this.running) {
       try {
-        const got = (await this.redis.xreadgroupBuffer(
+        const read = this.redis.xreadgroupBuffer(
           'GROUP',
           this.o.group,
           this.o.consumer,
@@ -104,7 +126,13 @@ export class StreamConsumer {
           'STREAMS',
           this.o.key,
           pendingFirst ? '0' : '>',
-        )) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null;
+        ) as Promise<Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null>;
+        // Should the acknowledgement fail, the read's answer is not used (its entries stay pending).
+        read.catch(() => {});
+        const ack = acked;
+        acked = undefined;
+        await ack;
+        const got = await read;
         const raw = got?.[0]?.[1] ?? [];
         if (pendingFirst && raw.length === 0) pendingFirst = false;
         if (!pendingFirst && (await this.claim())) pendingFirst = true;
@@ -112,15 +140,24 @@ export class StreamConsumer {
         const entries = raw.map(([id, fields]) => ({ id: id.toString(), fields }));
         await this.handle(entries);
         const ids = entries.map((e) => e.id);
-        await this.redis.xack(this.o.key, this.o.group, ...ids);
-        if (this.o.deleteAcked) await this.redis.xdel(this.o.key, ...ids);
+        acked = this.o.deleteAcked
+          ? Promise.all([
+              this.redis.xack(this.o.key, this.o.group, ...ids),
+              this.redis.xdel(this.o.key, ...ids),
+            ])
+          : this.redis.xack(this.o.key, this.o.group, ...ids);
+        acked.catch(() => {});
+        if (this.o.lingerMs && raw.length < (this.o.batch ?? 500) && this.running)
+          await this.sleep(this.o.lingerMs);
       } catch (e) {
         // Nothing is acknowledged until handled; what was delivered is read again first.
         this.lastError = e as Error;
         pendingFirst = true;
-        await new Promise((r) => setTimeout(r, 250));
+        if (this.running) await this.sleep(250);
       }
     }
+    // Stopping: the last acknowledgement still counts (an error leaves the entries pending).
+    await acked?.catch(() => {});
   }
 
   /** Claims idle entries of other consumers (at most every `claimEveryMs`); true when it took any. */

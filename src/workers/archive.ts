@@ -10,12 +10,14 @@
 import type { Redis } from 'ioredis';
 import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import type { Db } from '../store/index.js';
+import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
   readonly group?: string;
   readonly consumer?: string;
   readonly batch?: number;
   readonly blockMs?: number;
+  readonly lingerMs?: number;
   /** Days of events kept (default 30). */
   readonly retentionDays?: number;
   readonly now?: () => number;
@@ -59,6 +61,7 @@ export class ArchiveDrain {
         // An entry holds up to a chunk (256) of events.
         batch: o.batch ?? 200,
         blockMs: o.blockMs ?? 200,
+        lingerMs: o.lingerMs ?? DRAIN_LINGER_MS,
         deleteAcked: true,
       },
       (entries) => this.write(entries.flatMap((e) => this.rows(e))),
