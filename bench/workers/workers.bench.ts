@@ -29,6 +29,7 @@ const PG_URL = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0
 const JOBS = Number(process.env.SB_BENCH_JOBS ?? 20_000);
 const RATE = Number(process.env.SB_BENCH_RATE ?? 2_000);
 const SECONDS = Number(process.env.SB_BENCH_SECONDS ?? 10);
+const WARM_SECONDS = 2;
 const TIMERS = 100_000;
 // The worker process's concurrency in the end-to-end measure (signalbox worker's default: 50).
 const E2E_CONCURRENCY = Number(process.env.SB_BENCH_E2E_CONCURRENCY ?? 50);
@@ -225,10 +226,15 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   );
   await waitLine(worker, /running/);
   let seq = 0;
+  let idPrefix = 'warm';
   const next = () => {
     const e = deviceEvent(seq++);
-    return JSON.stringify({ ...e, tenant: undefined, receivedAt: undefined, id: `e2e-${seq}` });
+    return JSON.stringify({ ...e, tenant: undefined, receivedAt: undefined, id: `${idPrefix}-${seq}` });
   };
+  // A warm-up at the same rate, left out of every number: the processes' first seconds (JIT,
+  // connections opening, caches filling) are not the steady state the target is about.
+  const warm = await paced(port, RATE, WARM_SECONDS, next);
+  idPrefix = 'e2e';
   const load =
     sender === 'paced'
       ? await paced(port, RATE, SECONDS, next)
@@ -262,19 +268,36 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     finished = Number(
       (await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'")).rows[0]!.n,
     );
-    if (finished >= accepted) break;
+    if (finished >= accepted + warm['2xx']) break;
     await new Promise((r) => setTimeout(r, 200));
   }
   const q = await db.query<{ p50: number; p99: number; max: number; n: string }>(
     `select percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99,
             max(ms) as max, count(*) as n
      from (select extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
-           from runs r join steps s on s.run_id = r.id and s.idx = 0) x`,
+           from runs r join steps s on s.run_id = r.id and s.idx = 0 where r.event_id like 'e2e-%') x`,
   );
+  if (only === 'e2e') {
+    // Exploring: the tail second by second (is it steady, or a few bad moments?).
+    const s = await db.query<{ sec: number; n: string; p50: number; p99: number; max: number }>(
+      `select floor(extract(epoch from r.created_at))::bigint % 1000 as sec, count(*) as n,
+              percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99, max(ms) as max
+       from (select r.created_at, extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
+             from runs r join steps s on s.run_id = r.id and s.idx = 0 where r.event_id like 'e2e-%') r group by 1 order by 1`,
+    );
+    console.log(
+      s.rows
+        .map(
+          (r) =>
+            `${r.sec}: n=${r.n} p50=${Math.round(r.p50)} p99=${Math.round(r.p99)} max=${Math.round(r.max)}`,
+        )
+        .join('\n'),
+    );
+  }
   // Where the time goes, from BullMQ's own stamps: received → job added (ingest + dispatcher),
   // added → taken by the worker (queue wait).
   const q2 = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
-  const jobs = await q2.getJobs(['completed'], 0, -1);
+  const jobs = (await q2.getJobs(['completed'], 0, -1)).filter((j) => j.data.event.id.startsWith('e2e-'));
   await q2.close();
   const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? null;
   const p99 = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? null;
@@ -306,6 +329,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     sender,
     offeredEventsPerSec: RATE,
     seconds: SECONDS,
+    warmUpSeconds: WARM_SECONDS,
     acceptedEventsPerSec: Math.round(accepted / SECONDS),
     non2xx: load.non2xx,
     runs: Number(row.n),
