@@ -50,9 +50,12 @@ if (mode === 'raw') {
     secrets: new SecretBox(randomBytes(32)),
     concurrency: CONCURRENCY,
     drainHistory,
+    // Listeners first: jobs are waiting, and the first runs would finish before they were attached.
+    autorun: false,
   });
   w.worker.on('active', onActive);
   w.worker.on('completed', onDone);
+  void w.worker.run();
   const end = await finished;
   for (; drainHistory; ) {
     const r = await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'");

@@ -39,6 +39,8 @@ export interface WorkerOptions {
   readonly archiveRetentionDays?: number;
   readonly now?: () => number;
   readonly random?: () => number;
+  /** Start taking jobs at once (default true); else call `worker.run()` (benchmarks attach listeners first). */
+  readonly autorun?: boolean;
 }
 
 export interface RunningWorker {
@@ -160,7 +162,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     stalledInterval: o.stalledIntervalMs ?? 30_000,
     // A run stalled by a crashing worker is recovered, not failed, a few times over.
     maxStalledCount: 10,
-    autorun: true,
+    autorun: o.autorun ?? true,
   });
   worker.on('error', () => {});
   worker.on('active', early.fetched);
