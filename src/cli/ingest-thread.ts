@@ -38,7 +38,28 @@ export type RuleMessage =
       readonly connections: Connection[];
       readonly apiKeys: Array<[string, string]>;
     }
+  /** The answer to a thread's `fetch`: the record, or nothing. */
+  | { readonly type: 'fetched'; readonly n: number; readonly record?: Record<string, unknown> }
   | { readonly type: 'stop' };
+
+/** What a thread asks of the main thread. */
+export type ThreadRequest =
+  | { readonly type: 'listening'; readonly thread: number; readonly port: number }
+  /**
+   * Halo "event information only": fetch the record from the Halo API. The main thread holds the
+   * PSA clients (their token cache, the shared API budget and the connection store).
+   */
+  | {
+      readonly type: 'fetch';
+      readonly n: number;
+      readonly tenant: string;
+      readonly connection: string;
+      readonly entity: string;
+      readonly entityId: string;
+    };
+
+/** How long a thread waits for the main thread's answer (the server gives up after 5 s anyway). */
+const FETCH_WAIT_MS = 10_000;
 
 export async function runIngestThread(data: ThreadData): Promise<void> {
   const { createHash } = await import('node:crypto');
@@ -56,6 +77,8 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
   redis.on('error', () => {});
   let connections = new Map(data.connections.map((c) => [`${c.source}/${c.id}`, c]));
   let apiKeys = new Map(data.apiKeys);
+  const fetches = new Map<number, (record: Record<string, unknown> | undefined) => void>();
+  let nextFetch = 0;
   const server = await startIngest({
     host: data.host,
     port: data.port,
@@ -64,9 +87,31 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
     ready: async () => loaded && (await redis.ping()) === 'PONG',
     ...(data.rate ? { rate: data.rate } : {}),
+    fetchRecord: (conn, ev) =>
+      new Promise((resolve) => {
+        const n = ++nextFetch;
+        const timer = setTimeout(() => {
+          fetches.delete(n);
+          resolve(undefined);
+        }, FETCH_WAIT_MS);
+        fetches.set(n, (record) => {
+          clearTimeout(timer);
+          fetches.delete(n);
+          resolve(record);
+        });
+        parentPort!.postMessage({
+          type: 'fetch',
+          n,
+          tenant: conn.tenant,
+          connection: conn.id,
+          entity: ev.entity,
+          entityId: ev.entityId,
+        } satisfies ThreadRequest);
+      }),
   });
   parentPort!.on('message', (m: RuleMessage) => {
-    if (m.type === 'rules') {
+    if (m.type === 'fetched') fetches.get(m.n)?.(m.record);
+    else if (m.type === 'rules') {
       engine.replaceAll(
         m.rules.map((r) => compile(r.tenant, r.doc)).filter((r): r is CompiledRule => r !== undefined),
       );
@@ -83,7 +128,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
       parentPort!.close();
     }
   });
-  parentPort!.postMessage({ type: 'listening', thread: threadId, port: server.port });
+  parentPort!.postMessage({ type: 'listening', thread: threadId, port: server.port } satisfies ThreadRequest);
 }
 
 export function isIngestThread(data: unknown): data is ThreadData {

@@ -36,7 +36,7 @@ import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { startDispatchThread } from './dispatch-thread.js';
 import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
-import type { RuleMessage, ThreadData } from './ingest-thread.js';
+import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { workerFromEnv } from './worker.js';
 
 export interface ConnectionsFile {
@@ -77,6 +77,13 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
       io.stderr.write(`signalbox serve: --${name} must be a port number\n`);
       return 2;
     }
+  }
+  if (threads > 1 && port === 0) {
+    // The threads share one port; port 0 would give the first a port the others cannot join.
+    io.stderr.write(
+      'signalbox serve: --threads needs a fixed --port (0 lets the system pick one per thread)\n',
+    );
+    return 2;
   }
   const env = commandEnv();
   const bad = envProblem(env);
@@ -218,6 +225,12 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).
   const perSecond = Number(env.SIGNALBOX_TENANT_RATE);
   const rate = perSecond > 0 ? { perSecond, burst: 5 * perSecond } : undefined;
+  // Halo "event information only" payloads: the record from the Halo API (connections made
+  // through the admin API, addressed as <tenant>.<id>, with API settings). Extra threads ask here.
+  const fetchRecord = (tenant: string, connection: string, entity: string, entityId: string) =>
+    connection.startsWith(`${tenant}.`)
+      ? psa.haloRecord(tenant, connection.slice(tenant.length + 1), entity, entityId)
+      : Promise.resolve(undefined);
   const server = await startIngest({
     host,
     port,
@@ -226,12 +239,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     handoff,
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
     ...(rate ? { rate } : {}),
-    // Halo "event information only" payloads: the record from the Halo API (connections made
-    // through the admin API, addressed as <tenant>.<id>, with API settings).
-    fetchRecord: (conn, ev) => {
-      if (!conn.id.startsWith(`${conn.tenant}.`)) return Promise.resolve(undefined);
-      return psa.haloRecord(conn.tenant, conn.id.slice(conn.tenant.length + 1), ev.entity, ev.entityId);
-    },
+    fetchRecord: (conn, ev) => fetchRecord(conn.tenant, conn.id, ev.entity, ev.entityId),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
   const workers: Worker[] = [];
@@ -252,6 +260,12 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
       w.once('error', reject);
     });
     w.postMessage({ type: 'rules', rules: [...live.documents.values()] } satisfies RuleMessage);
+    w.on('message', (m: ThreadRequest) => {
+      if (m.type !== 'fetch') return;
+      const answer = (record?: Record<string, unknown>) =>
+        w.postMessage({ type: 'fetched', n: m.n, ...(record ? { record } : {}) } satisfies RuleMessage);
+      fetchRecord(m.tenant, m.connection, m.entity, m.entityId).then(answer, () => answer());
+    });
     workers.push(w);
   }
   live.onChange = (tenant, id, doc) => {

@@ -36,6 +36,7 @@ it('refuses bad options with exit 2 and a reason', async () => {
     [['serve', '--port', '70000'], /--port must be a port number/],
     [['serve', '--threads', '0'], /--threads must be a whole number from 1 to 64/],
     [['serve', '--threads', '1.5'], /--threads must be a whole number/],
+    [['serve', '--threads', '2', '--port', '0'], /--threads needs a fixed --port/],
     [['serve', '--connections', join(elsewhere, 'missing.json')], /cannot read connections file/],
     [['worker', '--bogus'], /signalbox worker: unknown option --bogus/],
     [['worker', '--concurrency', '0'], /--concurrency must be a whole number from 1 to 1000/],
