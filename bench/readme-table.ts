@@ -65,6 +65,7 @@ try {
       }
     >;
     singleVsBare: number;
+    singleVsBareByConnections?: Record<string, number>;
   };
   const r = ingest.results;
   lines.push(
@@ -75,6 +76,12 @@ try {
     '| load | bare uWS | Signalbox ingest | ratio | ingest p50 / p99 ms |',
     '|---|---:|---:|---:|---:|',
     `| one event per request | ${n(r['single:bare']!.requestsPerSec)} req/s | ${n(r['single:ingest']!.requestsPerSec)} req/s | ${Math.round(ingest.singleVsBare * 100)}% | ${r['single:ingest']!.latencyMs.p50} / ${r['single:ingest']!.latencyMs.p99} |`,
+    ...Object.keys(ingest.singleVsBareByConnections ?? {})
+      .filter((c) => r[`single@${c}:ingest`])
+      .map(
+        (c) =>
+          `| one event per request, ${c} connections | ${n(r[`single@${c}:bare`]!.requestsPerSec)} req/s | ${n(r[`single@${c}:ingest`]!.requestsPerSec)} req/s | ${Math.round(ingest.singleVsBareByConnections![c]! * 100)}% | ${r[`single@${c}:ingest`]!.latencyMs.p50} / ${r[`single@${c}:ingest`]!.latencyMs.p99} |`,
+      ),
     `| NDJSON, 100 events per request | ${n(r['batch100:bare']!.eventsPerSec)} ev/s | ${n(r['batch100:ingest']!.eventsPerSec)} ev/s | ${Math.round((r['batch100:ingest']!.eventsPerSec / r['batch100:bare']!.eventsPerSec) * 100)}% | ${r['batch100:ingest']!.latencyMs.p50} / ${r['batch100:ingest']!.latencyMs.p99} |`,
     `| 5,000 events/s, one per request, autocannon (each second's 5,000 sent in a burst at its start) | – | ${n(r['rate5000:ingest']!.eventsPerSec)} ev/s | – | ${r['rate5000:ingest']!.latencyMs.p50} / ${r['rate5000:ingest']!.latencyMs.p99} |`,
   );

@@ -113,12 +113,17 @@ function body(batch: number): { body: string; tenant: string } {
   return { body: t.body.replaceAll(SEQ, `${process.pid}-${seq++}`), tenant: t.tenant };
 }
 
-function load(port: number, batch: number, rate?: number): Promise<autocannon.Result> {
+function load(
+  port: number,
+  batch: number,
+  rate?: number,
+  connections = CONNECTIONS,
+): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
     autocannon(
       {
         url: `http://127.0.0.1:${port}/v1/events`,
-        connections: CONNECTIONS,
+        connections,
         duration: SECONDS,
         ...(rate ? { overallRate: rate } : {}),
         requests: [
@@ -155,16 +160,24 @@ function summary(r: autocannon.Result, batch: number) {
 }
 
 const results: Record<string, unknown> = {};
-for (const [name, mode, batch, rate] of [
-  ['single:bare', 'bare', 1, undefined],
-  ['single:ingest', 'ingest', 1, undefined],
-  ['batch100:bare', 'bare', 100, undefined],
-  ['batch100:ingest', 'ingest', 100, undefined],
-  ['rate5000:ingest', 'ingest', 1, 5_000],
+// One event per request also at 64 and 128 connections (both servers, same run): the ingest
+// answers after a Redis round trip shared by the requests waiting for it, so its share of the
+// bare server's rate depends on how many requests are in flight.
+const SWEEP = [64, 128] as const;
+for (const [name, mode, batch, rate, connections] of [
+  ['single:bare', 'bare', 1, undefined, CONNECTIONS],
+  ['single:ingest', 'ingest', 1, undefined, CONNECTIONS],
+  ...SWEEP.flatMap((c) => [
+    [`single@${c}:bare`, 'bare', 1, undefined, c] as const,
+    [`single@${c}:ingest`, 'ingest', 1, undefined, c] as const,
+  ]),
+  ['batch100:bare', 'bare', 100, undefined, CONNECTIONS],
+  ['batch100:ingest', 'ingest', 100, undefined, CONNECTIONS],
+  ['rate5000:ingest', 'ingest', 1, 5_000, CONNECTIONS],
 ] as const) {
   const s = await startServer(mode);
-  await load(s.port, batch, rate).catch(() => undefined); // warm-up run, discarded
-  const r = summary(await load(s.port, batch, rate), batch);
+  await load(s.port, batch, rate, connections).catch(() => undefined); // warm-up run, discarded
+  const r = summary(await load(s.port, batch, rate, connections), batch);
   if (rate) {
     // autocannon's rate sends each second's 5,000 requests as one burst at the start of the
     // second; the steady sender spaces them (request i leaves at i / rate). Both are reported.
@@ -201,6 +214,14 @@ const out = {
   },
   results,
   singleVsBare: +(single.requestsPerSec / bare.requestsPerSec).toFixed(3),
+  singleVsBareByConnections: Object.fromEntries(
+    [CONNECTIONS, ...SWEEP].map((c) => {
+      const key = c === CONNECTIONS ? 'single' : `single@${c}`;
+      const i = results[`${key}:ingest`] as { requestsPerSec: number };
+      const b = results[`${key}:bare`] as { requestsPerSec: number };
+      return [c, +(i.requestsPerSec / b.requestsPerSec).toFixed(3)];
+    }),
+  ),
 };
 writeFileSync('bench/results/ingest.json', `${JSON.stringify(out, null, 2)}\n`);
 console.log('wrote bench/results/ingest.json', 'single vs bare:', out.singleVsBare);
