@@ -179,6 +179,14 @@ if (only === 'throughput') {
 }
 
 // ---------------------------------------------------------------- 2. latency, end to end
+async function settle(): Promise<void> {
+  await db.query('truncate runs cascade');
+  await db.query('truncate audit_log');
+  await db.query('checkpoint').catch(() => {}); // needs a superuser or pg_checkpoint: best effort
+  await db.query('vacuum analyze runs, steps, audit_log, events');
+  await new Promise((r) => setTimeout(r, 2_000));
+}
+
 async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, unknown>> {
   const prefix = `${tag}-e2e`;
   await clean(prefix);
@@ -343,8 +351,12 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     ...parts,
   };
 }
+// The throughput part wrote ~120,000 runs: let Postgres write them out and settle (checkpoint,
+// vacuum) so that its background work is not charged to the latency part.
+await settle();
 const e2e = await endToEnd('paced');
 console.log('e2e', JSON.stringify(e2e));
+await settle();
 const e2eBursts = await endToEnd('autocannon');
 console.log('e2e (autocannon, bursts)', JSON.stringify(e2eBursts));
 
