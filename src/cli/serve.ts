@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
+import { streamGauges, watchedStreams } from '../config/streams.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
@@ -240,6 +241,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
     ...(rate ? { rate } : {}),
     fetchRecord: (conn, ev) => fetchRecord(conn.tenant, conn.id, ev.entity, ev.entityId),
+    moreMetrics: () => streamGauges(redis, watchedStreams(prefix)),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them.
   const workers: Worker[] = [];

@@ -6,6 +6,7 @@
  * it waits and reads its pending entries again.
  */
 import type { Redis } from 'ioredis';
+import { archiveStreamKey } from './runs.js';
 
 export interface StreamEntry {
   readonly id: string;
@@ -178,4 +179,66 @@ export class StreamConsumer {
     )) as [string, string[]];
     return (r?.[1]?.length ?? 0) > 0;
   }
+}
+
+/** A stream Signalbox keeps in Redis, for the backlog gauges of /metrics. */
+export interface WatchedStream {
+  /** Its name in the metrics: archive, dispatch, history, timers. */
+  readonly name: string;
+  readonly key: string;
+}
+
+/** The Redis streams of a Signalbox deployment (key prefix `prefix`). */
+export function watchedStreams(prefix: string): WatchedStream[] {
+  return [
+    { name: 'archive', key: archiveStreamKey(prefix) },
+    { name: 'dispatch', key: `${prefix}:dispatch` },
+    { name: 'history', key: `${prefix}:history` },
+    { name: 'timers', key: `${prefix}:tm:fired` },
+  ];
+}
+
+/**
+ * Prometheus gauges of the streams' backlogs, read at scrape time: entries in each stream, and per
+ * consumer group those delivered and not acknowledged (pending) and those not yet delivered (lag).
+ * A growing archive or history backlog is a drain that cannot write to Postgres; Redis keeps
+ * every entry (noeviction) until it can, so this is the number to alert on.
+ */
+export async function streamGauges(redis: Redis, streams: readonly WatchedStream[]): Promise<string> {
+  const pl = redis.pipeline();
+  for (const s of streams) {
+    pl.xlen(s.key);
+    pl.xinfo('GROUPS', s.key);
+  }
+  const res = (await pl.exec()) ?? [];
+  const length: string[] = [];
+  const pending: string[] = [];
+  const lag: string[] = [];
+  streams.forEach((s, i) => {
+    const [lenErr, len] = res[2 * i] ?? [];
+    length.push(`signalbox_stream_length{stream="${s.name}"} ${lenErr ? 0 : Number(len)}`);
+    const [groupsErr, groups] = res[2 * i + 1] ?? [];
+    if (groupsErr || !Array.isArray(groups)) return; // no such stream yet
+    for (const g of groups as unknown[][]) {
+      const info = new Map<string, unknown>();
+      for (let j = 0; j + 1 < g.length; j += 2) info.set(String(g[j]), g[j + 1]);
+      const labels = `{stream="${s.name}",group="${String(info.get('name'))}"}`;
+      pending.push(`signalbox_stream_pending${labels} ${Number(info.get('pending') ?? 0)}`);
+      // Redis answers nil when it cannot tell the lag (after deletions in the middle): left out.
+      const l = info.get('lag');
+      if (l !== null && l !== undefined) lag.push(`signalbox_stream_lag${labels} ${Number(l)}`);
+    }
+  });
+  return [
+    '# HELP signalbox_stream_length Entries in a Signalbox Redis stream (an archive entry holds up to 256 events)',
+    '# TYPE signalbox_stream_length gauge',
+    ...length,
+    '# HELP signalbox_stream_pending Stream entries delivered to a consumer group and not yet acknowledged',
+    '# TYPE signalbox_stream_pending gauge',
+    ...pending,
+    '# HELP signalbox_stream_lag Stream entries not yet delivered to a consumer group',
+    '# TYPE signalbox_stream_lag gauge',
+    ...lag,
+    '',
+  ].join('\n');
 }

@@ -58,6 +58,8 @@ export interface IngestOptions {
    * credentials, an error): the event then goes on with `data = {id}` (sources.md).
    */
   readonly fetchRecord?: (conn: Connection, ev: AdaptedEvent) => Promise<Record<string, unknown> | undefined>;
+  /** More /metrics text, read at scrape time (the stream backlogs: config/streams.ts streamGauges). */
+  readonly moreMetrics?: () => Promise<string>;
   /** Start even if the native uWebSockets.js binary did not load (slow pure-JS fallback). */
   readonly allowFallback?: boolean;
 }
@@ -433,8 +435,21 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     );
   });
   app.get('/metrics', (res) => {
-    // Answered synchronously, before the handler returns: the client cannot have gone away yet.
-    res.writeStatus('200').writeHeader('content-type', 'text/plain; version=0.0.4').end(metrics.render());
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    // What cannot be read within a second (Redis down) is left out; the counters are always there.
+    const more = opts.moreMetrics ? withTimeout(opts.moreMetrics(), 1000).catch(() => undefined) : undefined;
+    void Promise.resolve(more).then((text) => {
+      if (aborted) return;
+      res.cork(() => {
+        res
+          .writeStatus('200')
+          .writeHeader('content-type', 'text/plain; version=0.0.4')
+          .end(metrics.render() + (text ?? ''));
+      });
+    });
   });
   app.any('/*', (res) => {
     const { reply } = replier(res, 'other');

@@ -164,6 +164,9 @@ it.each([1, 2])(
       expect(metrics).toContain(
         'signalbox_ingest_records_fetched_total{outcome="not-fetched",source="halo"} 1',
       );
+      // The backlogs: no worker drains the archive here, so its entries wait in Redis.
+      expect(metrics).toMatch(/signalbox_stream_length\{stream="archive"\} [1-9]/);
+      expect(metrics).toMatch(/signalbox_stream_length\{stream="history"\} 0/);
     }
   },
 );

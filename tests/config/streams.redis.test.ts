@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
-import { StreamConsumer, type StreamEntry } from '../../src/config/streams.js';
+import { StreamConsumer, type StreamEntry, streamGauges } from '../../src/config/streams.js';
 
 const prefix = `sbs${process.pid}${randomBytes(3).toString('hex')}`;
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -105,4 +105,26 @@ it('entries whose acknowledgement failed stay pending and are handled again', as
   // At least once: handled again after the failed acknowledgement, then acknowledged.
   expect(handled.slice(0, 2)).toEqual([id, id]);
   expect(c.lastError?.message).toBe('connection lost');
+});
+
+it('reports each stream backlog for /metrics: length, and pending and lag per group', async () => {
+  const streams = [
+    { name: 'archive', key: `${prefix}:g-archive` },
+    { name: 'history', key: `${prefix}:g-history` },
+    { name: 'timers', key: `${prefix}:g-none` }, // not made yet
+  ];
+  for (let i = 0; i < 5; i++) await redis.xadd(streams[0]!.key, '*', 'v', String(i));
+  await redis.xgroup('CREATE', streams[0]!.key, 'archive', '0');
+  // Two delivered and not acknowledged: pending 2, lag 3.
+  await redis.xreadgroup('GROUP', 'archive', 'c1', 'COUNT', 2, 'STREAMS', streams[0]!.key, '>');
+  await redis.xadd(streams[1]!.key, '*', 'v', 'x');
+  const text = await streamGauges(redis, streams);
+  expect(text).toContain('signalbox_stream_length{stream="archive"} 5');
+  expect(text).toContain('signalbox_stream_pending{stream="archive",group="archive"} 2');
+  expect(text).toContain('signalbox_stream_lag{stream="archive",group="archive"} 3');
+  // A stream without a group has a length only; one not made yet counts 0.
+  expect(text).toContain('signalbox_stream_length{stream="history"} 1');
+  expect(text).not.toContain('stream="history",group');
+  expect(text).toContain('signalbox_stream_length{stream="timers"} 0');
+  expect(text).toMatch(/# TYPE signalbox_stream_length gauge/);
 });
