@@ -53,9 +53,11 @@ if (mode === 'raw') {
     // Listeners first: jobs are waiting, and the first runs would finish before they were attached.
     autorun: false,
   });
-  w.worker.on('active', onActive);
-  w.worker.on('completed', onDone);
-  void w.worker.run();
+  for (const worker of w.workers) {
+    worker.on('active', onActive);
+    worker.on('completed', onDone);
+    void worker.run();
+  }
   const end = await finished;
   for (; drainHistory; ) {
     const r = await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'");

@@ -1,7 +1,7 @@
 /**
  * `signalbox worker`: runs workflows from the run queue (src/workers).
  *
- *   signalbox worker [--concurrency 50]
+ *   signalbox worker [--concurrency 50] [--fetchers 2]
  *
  * Redis: REDIS_URL (or deploy/local's). The store: DATABASE_URL (a worker process needs a
  * Postgres server: the embedded database belongs to one process, so with it `signalbox serve`
@@ -10,7 +10,7 @@
  */
 import type { Db } from '../store/index.js';
 import { migrate } from '../store/index.js';
-import { RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
+import { DEFAULT_FETCHERS, RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 
@@ -19,6 +19,7 @@ export function workerFromEnv(
   env: Record<string, string | undefined>,
   db: Db,
   concurrency?: number,
+  fetchers?: number,
 ): Promise<RunningWorker> {
   return startWorker({
     redisUrl: env.REDIS_URL!,
@@ -32,11 +33,12 @@ export function workerFromEnv(
       : {}),
     defaultFrom: env.SIGNALBOX_MAIL_FROM,
     ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(fetchers !== undefined ? { fetchers } : {}),
   });
 }
 
 export async function runWorker(argv: readonly string[], io: CommandIo): Promise<number> {
-  const unknown = unknownOption(argv, ['concurrency']);
+  const unknown = unknownOption(argv, ['concurrency', 'fetchers']);
   if (unknown) {
     io.stderr.write(`signalbox worker: unknown option --${unknown}\n`);
     return 2;
@@ -44,6 +46,11 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
   const concurrency = Number(arg(argv, 'concurrency') ?? 50);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
     io.stderr.write('signalbox worker: --concurrency must be a whole number from 1 to 1000\n');
+    return 2;
+  }
+  const fetchers = Number(arg(argv, 'fetchers') ?? DEFAULT_FETCHERS);
+  if (!Number.isInteger(fetchers) || fetchers < 1 || fetchers > concurrency) {
+    io.stderr.write('signalbox worker: --fetchers must be a whole number from 1 to the concurrency\n');
     return 2;
   }
   const env = commandEnv();
@@ -68,7 +75,7 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
   await migrate(db);
   let w: RunningWorker;
   try {
-    w = await workerFromEnv(env, db, concurrency);
+    w = await workerFromEnv(env, db, concurrency, fetchers);
   } catch (e) {
     await db.close();
     if (e instanceof RedisPolicyError) {
@@ -77,7 +84,9 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
     }
     throw e;
   }
-  io.stdout.write(`signalbox worker: running (pid ${process.pid}, concurrency ${concurrency})\n`);
+  io.stdout.write(
+    `signalbox worker: running (pid ${process.pid}, concurrency ${concurrency}, ${fetchers} fetch loop${fetchers === 1 ? '' : 's'})\n`,
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

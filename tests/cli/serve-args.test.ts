@@ -41,6 +41,11 @@ it('refuses bad options with exit 2 and a reason', async () => {
     [['worker', '--bogus'], /signalbox worker: unknown option --bogus/],
     [['worker', '--concurrency', '0'], /--concurrency must be a whole number from 1 to 1000/],
     [['worker', '--concurrency', 'many'], /--concurrency must be a whole number/],
+    [['worker', '--fetchers', '0'], /--fetchers must be a whole number from 1 to the concurrency/],
+    [
+      ['worker', '--concurrency', '4', '--fetchers', '5'],
+      /--fetchers must be a whole number from 1 to the concurrency/,
+    ],
     [['serve', '--admin-port', 'http'], /--admin-port must be a port number/],
     [['serve', '--grpc-port', '70000'], /--grpc-port must be a port number/],
   ];
