@@ -48,7 +48,7 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
     io.stderr.write('signalbox worker: --concurrency must be a whole number from 1 to 1000\n');
     return 2;
   }
-  const fetchers = Number(arg(argv, 'fetchers') ?? DEFAULT_FETCHERS);
+  const fetchers = Number(arg(argv, 'fetchers') ?? Math.min(DEFAULT_FETCHERS, concurrency));
   if (!Number.isInteger(fetchers) || fetchers < 1 || fetchers > concurrency) {
     io.stderr.write('signalbox worker: --fetchers must be a whole number from 1 to the concurrency\n');
     return 2;

@@ -87,6 +87,9 @@ it('a worker says what is missing: Redis, or a Postgres server', async () => {
   const r = await run(['worker'], noPg, elsewhere);
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/signalbox worker: set DATABASE_URL \(a separate worker process needs Postgres/);
+  // One slot takes one fetch loop without being told (the default, two, is capped at the concurrency).
+  const one = await run(['worker', '--concurrency', '1'], noPg, elsewhere);
+  expect(one.stderr).toMatch(/signalbox worker: set DATABASE_URL/);
 });
 
 it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
