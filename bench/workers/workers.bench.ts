@@ -180,7 +180,6 @@ if (only === 'throughput') {
 
 // ---------------------------------------------------------------- 2. latency, end to end
 async function settle(): Promise<void> {
-  await db.query('truncate runs cascade');
   await db.query('truncate audit_log');
   await db.query('checkpoint').catch(() => {}); // needs a superuser or pg_checkpoint: best effort
   await db.query('vacuum analyze runs, steps, audit_log, events');
@@ -279,19 +278,20 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     if (finished >= accepted + warm['2xx']) break;
     await new Promise((r) => setTimeout(r, 200));
   }
+  // Accepted (the event's receivedAt, the run's created_at) → first step started, per measured run.
+  const firstStep = `select r.created_at, extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
+    from runs r join steps s on s.run_id = r.id and s.idx = 0 where r.event_id like 'e2e-%'`;
   const q = await db.query<{ p50: number; p99: number; max: number; n: string }>(
     `select percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99,
             max(ms) as max, count(*) as n
-     from (select extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
-           from runs r join steps s on s.run_id = r.id and s.idx = 0 where r.event_id like 'e2e-%') x`,
+     from (${firstStep}) x`,
   );
   if (only === 'e2e') {
     // Exploring: the tail second by second (is it steady, or a few bad moments?).
     const s = await db.query<{ sec: number; n: string; p50: number; p99: number; max: number }>(
       `select floor(extract(epoch from r.created_at))::bigint % 1000 as sec, count(*) as n,
               percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99, max(ms) as max
-       from (select r.created_at, extract(epoch from (s.started_at - r.created_at)) * 1000 as ms
-             from runs r join steps s on s.run_id = r.id and s.idx = 0 where r.event_id like 'e2e-%') r group by 1 order by 1`,
+       from (${firstStep}) r group by 1 order by 1`,
     );
     console.log(
       s.rows

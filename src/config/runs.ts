@@ -14,6 +14,21 @@ export function archiveStreamKey(prefix: string): string {
   return `${prefix}:outbox`;
 }
 
+/** The dispatch stream: committed events that start runs (src/ingest/dispatch.ts reads it). */
+export function dispatchStreamKey(prefix: string): string {
+  return `${prefix}:dispatch`;
+}
+
+/** The run history stream, drained into Postgres (src/workers/history.ts). */
+export function historyStreamKey(prefix: string): string {
+  return `${prefix}:history`;
+}
+
+/** The debounce timers' key space; `<it>:fired` is the stream of timers that came due (timers.ts). */
+export function timersKey(prefix: string): string {
+  return `${prefix}:tm`;
+}
+
 /** An event as it travels in a run job (the envelope after snapshots, with when it arrived). */
 export interface RunEvent {
   readonly id: string;

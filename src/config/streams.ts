@@ -6,7 +6,7 @@
  * it waits and reads its pending entries again.
  */
 import type { Redis } from 'ioredis';
-import { archiveStreamKey } from './runs.js';
+import { archiveStreamKey, dispatchStreamKey, historyStreamKey, timersKey } from './runs.js';
 
 export interface StreamEntry {
   readonly id: string;
@@ -192,9 +192,9 @@ export interface WatchedStream {
 export function watchedStreams(prefix: string): WatchedStream[] {
   return [
     { name: 'archive', key: archiveStreamKey(prefix) },
-    { name: 'dispatch', key: `${prefix}:dispatch` },
-    { name: 'history', key: `${prefix}:history` },
-    { name: 'timers', key: `${prefix}:tm:fired` },
+    { name: 'dispatch', key: dispatchStreamKey(prefix) },
+    { name: 'history', key: historyStreamKey(prefix) },
+    { name: 'timers', key: `${timersKey(prefix)}:fired` },
   ];
 }
 

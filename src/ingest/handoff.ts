@@ -30,7 +30,15 @@
  *   event each; a Lua table.concat of them as much again.
  */
 import type { Redis } from 'ioredis';
-import { ADMIT_LUA, archiveStreamKey, loopEntity, loopKey, type RunEvent, runJobId } from '../config/runs.js';
+import {
+  ADMIT_LUA,
+  archiveStreamKey,
+  dispatchStreamKey,
+  loopEntity,
+  loopKey,
+  type RunEvent,
+  runJobId,
+} from '../config/runs.js';
 import { jsonLines } from '../config/streams.js';
 import type { Engine, Envelope } from '../engine/index.js';
 import type { AdaptedEvent } from './connection.js';
@@ -310,7 +318,7 @@ export class Handoff {
   ) {
     this.prefix = opts.prefix ?? 'sb';
     this.outboxKey = archiveStreamKey(this.prefix);
-    this.dispatchKey = `${this.prefix}:dispatch`;
+    this.dispatchKey = dispatchStreamKey(this.prefix);
     this.bucketSeconds = Math.max(1, Math.ceil((opts.dedupeTtlSeconds ?? 7 * 24 * 3600) / 2));
     this.snapshotTtl = String(opts.snapshotTtlSeconds ?? 90 * 24 * 3600);
     this.matchStale = opts.matchStale ?? false;

@@ -7,6 +7,7 @@
  * one twice (after a crash) changes nothing.
  */
 import type { Redis } from 'ioredis';
+import { historyStreamKey } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
 import type { Db } from '../store/index.js';
 
@@ -81,7 +82,7 @@ export class HistoryLog {
     prefix: string,
     private readonly ordered = false,
   ) {
-    this.key = `${prefix}:history`;
+    this.key = historyStreamKey(prefix);
   }
 
   /**

@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type RunJob, runJobId } from '../config/runs.js';
+import { type RunJob, runJobId, timersKey } from '../config/runs.js';
 import { StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
@@ -144,7 +144,7 @@ export class Timers {
       redis.defineCommand('sbTimerFire', { lua: FIRE, numberOfKeys: 6 });
     }
     this.r = redis as TimerRedis;
-    const p = `${prefix}:tm`;
+    const p = timersKey(prefix);
     this.k = {
       p: `${p}:p`,
       due: `${p}:due`,

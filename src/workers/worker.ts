@@ -52,7 +52,6 @@ export interface RunningWorker {
   readonly timers: Timers;
   readonly drain: HistoryDrain | undefined;
   readonly archive: ArchiveDrain | undefined;
-  readonly executor: Executor;
   readonly rules: RuleCache;
   close(): Promise<void>;
 }
@@ -183,10 +182,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     });
     worker.on('error', () => {});
     worker.on('active', early.fetched);
-    return { worker, executor, history, connection };
+    return { worker, history, connection };
   });
   const workers = loops.map((l) => l.worker);
-  const executor = loops[0]!.executor;
   const timerRedis = redis.duplicate();
   await timers.start(queue, timerRedis, o.timerEveryMs ?? 250);
 
@@ -259,5 +257,5 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       ])
         c.disconnect();
     })());
-  return { workers, queue, timers, drain, archive, executor, rules, close };
+  return { workers, queue, timers, drain, archive, rules, close };
 }
