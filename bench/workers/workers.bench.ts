@@ -323,10 +323,14 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     const at = started.get(String(j.id));
     return at === undefined || !j.processedOn ? [] : [at - j.processedOn];
   });
+  // Taken → the job completed (the whole run and BullMQ's completion). Its tail next to queued →
+  // taken's tells whether jobs wait for free slots or the machine is slow for everything at once.
+  const toDone = jobs.flatMap((j) => (j.finishedOn && j.processedOn ? [j.finishedOn - j.processedOn] : []));
   const parts = {
     receivedToQueuedMs: { p50: med(toAdd), p99: p99(toAdd) },
     queuedToTakenMs: { p50: med(toTake), p99: p99(toTake) },
     takenToFirstStepMs: { p50: med(toStep), p99: p99(toStep) },
+    takenToCompletedMs: { p50: med(toDone), p99: p99(toDone) },
   };
   serve.kill('SIGTERM');
   worker.kill('SIGTERM');
