@@ -58,7 +58,9 @@ export interface StreamConsumerOptions {
   readonly blockMs?: number;
   /** Delete entries once acknowledged (nobody else reads them). */
   readonly deleteAcked?: boolean;
+  /** How long an entry stays delivered and unacknowledged before another consumer takes it (60 s). */
   readonly minIdleMs?: number;
+  /** How often a consumer looks for such entries (5 s). */
   readonly claimEveryMs?: number;
   /**
    * After a read that did not fill a batch, wait this long before the next one, so that a trickle
@@ -66,6 +68,14 @@ export interface StreamConsumerOptions {
    */
   readonly lingerMs?: number;
 }
+
+/**
+ * Claiming for readers that start runs (the dispatcher, fired timers): their handlers only add
+ * BullMQ jobs with derived ids, so a run is never doubled when a live but slow consumer's entries
+ * are taken, while the runs of a consumer that died (a SIGKILLed `serve` or worker: a restarted
+ * process reads under a new name) wait 10–12 s rather than a minute.
+ */
+export const RUN_STARTER_CLAIM = { minIdleMs: 10_000, claimEveryMs: 2_000 } as const;
 
 export class StreamConsumer {
   private running = false;

@@ -8,7 +8,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId } from '../config/runs.js';
-import { field, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { field, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { type OutboxEntry, outboxEntries } from './handoff.js';
 
 export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
@@ -32,7 +32,8 @@ export class Dispatcher {
     private readonly queue: Queue,
     opts: DispatcherOptions = {},
   ) {
-    // A dispatcher that died leaves delivered entries unacknowledged: another claims them.
+    // A dispatcher that died leaves delivered entries unacknowledged: another claims them (after
+    // 10 s: adding a job twice is a no-op).
     this.reader = new StreamConsumer(
       redis,
       {
@@ -41,6 +42,7 @@ export class Dispatcher {
         consumer: opts.consumer ?? `c-${process.pid}`,
         batch: opts.batch ?? 500,
         blockMs: opts.blockMs ?? 200,
+        ...RUN_STARTER_CLAIM,
       },
       (entries) => this.dispatch(entries),
     );

@@ -23,7 +23,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type RunJob, runJobId, timersKey } from '../config/runs.js';
-import { StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
 const ARM = `
@@ -218,7 +218,13 @@ export class Timers {
   async start(queue: Queue, reader: Redis, everyMs = 250): Promise<void> {
     this.reader = new StreamConsumer(
       reader,
-      { key: this.k.fired, group: 'timers', consumer: `t-${process.pid}`, deleteAcked: true },
+      {
+        key: this.k.fired,
+        group: 'timers',
+        consumer: `t-${process.pid}`,
+        deleteAcked: true,
+        ...RUN_STARTER_CLAIM,
+      },
       (entries) => this.enqueue(queue, entries),
     );
     await this.reader.start();

@@ -2,8 +2,8 @@
  * What the tests of `signalbox serve` as a child process share: the command, an environment with
  * a schema and a Redis prefix of their own, and the cleanup of both.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -60,4 +60,31 @@ export async function spawnServe(
     ingest: /listening on (http:\/\/[\d.]+:\d+)/.exec(out)![1]!,
     admin: /admin API on (http:\/\/[\d.]+:\d+)\/v1/.exec(out)?.[1],
   };
+}
+
+/** Runs `signalbox <args>` with `env`; resolves with 0, or 1 when it failed. */
+export function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<number> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [BIN, ...args], { env }, (err) => resolve(err ? 1 : 0)),
+  );
+}
+
+/**
+ * Writes and applies the serve tests' rule (`offline`, tenant acme: rmm `device.offline` events
+ * whose status is "down") and a connections file with an API key `key` for acme; resolves with
+ * the connections file's path.
+ */
+export async function applyOfflineRule(dir: string, env: NodeJS.ProcessEnv, key: string): Promise<string> {
+  writeFileSync(
+    join(dir, 'rules.json'),
+    JSON.stringify([
+      { id: 'offline', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.status == "down"' },
+    ]),
+  );
+  const connections = join(dir, 'connections.json');
+  writeFileSync(connections, JSON.stringify({ connections: [], apiKeys: [{ tenant: 'acme', key }] }));
+  if ((await runCli(env, ['rules', 'apply', '-f', join(dir, 'rules.json')])) !== 0) {
+    throw new Error('signalbox rules apply failed');
+  }
+  return connections;
 }

@@ -3,12 +3,12 @@
  * event posted to each is matched against the rules from the store, a rule change reaches every
  * thread, and SIGTERM shuts it down.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { BIN, serveEnv } from './serve-env.js';
+import { applyOfflineRule, BIN, runCli, serveEnv } from './serve-env.js';
 
 const port = 30_000 + (process.pid % 20_000);
 const { dir, env, cleanup } = serveEnv('serve');
@@ -19,11 +19,7 @@ afterAll(async () => {
   await cleanup();
 });
 
-function cli(args: string[]): Promise<number> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [BIN, ...args], { env }, (err) => resolve(err ? 1 : 0)),
-  );
-}
+const cli = (args: string[]) => runCli(env, args);
 
 /** GET on a fresh connection (no keep-alive), so the kernel may pick either thread. */
 function fresh(path: string): Promise<string> {
@@ -55,17 +51,7 @@ async function post(
 }
 
 it('serves on two threads, with live rules in each', { timeout: 60_000 }, async () => {
-  writeFileSync(
-    join(dir, 'rules.json'),
-    JSON.stringify([
-      { id: 'offline', tenant: 'acme', source: 'rmm', on: 'device.offline', when: 'device.status == "down"' },
-    ]),
-  );
-  writeFileSync(
-    join(dir, 'connections.json'),
-    JSON.stringify({ connections: [], apiKeys: [{ tenant: 'acme', key: 'serve-test-key' }] }),
-  );
-  expect(await cli(['rules', 'apply', '-f', join(dir, 'rules.json')])).toBe(0);
+  await applyOfflineRule(dir, env, 'serve-test-key');
 
   child = spawn(
     process.execPath,
