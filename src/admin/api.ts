@@ -4,6 +4,7 @@
  * AdminError, which each front end encodes its own way (HTTP status + JSON, gRPC status + message).
  */
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { nulPath } from '../store/index.js';
 import { AdminError, type FieldError } from './errors.js';
 import { type ApiKeys, allows } from './keys.js';
 import { inputSchema, OPERATIONS, type Operation } from './ops.js';
@@ -73,6 +74,12 @@ export class AdminApi {
         details.map((d) => `${d.field}: ${d.reason}`).join('; ') || 'invalid request',
         details,
       );
+    }
+    // Postgres stores no U+0000: refused here with its field, rather than failing in the store.
+    const nul = nulPath(input);
+    if (nul !== undefined) {
+      const reason = 'holds the character U+0000, which cannot be stored';
+      throw new AdminError('invalid_argument', `${nul}: ${reason}`, [{ field: nul, reason }]);
     }
     return op.call(this.service, caller, input);
   }

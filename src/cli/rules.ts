@@ -18,7 +18,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { compileRuleSet } from '../engine/index.js';
-import { migrate, RuleStore, type StoredRule } from '../store/index.js';
+import { migrate, nulPath, RuleStore, type StoredRule } from '../store/index.js';
 import { openCommandDb } from './env.js';
 
 export interface RulesIo {
@@ -106,10 +106,19 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
     }
   }
   const { errors } = compileRuleSet(docs.map((d) => d.doc));
-  if (errors.length > 0) {
-    for (const e of errors) io.stderr.write(`${docs[e.index]!.file}: ${e.label}: ${e.error.message}\n`);
+  const problems = errors.map((e) => `${docs[e.index]!.file}: ${e.label}: ${e.error.message}`);
+  // Postgres stores no U+0000 (the store would refuse it halfway through the files).
+  for (const { doc, file } of docs) {
+    const nul = errors.some((e) => docs[e.index]!.doc === doc) ? undefined : nulPath(doc);
+    if (nul !== undefined)
+      problems.push(
+        `${file}: rule ${JSON.stringify(doc.id)}: ${nul}: holds the character U+0000, which cannot be stored`,
+      );
+  }
+  if (problems.length > 0) {
+    for (const p of problems) io.stderr.write(`${p}\n`);
     io.stderr.write(
-      `signalbox rules: ${errors.length} invalid rule${errors.length === 1 ? '' : 's'}; nothing was applied\n`,
+      `signalbox rules: ${problems.length} invalid rule${problems.length === 1 ? '' : 's'}; nothing was applied\n`,
     );
     return 2;
   }

@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { audit, configChannel, notifyConfig } from './audit.js';
 import type { Db, Queryable } from './db.js';
+import { nulPath } from './json.js';
 
 export type ConnectionKind =
   | 'connectwise'
@@ -106,6 +107,10 @@ export class ConnectionStore {
 
   /** Creates or replaces a connection; a missing `secret` keeps the stored one. */
   async put(tenant: string, c: ConnectionInput, actor: string): Promise<ConnectionInfo> {
+    const nul = nulPath({ name: c.name, settings: c.settings });
+    if (nul !== undefined) {
+      throw new TypeError(`connection ${c.id}: ${nul} holds the character U+0000, which cannot be stored`);
+    }
     const sealed =
       c.secret === undefined ? null : this.box.seal(JSON.stringify(c.secret), `${tenant}/${c.id}`);
     return this.db.transaction(async (tx) => {
@@ -209,6 +214,9 @@ export async function setTenantSettings(
   tenant: string,
   settings: Record<string, unknown>,
 ): Promise<void> {
+  const nul = nulPath(settings);
+  if (nul !== undefined)
+    throw new TypeError(`tenant settings: ${nul} holds the character U+0000, which cannot be stored`);
   await db.query(
     `insert into tenants (id, settings) values ($1, $2) on conflict (id) do update set settings = excluded.settings`,
     [tenant, JSON.stringify(settings)],

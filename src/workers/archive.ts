@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import type { Db } from '../store/index.js';
+import { type Db, pgJson } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
@@ -156,7 +156,7 @@ export class ArchiveDrain {
          from jsonb_to_recordset($1::jsonb) as x(tenant_id text, id text, received_at timestamptz, source text,
               type text, time timestamptz, envelope jsonb)
        on conflict do nothing`,
-      [JSON.stringify(rows)],
+      [pgJson(rows)],
     );
   }
 }

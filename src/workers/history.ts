@@ -9,7 +9,7 @@
 import type { Redis } from 'ioredis';
 import { historyStreamKey } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
-import type { Db } from '../store/index.js';
+import { type Db, pgJson } from '../store/index.js';
 
 export type RunStatus =
   | 'pending'
@@ -277,6 +277,6 @@ export class HistoryDrain {
         error: s.error ?? null,
       })),
     );
-    await this.db.query(WRITE, [JSON.stringify(runRows), JSON.stringify(stepRows), JSON.stringify(logs)]);
+    await this.db.query(WRITE, [pgJson(runRows), pgJson(stepRows), pgJson(logs)]);
   }
 }

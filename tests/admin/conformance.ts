@@ -126,6 +126,18 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           expect(err(await call('viewer', 'GetRule', { id })).code).toBe('not_found');
         });
 
+        it('a string holding U+0000 (Postgres stores none) is refused with its field', async () => {
+          const id = rid('nul');
+          const bad = err(
+            await call('editor', 'CreateRule', {
+              document: rule(id, { actions: [{ type: 'log', with: { message: 'a\u0000b' } }] }),
+            }),
+          );
+          expect(bad.code).toBe('invalid_argument');
+          expect(bad.details[0]).toMatchObject({ field: 'document.actions[0].with.message' });
+          expect(err(await call('viewer', 'GetRule', { id })).code).toBe('not_found');
+        });
+
         it('a rule that does not compile is refused with its position, and the active version stays', async () => {
           const id = rid('keep');
           ok(await call('editor', 'CreateRule', { document: rule(id), status: 'active' }));

@@ -90,6 +90,24 @@ it('rejects the whole set, writing nothing, when any rule is bad', async () => {
   expect(exported.map((d) => d.id)).not.toContain('new-good');
 });
 
+it('refuses a rule holding U+0000 (Postgres stores none) before writing anything', async () => {
+  const nul = join(dir, 'nul');
+  mkdirSync(nul);
+  writeFileSync(join(nul, 'a.json'), JSON.stringify({ id: 'nul-good', source: '*' }));
+  writeFileSync(
+    join(nul, 'b.json'),
+    JSON.stringify({ id: 'nul-bad', source: '*', actions: [{ type: 'log', with: { message: 'a\u0000b' } }] }),
+  );
+  const r = await run(['apply', '-f', nul, '--tenant', 'acme']);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toContain(
+    'b.json: rule "nul-bad": actions[0].with.message: holds the character U+0000, which cannot be stored',
+  );
+  expect(r.stderr).toContain('nothing was applied');
+  const exported = JSON.parse((await run(['export', '--tenant', 'acme'])).stdout) as Array<{ id: string }>;
+  expect(exported.map((d) => d.id)).not.toContain('nul-good');
+});
+
 it('answers bad arguments with usage and exit 2', async () => {
   expect((await run(['apply'])).code).toBe(2);
   expect((await run(['frob'])).code).toBe(2);

@@ -1,0 +1,123 @@
+/**
+ * Postgres stores no U+0000 character, and JSON carries it freely (a PSA payload, an API's answer
+ * in a step's output). The archive and history drains keep such rows, with U+FFFD in its place,
+ * instead of losing them to a refused statement.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type Db, migrate, nulPath, pgJson, setTenantSettings } from '../../src/store/index.js';
+import { ArchiveDrain } from '../../src/workers/archive.js';
+import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
+import { testSchemaDb } from '../pg-schema.js';
+import { REDIS_URL } from './harness.js';
+
+let db: Db;
+let redis: Redis;
+const key = `nul${randomBytes(4).toString('hex')}`;
+
+beforeAll(async () => {
+  db = await testSchemaDb('nul')();
+  await migrate(db);
+  await setTenantSettings(db, 'acme', {});
+  redis = new Redis(REDIS_URL);
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await db?.close();
+});
+
+it('pgJson writes U+0000 as U+FFFD, in values and keys, and leaves an escaped backslash alone', () => {
+  const v = { 'k\u0000': ['a\u0000b', '\\u0000', '\\\u0000'], n: 1 };
+  expect(JSON.parse(pgJson(v))).toEqual({ 'k\ufffd': ['a\ufffdb', '\\u0000', '\\\ufffd'], n: 1 });
+  expect(pgJson({ plain: 'text' })).toBe(JSON.stringify({ plain: 'text' }));
+  expect(nulPath({ a: [{ b: 'x' }, { c: 'y\u0000' }] })).toBe('a[1].c');
+  expect(nulPath({ ['k\u0000']: 1 })).toBe('k\u0000');
+  expect(nulPath('\u0000')).toBe('(value)');
+  expect(nulPath({ a: ['x'], b: null, c: 2 })).toBeUndefined();
+});
+
+it('the archive keeps an event whose payload holds U+0000', async () => {
+  const drain = new ArchiveDrain(redis.duplicate(), `${key}:archive`, db, { blockMs: 50 });
+  const at = new Date().toISOString();
+  const envelope = (id: string, summary: string) => ({
+    id,
+    tenant: 'acme',
+    source: 'halo',
+    type: 'ticket.updated',
+    time: at,
+    data: { id: 7, summary },
+    previous: null,
+    receivedAt: at,
+  });
+  await drain.write([
+    {
+      tenant_id: 'acme',
+      id: 'nul',
+      received_at: at,
+      source: 'halo',
+      type: 'ticket.updated',
+      time: at,
+      envelope: envelope('nul', 'printer\u0000jam'),
+    },
+    {
+      tenant_id: 'acme',
+      id: 'ok',
+      received_at: at,
+      source: 'halo',
+      type: 'ticket.updated',
+      time: at,
+      envelope: envelope('ok', 'fine'),
+    },
+  ]);
+  const rows = await db.query<{ id: string; summary: string }>(
+    "select id, envelope->'data'->>'summary' as summary from events order by id",
+  );
+  expect(rows.rows).toEqual([
+    { id: 'nul', summary: 'printer\ufffdjam' },
+    { id: 'ok', summary: 'fine' },
+  ]);
+  expect(drain.lastError).toBeUndefined();
+});
+
+it('the history keeps a run whose error and step output hold U+0000', async () => {
+  const drain = new HistoryDrain(redis.duplicate(), `${key}:history`, db);
+  const now = Date.now();
+  const run: RunRecord = {
+    id: 'run-nul',
+    tenant: 'acme',
+    ruleId: 'r1',
+    version: 1,
+    eventId: 'e1',
+    rev: 1,
+    status: 'failed',
+    reason: null,
+    createdAt: now,
+    startedAt: now,
+    finishedAt: now,
+    error: { message: 'bad\u0000answer' },
+    steps: [
+      {
+        idx: 0,
+        type: 'webhook',
+        status: 'failed',
+        attempts: 1,
+        startedAt: now,
+        finishedAt: now,
+        output: { body: 'x\u0000y' },
+        error: { message: 'HTTP 500' },
+      },
+    ],
+  };
+  await drain.write([run]);
+  const r = await db.query<{ error: { message: string } }>('select error from runs where id = $1', [
+    'run-nul',
+  ]);
+  expect(r.rows[0]?.error.message).toBe('bad\ufffdanswer');
+  const s = await db.query<{ output: { body: string } }>('select output from steps where run_id = $1', [
+    'run-nul',
+  ]);
+  expect(s.rows[0]?.output.body).toBe('x\ufffdy');
+  expect(drain.lastError).toBeUndefined();
+});
