@@ -33,7 +33,7 @@ it('pgJson writes U+0000 as U+FFFD, in values and keys, and leaves an escaped ba
   expect(JSON.parse(pgJson(v))).toEqual({ 'k\ufffd': ['a\ufffdb', '\\u0000', '\\\ufffd'], n: 1 });
   expect(pgJson({ plain: 'text' })).toBe(JSON.stringify({ plain: 'text' }));
   expect(nulPath({ a: [{ b: 'x' }, { c: 'y\u0000' }] })).toBe('a[1].c');
-  expect(nulPath({ ['k\u0000']: 1 })).toBe('k\u0000');
+  expect(nulPath({ 'k\u0000': 1 })).toBe('k\u0000');
   expect(nulPath('\u0000')).toBe('(value)');
   expect(nulPath({ a: ['x'], b: null, c: 2 })).toBeUndefined();
 });
