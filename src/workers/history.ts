@@ -260,7 +260,12 @@ export class HistoryDrain {
       reason: r.reason,
       created_at: r.createdAt,
       started_at: r.startedAt,
-      finished_at: r.finishedAt,
+      // A run finished by another worker (after a crash) whose clock is behind: the table refuses
+      // finished < started, and the whole run would be dropped.
+      finished_at:
+        r.finishedAt !== null && r.startedAt !== null && r.finishedAt < r.startedAt
+          ? r.startedAt
+          : r.finishedAt,
       error: r.error ?? null,
       revision: r.rev,
     }));

@@ -1,7 +1,8 @@
 /**
- * Postgres stores no U+0000 character, and JSON carries it freely (a PSA payload, an API's answer
- * in a step's output). The archive and history drains keep such rows, with U+FFFD in its place,
- * instead of losing them to a refused statement.
+ * Rows Postgres would refuse, kept by the drains instead of lost with a refused statement: U+0000
+ * (Postgres stores none; JSON carries it freely, in a PSA payload or an API's answer in a step's
+ * output) is written as U+FFFD; a run finished on a worker whose clock is behind the one that
+ * started it is written as finished when it started.
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -14,10 +15,10 @@ import { REDIS_URL } from './harness.js';
 
 let db: Db;
 let redis: Redis;
-const key = `nul${randomBytes(4).toString('hex')}`;
+const key = `refused${randomBytes(4).toString('hex')}`;
 
 beforeAll(async () => {
-  db = await testSchemaDb('nul')();
+  db = await testSchemaDb('refusals')();
   await migrate(db);
   await setTenantSettings(db, 'acme', {});
   redis = new Redis(REDIS_URL);
@@ -119,5 +120,33 @@ it('the history keeps a run whose error and step output hold U+0000', async () =
     'run-nul',
   ]);
   expect(s.rows[0]?.output.body).toBe('x\ufffdy');
+  expect(drain.lastError).toBeUndefined();
+});
+
+it('the history keeps a run finished on a worker whose clock is behind', async () => {
+  const drain = new HistoryDrain(redis.duplicate(), `${key}:history`, db);
+  const started = Date.parse('2026-12-07T10:00:00.500Z');
+  const run: RunRecord = {
+    id: 'run-skew',
+    tenant: 'acme',
+    ruleId: 'r1',
+    version: 1,
+    eventId: 'e2',
+    rev: 1,
+    status: 'completed',
+    reason: null,
+    createdAt: started - 100,
+    startedAt: started,
+    finishedAt: started - 40,
+    error: null,
+    steps: [],
+  };
+  await drain.write([run]);
+  const r = await db.query<{ started: string; finished: string }>(
+    'select started_at::text as started, finished_at::text as finished from runs where id = $1',
+    ['run-skew'],
+  );
+  expect(r.rows).toHaveLength(1);
+  expect(r.rows[0]!.finished).toBe(r.rows[0]!.started);
   expect(drain.lastError).toBeUndefined();
 });
