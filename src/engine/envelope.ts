@@ -16,6 +16,26 @@ function bad(reason: string): EnvelopeCheck {
   return { ok: false, reason };
 }
 
+/**
+ * How deep `data`, `previous` and `raw` may nest (objects and arrays). Real payloads nest a few
+ * levels; past a few thousand, JSON.stringify overflows the stack wherever the event goes next
+ * (the hand-off, the run queue, the archive), and Postgres refuses it: an event that could be
+ * parsed but not stored would fail every batch it shares, so it is refused here, alone.
+ */
+export const MAX_DEPTH = 64;
+
+/** Whether v nests objects or arrays more than `left` levels deep. */
+function tooDeep(v: unknown, left: number): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  if (left === 0) return true;
+  if (Array.isArray(v)) {
+    for (const x of v) if (tooDeep(x, left - 1)) return true;
+  } else {
+    for (const k in v) if (tooDeep((v as Record<string, unknown>)[k], left - 1)) return true;
+  }
+  return false;
+}
+
 export function checkEnvelope(v: unknown): EnvelopeCheck {
   if (!isObject(v)) return bad(`an event must be a JSON object, not ${describe(v)}`);
   if (!Object.hasOwn(v, 'id')) return bad('missing "id"');
@@ -40,5 +60,8 @@ export function checkEnvelope(v: unknown): EnvelopeCheck {
     return bad('"previous" must be a JSON object or null');
   }
   if (Object.hasOwn(v, 'self') && typeof v.self !== 'boolean') return bad('"self" must be true or false');
+  for (const f of ['data', 'previous', 'raw'] as const) {
+    if (tooDeep(v[f], MAX_DEPTH)) return bad(`"${f}" is nested too deeply (more than ${MAX_DEPTH} levels)`);
+  }
   return { ok: true, envelope: v as unknown as Envelope };
 }

@@ -450,10 +450,14 @@ export class Handoff {
     const planned: Planned[] = [];
     for (const p of batch) {
       if (p.group.failed) continue;
-      if (p.snapshotKey === null) planned.push(this.plan(p, NO_HASH));
-      else {
-        const hash = snapshots.get(p);
-        if (hash !== undefined) planned.push(this.plan(p, hash)); // else: a duplicate, or failed
+      const hash = p.snapshotKey === null ? NO_HASH : snapshots.get(p);
+      if (hash === undefined) continue; // a duplicate, or failed
+      // An event that cannot be planned (the ingest checks what it can first) fails its own
+      // request, not the others that share this micro-batch.
+      try {
+        planned.push(this.plan(p, hash));
+      } catch (e) {
+        fail(p, e);
       }
     }
     if (planned.length === 0) return;

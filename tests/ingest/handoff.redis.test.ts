@@ -118,6 +118,26 @@ it('commits a batch larger than a chunk as one stream entry per chunk, in order'
   );
 });
 
+it('fails an event it cannot plan with its own submit only, not the others of the micro-batch', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  // Past what JSON.stringify can write (the ingest refuses such events first: checkEnvelope).
+  let deep: Record<string, unknown> = { v: 1 };
+  for (let i = 0; i < 20_000; i++) deep = { a: deep };
+  const bad = plain('bad');
+  (bad.envelope as { data: Record<string, unknown> }).data = deep;
+  // Submitted in the same turn: one micro-batch.
+  const [a, b, c] = await Promise.allSettled([
+    h.submitAll([plain('ok-1')]),
+    h.submitAll([bad]),
+    h.submitAll([plain('ok-2'), plain('ok-3')]),
+  ]);
+  expect(a.status).toBe('fulfilled');
+  expect(b.status).toBe('rejected');
+  expect(c.status).toBe('fulfilled');
+  const { events: archived } = await outbox(h.outboxKey);
+  expect(archived.map((e) => e.envelope.id)).toEqual(['ok-1', 'ok-2', 'ok-3']);
+});
+
 it('answers duplicates within a batch, across batches and among entity events, and archives each id once', async () => {
   const h = new Handoff(redis, () => engine, { prefix: prefix() });
   expect((await h.submit(plain('seen-before'))).outcome).toBe('accepted');

@@ -106,7 +106,9 @@ beforeAll(async () => {
   const byKey = new Map(CONNECTIONS.map((c) => [`${c.source}/${c.id}`, c]));
   server = await startIngest({
     connections: { get: (s: PsaSource, id: string) => byKey.get(`${s}/${id}`) },
-    apiKeys: { tenantOf: (k) => (k === 'generic-key' ? 'acme' : undefined) },
+    apiKeys: {
+      tenantOf: (k) => (k === 'generic-key' ? 'acme' : k === 'deep-key' ? 'deep' : undefined),
+    },
     handoff,
     ready: async () => (await redis.ping()) === 'PONG',
     maxBodyBytes: 64 * 1024,
@@ -305,6 +307,31 @@ describe('bad input', () => {
     const limited = await post('/v1/events', many, { authorization: 'Bearer generic-key' });
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('an event nested too deeply to store fails alone, not the events handed off with it', async () => {
+    const deep = (id: string) =>
+      `{"id":"${id}","source":"rmm","type":"device.offline","data":${'{"a":'.repeat(9_000)}1${'}'.repeat(9_000)}}`;
+    const ok = (id: string) =>
+      JSON.stringify({ id, source: 'rmm', type: 'device.offline', data: { status: 'offline' } });
+    const auth = { authorization: 'Bearer deep-key' };
+    // Sent together, so that they share the hand-off's micro-batch.
+    const [one, batch, other] = await Promise.all([
+      post('/v1/events', deep('deep-1'), auth),
+      post('/v1/events', `[${ok('deep-ok-1')},${deep('deep-2')},${ok('deep-ok-2')}]`, auth),
+      post('/v1/events', ok('deep-ok-3'), auth),
+    ]);
+    expect(one.status).toBe(400);
+    expect(one.body.errors[0].error).toMatch(/"data" is nested too deeply/);
+    expect(batch.status).toBe(202);
+    expect(batch.body).toMatchObject({ accepted: 2, errors: [{ index: 1 }] });
+    expect(batch.body.errors[0].error).toMatch(/nested too deeply/);
+    expect(other.status).toBe(202);
+    expect(other.body).toMatchObject({ accepted: 1 });
+    const ids = (await outbox()).map((e) => e.envelope.id);
+    expect(ids).toEqual(expect.arrayContaining(['deep-ok-1', 'deep-ok-2', 'deep-ok-3']));
+    expect(ids).not.toContain('deep-1');
+    expect(ids).not.toContain('deep-2');
   });
 });
 
