@@ -54,10 +54,19 @@ export interface RunRecord {
 
 const MAX_OUTPUT = 16_384;
 
-/** A step output bounded in size (the database also refuses more than 64 KiB). */
+/**
+ * A step output bounded in size (the database also refuses more than 64 KiB). An output JSON
+ * cannot write (an API's answer nested thousands deep: the stack overflows) is replaced by a note:
+ * thrown, it would fail the run after its step's request had gone out.
+ */
 export function bounded(v: unknown): unknown {
   if (v === undefined) return null;
-  const s = JSON.stringify(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch (e) {
+    return { truncated: true, unwritable: (e as Error).message };
+  }
   if (s === undefined) return null;
   return s.length <= MAX_OUTPUT ? v : { truncated: true, bytes: s.length, preview: s.slice(0, 2000) };
 }

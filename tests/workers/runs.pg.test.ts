@@ -107,6 +107,29 @@ describe('error strategies', () => {
     expect(rx.on('/c-next')).toHaveLength(1);
   });
 
+  it('an answer nested too deeply to write is noted as the output, and the run goes on', async () => {
+    const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
+    rx.script.set('/deep', [{ status: 200, body: deep }]);
+    await h.rule({
+      id: 'deep-answer',
+      actions: [
+        { type: 'webhook', with: { url: `${rx.url}/deep` } },
+        { type: 'webhook', with: { url: `${rx.url}/deep-next` } },
+      ],
+    });
+    const id = await h.enqueue('deep-answer', event('e-deep'));
+    const run = await h.waitRun(id);
+    expect(run.status).toBe('completed');
+    const steps = await h.steps(id);
+    expect(steps.map((s) => s.status)).toEqual(['completed', 'completed']);
+    expect(steps[0]!.output).toMatchObject({
+      truncated: true,
+      unwritable: expect.stringMatching(/call stack/),
+    });
+    expect(rx.on('/deep')).toHaveLength(1);
+    expect(rx.on('/deep-next')).toHaveLength(1);
+  });
+
   it('stop: the run ends as failed and later steps never run', async () => {
     rx.script.set('/s-bad', [{ status: 422 }]);
     await h.rule({
