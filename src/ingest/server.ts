@@ -70,6 +70,12 @@ export interface IngestServer {
   close(): void;
 }
 
+/**
+ * The longest event id the generic API takes. The archive keys events by (tenant, day, id), and
+ * Postgres cannot index a key over ~2.7 KB: a longer id was accepted, matched and run, but never
+ * archived. 512 characters is at most 2 KB of UTF-8; real ids (UUIDs, PSA record ids) are short.
+ */
+export const MAX_EVENT_ID = 512;
 const PSA: ReadonlySet<string> = new Set(['connectwise', 'autotask', 'halo']);
 
 /** How long a webhook waits for a record fetched from the PSA before going on without it. */
@@ -375,6 +381,10 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           const e = c.envelope;
           if (e.tenant !== undefined && e.tenant !== tenant) {
             errors.push({ index, error: `tenant "${e.tenant}" is not the API key's tenant` });
+            return;
+          }
+          if (e.id.length > MAX_EVENT_ID) {
+            errors.push({ index, error: `"id" is longer than ${MAX_EVENT_ID} characters` });
             return;
           }
           if (PSA.has(e.source)) {

@@ -309,7 +309,7 @@ describe('bad input', () => {
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
-  it('an event nested too deeply to store fails alone, not the events handed off with it', async () => {
+  it('an event nested too deeply or with an id too long to store fails alone, not the events with it', async () => {
     const deep = (id: string) =>
       `{"id":"${id}","source":"rmm","type":"device.offline","data":${'{"a":'.repeat(9_000)}1${'}'.repeat(9_000)}}`;
     const ok = (id: string) =>
@@ -318,14 +318,19 @@ describe('bad input', () => {
     // Sent together, so that they share the hand-off's micro-batch.
     const [one, batch, other] = await Promise.all([
       post('/v1/events', deep('deep-1'), auth),
-      post('/v1/events', `[${ok('deep-ok-1')},${deep('deep-2')},${ok('deep-ok-2')}]`, auth),
+      post(
+        '/v1/events',
+        `[${ok('deep-ok-1')},${deep('deep-2')},${ok('deep-ok-2')},${ok('x'.repeat(513))}]`,
+        auth,
+      ),
       post('/v1/events', ok('deep-ok-3'), auth),
     ]);
     expect(one.status).toBe(400);
     expect(one.body.errors[0].error).toMatch(/"data" is nested too deeply/);
     expect(batch.status).toBe(202);
-    expect(batch.body).toMatchObject({ accepted: 2, errors: [{ index: 1 }] });
+    expect(batch.body).toMatchObject({ accepted: 2, errors: [{ index: 1 }, { index: 3 }] });
     expect(batch.body.errors[0].error).toMatch(/nested too deeply/);
+    expect(batch.body.errors[1].error).toBe('"id" is longer than 512 characters');
     expect(other.status).toBe(202);
     expect(other.body).toMatchObject({ accepted: 1 });
     const ids = (await outbox()).map((e) => e.envelope.id);
