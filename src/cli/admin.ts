@@ -23,7 +23,7 @@ import {
   startAdminGrpc,
   startAdminHttp,
 } from '../admin/index.js';
-import { RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { RUN_JOB_DEFAULTS, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { adaptUnverified } from '../ingest/adapters/unverified.js';
 import {
   allowsPrivateNetworks,
@@ -64,7 +64,9 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
   const connections = new ConnectionStore(o.db, o.secrets);
   const queueRedis = o.redis?.duplicate({ maxRetriesPerRequest: null });
   queueRedis?.on('error', () => {});
-  const queue = queueRedis ? new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix }) : undefined;
+  const queue = queueRedis
+    ? new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix, defaultJobOptions: RUN_JOB_DEFAULTS })
+    : undefined;
   const psa =
     o.psa ??
     (queueRedis

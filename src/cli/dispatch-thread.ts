@@ -11,6 +11,7 @@
 import { parentPort, Worker } from 'node:worker_threads';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { RUN_JOB_DEFAULTS } from '../config/runs.js';
 import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
 
 export interface DispatchThreadData {
@@ -42,7 +43,11 @@ export async function runDispatchThread(data: DispatchThreadData): Promise<void>
   redis.on('error', () => {});
   const queueRedis = redis.duplicate();
   queueRedis.on('error', () => {});
-  const queue = new Queue(RUN_QUEUE, { connection: queueRedis, prefix: data.prefix });
+  const queue = new Queue(RUN_QUEUE, {
+    connection: queueRedis,
+    prefix: data.prefix,
+    defaultJobOptions: RUN_JOB_DEFAULTS,
+  });
   queue.on('error', () => {});
   const dispatcher = new Dispatcher(redis, data.streamKey, queue);
   try {

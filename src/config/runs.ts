@@ -7,6 +7,18 @@ import { createHash } from 'node:crypto';
 export const RUN_QUEUE = 'signalbox-runs';
 
 /**
+ * Options every queue of runs gives its jobs (BullMQ `defaultJobOptions`). A run's own failures
+ * are handled inside it (a step's onError); what the processor throws is the infrastructure
+ * failing under it (Postgres unreachable when the worker reads the rule's version or the tenant's
+ * settings, a Redis error): the job is tried again from its last checkpoint, after 1 s, 2 s, 4 s
+ * … (12 attempts, about 68 minutes in all), rather than failed for good and its run lost.
+ */
+export const RUN_JOB_DEFAULTS = {
+  attempts: 12,
+  backoff: { type: 'exponential', delay: 1_000 },
+} as const;
+
+/**
  * The archive stream: every event the ingest accepted (JSON of its outbox entry in field `e`),
  * drained into the Postgres event archive by the workers (src/workers/archive.ts).
  */

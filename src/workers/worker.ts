@@ -5,7 +5,7 @@
  */
 import { type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { archiveStreamKey, RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { archiveStreamKey, RUN_JOB_DEFAULTS, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
 import { actionLibrary } from './actions.js';
 import { ArchiveDrain } from './archive.js';
@@ -147,7 +147,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return value;
   };
   const queueRedis = redis.duplicate();
-  const queue = new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix });
+  const queue = new Queue<RunJob>(RUN_QUEUE, {
+    connection: queueRedis,
+    prefix,
+    defaultJobOptions: RUN_JOB_DEFAULTS,
+  });
   // Fetch loops: BullMQ workers of this process, the concurrency split between them (fetchers).
   const fetchers = Math.max(1, Math.min(o.fetchers ?? DEFAULT_FETCHERS, o.concurrency ?? 50));
   const concurrency = o.concurrency ?? 50;

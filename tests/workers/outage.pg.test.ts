@@ -1,0 +1,50 @@
+/**
+ * A run that meets Postgres unreachable before its first step (the worker reads the rule's version
+ * and the tenant's settings from it) is retried when Postgres returns, not failed for good.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Db } from '../../src/store/index.js';
+import { Receiver } from './fakes/receiver.js';
+import { event, type Harness, harness } from './harness.js';
+
+let h: Harness;
+let rx: Receiver;
+/** While true, every query of the worker's database fails as if Postgres were down. */
+let down = false;
+
+beforeAll(async () => {
+  rx = await new Receiver().start();
+  h = await harness('outage');
+  const flaky = new Proxy(h.db, {
+    get(target, p, receiver) {
+      const v = Reflect.get(target, p, receiver);
+      if (typeof v !== 'function') return v;
+      if (p === 'query' || p === 'transaction')
+        return (...args: unknown[]) =>
+          down
+            ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432 (test outage)'))
+            : (v as (...a: unknown[]) => unknown).apply(target, args);
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  }) as Db;
+  await h.start({ db: flaky });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await rx?.close();
+});
+
+it('a run that meets Postgres down before its first step runs once Postgres is back', async () => {
+  await h.rule({ id: 'pg-down', actions: [{ type: 'webhook', with: { url: `${rx.url}/pg-down` } }] });
+  down = true;
+  const id = await h.enqueue('pg-down', event('e-pg-down'));
+  // The first attempt fails (the rule's version is not compiled in this worker yet).
+  for (let i = 0; i < 200 && (await h.queue.getJob(id))?.attemptsMade === 0; i++)
+    await new Promise((r) => setTimeout(r, 25));
+  expect((await h.queue.getJob(id))?.attemptsMade).toBeGreaterThan(0);
+  down = false;
+  const run = await h.waitRun(id);
+  expect(run.status).toBe('completed');
+  expect(rx.on('/pg-down')).toHaveLength(1);
+});
