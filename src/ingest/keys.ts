@@ -93,8 +93,14 @@ export class KeyFetcher {
     if (res.status >= 300 && res.status < 400)
       throw new KeyFetchError(`key_url answered a redirect (${res.status}); redirects are not followed`);
     if (!res.ok) throw new KeyFetchError(`key_url answered ${res.status}`);
-    const text = await res.text();
-    if (text.length > MAX_BODY) throw new KeyFetchError('key_url answer is too large');
+    let text: string | undefined;
+    try {
+      text = await readCapped(res, MAX_BODY);
+    } catch (e) {
+      // The timeout covers the body too: a slow answer ends here, as a refusal, not a crash.
+      throw new KeyFetchError(`reading the signing key failed: ${(e as Error).message}`);
+    }
+    if (text === undefined) throw new KeyFetchError('key_url answer is too large');
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -106,6 +112,21 @@ export class KeyFetcher {
       throw new KeyFetchError('key_url answer has no signing_key');
     return key;
   }
+}
+
+/** The body as text, or undefined past `max` bytes (read no further: the connection is dropped). */
+async function readCapped(res: Response, max: number): Promise<string | undefined> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const c of res.body ?? []) {
+    size += c.length;
+    if (size > max) {
+      await res.body?.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function safeOrigin(url: string): string {

@@ -186,11 +186,28 @@ describe('ConnectWise', () => {
     let server: Server;
     let origin: string;
     const hits: string[] = [];
+    let endlessSent = 0;
+    let endlessClosed = false;
     beforeAll(async () => {
       server = createServer((rq, rs) => {
         hits.push(rq.url!);
         if (rq.url!.startsWith('/redirect')) {
           rs.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+        } else if (rq.url!.startsWith('/slow')) {
+          // A small answer that trickles past the fetcher's timeout.
+          rs.writeHead(200, { 'content-type': 'application/json' });
+          rs.write('{"signing_key":');
+          setTimeout(() => rs.end('"fetched-key"}'), 1_000);
+        } else if (rq.url!.startsWith('/endless')) {
+          // An answer that never ends: the fetcher must stop reading at its cap.
+          rs.writeHead(200, { 'content-type': 'application/json' });
+          const chunk = Buffer.alloc(64 * 1024, 0x20);
+          const more = () => {
+            while (!rs.destroyed && rs.write(chunk)) endlessSent += chunk.length;
+            if (!rs.destroyed) rs.once('drain', more);
+          };
+          rs.on('close', () => (endlessClosed = true));
+          more();
         } else {
           rs.writeHead(200, { 'content-type': 'application/json' }).end(
             JSON.stringify({ signing_key: 'fetched-key' }),
@@ -247,6 +264,33 @@ describe('ConnectWise', () => {
       expect(KeyFetcher.allowed('https://api-eu.myconnectwise.net/v4_6_release/key')).toBe(true);
       expect(KeyFetcher.allowed('https://sandbox-au.myconnectwise.net/x')).toBe(true);
       expect(KeyFetcher.allowed('http://api-na.myconnectwise.net/x')).toBe(false);
+    });
+
+    it('stops reading a key_url answer past 16 KB and drops the connection', async () => {
+      const c: Connection = { ...conn, connectwise: { keyOrigin: origin } };
+      const body = withKeyUrl(`${origin}/endless`);
+      expect(
+        await status(
+          connectwise(c, req(body, { 'x-content-signature': cwSign('fetched-key', body) }), new KeyFetcher()),
+        ),
+      ).toBe(401);
+      for (let i = 0; i < 100 && !endlessClosed; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(endlessClosed).toBe(true);
+      expect(endlessSent).toBeLessThan(16 * 1024 * 1024);
+    });
+
+    it('refuses (401) a key_url answer that does not finish within the timeout', async () => {
+      const c: Connection = { ...conn, connectwise: { keyOrigin: origin } };
+      const body = withKeyUrl(`${origin}/slow`);
+      expect(
+        await status(
+          connectwise(
+            c,
+            req(body, { 'x-content-signature': cwSign('fetched-key', body) }),
+            new KeyFetcher({ timeoutMs: 200 }),
+          ),
+        ),
+      ).toBe(401);
     });
 
     it('does not follow redirects from the key URL', async () => {
