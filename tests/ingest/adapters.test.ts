@@ -266,41 +266,28 @@ describe('ConnectWise', () => {
       expect(KeyFetcher.allowed('http://api-na.myconnectwise.net/x')).toBe(false);
     });
 
-    it('stops reading a key_url answer past 16 KB and drops the connection', async () => {
+    /** The answer to a callback whose key_url is `path` on the connection's configured origin. */
+    const statusWithKeyAt = (path: string, fetcher = new KeyFetcher()) => {
       const c: Connection = { ...conn, connectwise: { keyOrigin: origin } };
-      const body = withKeyUrl(`${origin}/endless`);
-      expect(
-        await status(
-          connectwise(c, req(body, { 'x-content-signature': cwSign('fetched-key', body) }), new KeyFetcher()),
-        ),
-      ).toBe(401);
+      const body = withKeyUrl(`${origin}${path}`);
+      return status(
+        connectwise(c, req(body, { 'x-content-signature': cwSign('fetched-key', body) }), fetcher),
+      );
+    };
+
+    it('stops reading a key_url answer past 16 KB and drops the connection', async () => {
+      expect(await statusWithKeyAt('/endless')).toBe(401);
       for (let i = 0; i < 100 && !endlessClosed; i++) await new Promise((r) => setTimeout(r, 10));
       expect(endlessClosed).toBe(true);
       expect(endlessSent).toBeLessThan(16 * 1024 * 1024);
     });
 
     it('refuses (401) a key_url answer that does not finish within the timeout', async () => {
-      const c: Connection = { ...conn, connectwise: { keyOrigin: origin } };
-      const body = withKeyUrl(`${origin}/slow`);
-      expect(
-        await status(
-          connectwise(
-            c,
-            req(body, { 'x-content-signature': cwSign('fetched-key', body) }),
-            new KeyFetcher({ timeoutMs: 200 }),
-          ),
-        ),
-      ).toBe(401);
+      expect(await statusWithKeyAt('/slow', new KeyFetcher({ timeoutMs: 200 }))).toBe(401);
     });
 
     it('does not follow redirects from the key URL', async () => {
-      const c: Connection = { ...conn, connectwise: { keyOrigin: origin } };
-      const body = withKeyUrl(`${origin}/redirect`);
-      expect(
-        await status(
-          connectwise(c, req(body, { 'x-content-signature': cwSign('fetched-key', body) }), new KeyFetcher()),
-        ),
-      ).toBe(401);
+      expect(await statusWithKeyAt('/redirect')).toBe(401);
       expect(hits).toContain('/redirect');
     });
   });
