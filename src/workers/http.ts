@@ -169,16 +169,26 @@ function once(
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= MAX_BODY) chunks.push(c);
-        });
-        res.on('end', () => {
+        const done = () => {
           const h: Record<string, string> = {};
           for (const [k, v] of Object.entries(res.headers))
             if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : v;
           resolve({ status: res.statusCode ?? 0, headers: h, body: Buffer.concat(chunks).toString('utf8') });
+        };
+        res.on('data', (c: Buffer) => {
+          if (size + c.length <= MAX_BODY) {
+            size += c.length;
+            chunks.push(c);
+            return;
+          }
+          // Past the cap the answer is known (status, headers, its start): stop reading, rather
+          // than wait out a body that may never end and then call the step a timeout.
+          chunks.push(c.subarray(0, MAX_BODY - size));
+          size = MAX_BODY;
+          done();
+          res.destroy();
         });
+        res.on('end', done);
         res.on('error', (e) => reject(networkError(e, url)));
       },
     );
