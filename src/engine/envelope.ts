@@ -4,6 +4,7 @@
  */
 import type { Envelope } from './context.js';
 import { describe } from './errors.js';
+import { MAX_JSON_DEPTH } from './limits.js';
 import { NAME, TYPE } from './rule.js';
 
 export type EnvelopeCheck = { ok: true; envelope: Envelope } | { ok: false; reason: string };
@@ -17,14 +18,9 @@ function bad(reason: string): EnvelopeCheck {
 }
 
 /**
- * How deep `data`, `previous` and `raw` may nest (objects and arrays). Real payloads nest a few
- * levels; past a few thousand, JSON.stringify overflows the stack wherever the event goes next
- * (the hand-off, the run queue, the archive), and Postgres refuses it: an event that could be
- * parsed but not stored would fail every batch it shares, so it is refused here, alone.
+ * Whether v nests objects or arrays more than `left` levels deep (MAX_JSON_DEPTH: an event that
+ * could be parsed but not written back would fail every batch it travels with).
  */
-export const MAX_DEPTH = 64;
-
-/** Whether v nests objects or arrays more than `left` levels deep. */
 function tooDeep(v: unknown, left: number): boolean {
   if (typeof v !== 'object' || v === null) return false;
   if (left === 0) return true;
@@ -61,7 +57,8 @@ export function checkEnvelope(v: unknown): EnvelopeCheck {
   }
   if (Object.hasOwn(v, 'self') && typeof v.self !== 'boolean') return bad('"self" must be true or false');
   for (const f of ['data', 'previous', 'raw'] as const) {
-    if (tooDeep(v[f], MAX_DEPTH)) return bad(`"${f}" is nested too deeply (more than ${MAX_DEPTH} levels)`);
+    if (tooDeep(v[f], MAX_JSON_DEPTH))
+      return bad(`"${f}" is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`);
   }
   return { ok: true, envelope: v as unknown as Envelope };
 }

@@ -14,7 +14,14 @@ export {
   positionAt,
 } from './errors.js';
 export { type Explanation, explain, type Trace } from './explain.js';
-export { MAX_DEPTH, MAX_EXPR_BYTES, MAX_LIST, MAX_REGEX_SOURCE, REGEX_BIG_REPEAT } from './limits.js';
+export {
+  MAX_DEPTH,
+  MAX_EXPR_BYTES,
+  MAX_JSON_DEPTH,
+  MAX_LIST,
+  MAX_REGEX_SOURCE,
+  REGEX_BIG_REPEAT,
+} from './limits.js';
 export { Engine, type RuleChange, RuleIndex } from './match.js';
 export { parseExpression, parsePath } from './parse.js';
 export { compileRegex } from './regex.js';

@@ -13,6 +13,13 @@ export const MAX_EXPR_BYTES = 65_536;
  */
 export const MAX_DEPTH = 64;
 
+/**
+ * Maximum nesting of objects and arrays in an event's `data`, `previous` and `raw`, and in a
+ * step's parameters (`with`). Real payloads nest a few levels; one nested thousands deep overflows
+ * JSON.stringify and the compiler's recursion wherever it goes next.
+ */
+export const MAX_JSON_DEPTH = 64;
+
 /** Maximum elements of one list literal, or of one `in`/`nin` value array of a condition tree. */
 export const MAX_LIST = 10_000;
 

@@ -11,6 +11,7 @@ import type { Node, Segment } from './ast.js';
 import { compileBool, compileValue, type Pred, type Val } from './compile.js';
 import type { EvalContext } from './context.js';
 import { EngineError, positionAt } from './errors.js';
+import { MAX_JSON_DEPTH } from './limits.js';
 import { parseExpression } from './parse.js';
 
 export const RUN_ROOTS: ReadonlySet<string> = new Set(['meta', 'custom', 'steps']);
@@ -143,7 +144,12 @@ export function isTemplate(text: string): boolean {
  * Compiles a parameter value: strings as templates, arrays and objects member by member (keys
  * are not templated), other JSON as constants. `where` locates errors (`actions[0].with.summary`).
  */
-export function compileParams(value: unknown, where: string, scope?: TemplateScope): Render {
+export function compileParams(value: unknown, where: string, scope?: TemplateScope, depth = 0): Render {
+  if (typeof value === 'object' && value !== null && depth >= MAX_JSON_DEPTH) {
+    throw new EngineError('SB_RULE_LIMIT', `parameters nested deeper than ${MAX_JSON_DEPTH} levels`, {
+      where,
+    });
+  }
   if (typeof value === 'string') {
     if (!isTemplate(value)) return () => value;
     try {
@@ -153,7 +159,7 @@ export function compileParams(value: unknown, where: string, scope?: TemplateSco
     }
   }
   if (Array.isArray(value)) {
-    const items = value.map((v, i) => compileParams(v, `${where}[${i}]`, scope));
+    const items = value.map((v, i) => compileParams(v, `${where}[${i}]`, scope, depth + 1));
     return (c) => items.map((r) => r(c));
   }
   if (typeof value === 'object' && value !== null) {
@@ -165,6 +171,7 @@ export function compileParams(value: unknown, where: string, scope?: TemplateSco
             v,
             /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? `${where}.${k}` : `${where}[${JSON.stringify(k)}]`,
             scope,
+            depth + 1,
           ),
         ] as const,
     );

@@ -18,23 +18,25 @@ export function pgJson(value: unknown): string {
 
 /**
  * Where a value holds U+0000, in a string or in a key: a path such as `steps[2].params.body`
- * (`(value)` for the value itself), or undefined when it holds none.
+ * (`(value)` for the value itself), or undefined when it holds none. Walks with its own stack, so
+ * a value nested however deep is answered rather than overflowing (the rule compiler refuses
+ * such a document after this, with its own limit).
  */
-export function nulPath(value: unknown, path = ''): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path || '(value)' : undefined;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const p = nulPath(value[i], `${path}[${i}]`);
-      if (p !== undefined) return p;
-    }
-    return undefined;
-  }
-  if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      const at = path ? `${path}.${k}` : k;
-      if (k.includes('\u0000')) return at;
-      const p = nulPath(v, at);
-      if (p !== undefined) return p;
+export function nulPath(value: unknown): string | undefined {
+  const stack: Array<[unknown, string]> = [[value, '']];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return path || '(value)';
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}[${i}]`]);
+    } else if (v !== null && typeof v === 'object') {
+      const entries = Object.entries(v);
+      for (const [k] of entries) if (k.includes('\u0000')) return path ? `${path}.${k}` : k;
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, x] = entries[i]!;
+        stack.push([x, path ? `${path}.${k}` : k]);
+      }
     }
   }
   return undefined;

@@ -162,6 +162,22 @@ describe('run fields of a rule', () => {
     );
     expect(fails({ actions: [{ type: 'log', extra: 1 }] }).where).toBe('actions[0].extra');
   });
+  it('refuses parameters nested over 64 levels (SB_RULE_LIMIT), however deep, without overflowing', () => {
+    const nest = (n: number) => {
+      let v: unknown = 'x';
+      for (let i = 0; i < n; i++) v = { a: v };
+      return v;
+    };
+    // `with` itself is the first of the 64 levels: 63 objects inside `extra` pass, 64 do not.
+    expect(() =>
+      compileRule({ id: 'ok', source: '*', actions: [{ type: 'log', with: { extra: nest(63) } }] }),
+    ).not.toThrow();
+    for (const n of [64, 50_000]) {
+      const e = fails({ actions: [{ type: 'log', with: { extra: nest(n) } }] });
+      expect(e.code).toBe('SB_RULE_LIMIT');
+      expect(e.where).toMatch(/^actions\[0\]\.with\.extra(\.a)+$/);
+    }
+  });
   it('conditions cannot read the run roots', () => {
     const r = compileRule({ id: 'r', source: '*', when: 'meta.attempt == 2' });
     expect(r.condition.pred(contextOf(env, run), null)).toBe(false);
