@@ -4,7 +4,7 @@
  */
 import type { Envelope } from './context.js';
 import { describe } from './errors.js';
-import { MAX_JSON_DEPTH } from './limits.js';
+import { MAX_JSON_DEPTH, nestedDeeper } from './limits.js';
 import { NAME, TYPE } from './rule.js';
 
 export type EnvelopeCheck = { ok: true; envelope: Envelope } | { ok: false; reason: string };
@@ -15,21 +15,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function bad(reason: string): EnvelopeCheck {
   return { ok: false, reason };
-}
-
-/**
- * Whether v nests objects or arrays more than `left` levels deep (MAX_JSON_DEPTH: an event that
- * could be parsed but not written back would fail every batch it travels with).
- */
-function tooDeep(v: unknown, left: number): boolean {
-  if (typeof v !== 'object' || v === null) return false;
-  if (left === 0) return true;
-  if (Array.isArray(v)) {
-    for (const x of v) if (tooDeep(x, left - 1)) return true;
-  } else {
-    for (const k in v) if (tooDeep((v as Record<string, unknown>)[k], left - 1)) return true;
-  }
-  return false;
 }
 
 export function checkEnvelope(v: unknown): EnvelopeCheck {
@@ -57,7 +42,7 @@ export function checkEnvelope(v: unknown): EnvelopeCheck {
   }
   if (Object.hasOwn(v, 'self') && typeof v.self !== 'boolean') return bad('"self" must be true or false');
   for (const f of ['data', 'previous', 'raw'] as const) {
-    if (tooDeep(v[f], MAX_JSON_DEPTH))
+    if (nestedDeeper(v[f], MAX_JSON_DEPTH))
       return bad(`"${f}" is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`);
   }
   return { ok: true, envelope: v as unknown as Envelope };

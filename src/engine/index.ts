@@ -20,6 +20,7 @@ export {
   MAX_JSON_DEPTH,
   MAX_LIST,
   MAX_REGEX_SOURCE,
+  nestedDeeper,
   REGEX_BIG_REPEAT,
 } from './limits.js';
 export { Engine, type RuleChange, RuleIndex } from './match.js';

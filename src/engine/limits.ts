@@ -20,6 +20,21 @@ export const MAX_DEPTH = 64;
  */
 export const MAX_JSON_DEPTH = 64;
 
+/**
+ * Whether v nests objects or arrays more than `levels` deep (the recursion stops there, so a value
+ * nested however deep is answered).
+ */
+export function nestedDeeper(v: unknown, levels: number): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  if (levels === 0) return true;
+  if (Array.isArray(v)) {
+    for (const x of v) if (nestedDeeper(x, levels - 1)) return true;
+  } else {
+    for (const k in v) if (nestedDeeper((v as Record<string, unknown>)[k], levels - 1)) return true;
+  }
+  return false;
+}
+
 /** Maximum elements of one list literal, or of one `in`/`nin` value array of a condition tree. */
 export const MAX_LIST = 10_000;
 

@@ -9,6 +9,7 @@
 import type { Redis } from 'ioredis';
 import { historyStreamKey } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
+import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { type Db, pgJson } from '../store/index.js';
 
 export type RunStatus =
@@ -55,12 +56,16 @@ export interface RunRecord {
 const MAX_OUTPUT = 16_384;
 
 /**
- * A step output bounded in size (the database also refuses more than 64 KiB). An output JSON
- * cannot write (an API's answer nested thousands deep: the stack overflows) is replaced by a note:
- * thrown, it would fail the run after its step's request had gone out.
+ * A step output bounded in size (the database also refuses more than 64 KiB) and depth. An output
+ * nested past MAX_JSON_DEPTH (an API's answer: JSON.stringify overflows the stack a few thousand
+ * levels down, wherever the run's state is written next) is replaced by a note: thrown, it would
+ * fail the run after its step's request had gone out.
  */
 export function bounded(v: unknown): unknown {
   if (v === undefined) return null;
+  if (nestedDeeper(v, MAX_JSON_DEPTH)) {
+    return { truncated: true, unwritable: `nested deeper than ${MAX_JSON_DEPTH} levels` };
+  }
   let s: string | undefined;
   try {
     s = JSON.stringify(v);
