@@ -4,7 +4,7 @@
  * AdminError, which each front end encodes its own way (HTTP status + JSON, gRPC status + message).
  */
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { nulPath } from '../store/index.js';
+import { UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { AdminError, type FieldError } from './errors.js';
 import { type ApiKeys, allows } from './keys.js';
 import { inputSchema, OPERATIONS, type Operation } from './ops.js';
@@ -75,10 +75,10 @@ export class AdminApi {
         details,
       );
     }
-    // Postgres stores no U+0000: refused here with its field, rather than failing in the store.
-    const nul = nulPath(input);
+    // Postgres stores no U+0000 nor lone surrogates: refused here with the field, not in the store.
+    const nul = unstorablePath(input);
     if (nul !== undefined) {
-      const reason = 'holds the character U+0000, which cannot be stored';
+      const reason = UNSTORABLE_REASON;
       throw new AdminError('invalid_argument', `${nul}: ${reason}`, [{ field: nul, reason }]);
     }
     return op.call(this.service, caller, input);

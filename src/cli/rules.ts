@@ -18,7 +18,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { compileRuleSet } from '../engine/index.js';
-import { migrate, nulPath, RuleStore, type StoredRule } from '../store/index.js';
+import { migrate, RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { openCommandDb } from './env.js';
 
 export interface RulesIo {
@@ -107,13 +107,11 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   }
   const { errors } = compileRuleSet(docs.map((d) => d.doc));
   const problems = errors.map((e) => `${docs[e.index]!.file}: ${e.label}: ${e.error.message}`);
-  // Postgres stores no U+0000 (the store would refuse it halfway through the files).
+  // Postgres stores no U+0000 nor lone surrogates (the store would fail halfway through the files).
   for (const { doc, file } of docs) {
-    const nul = errors.some((e) => docs[e.index]!.doc === doc) ? undefined : nulPath(doc);
+    const nul = errors.some((e) => docs[e.index]!.doc === doc) ? undefined : unstorablePath(doc);
     if (nul !== undefined)
-      problems.push(
-        `${file}: rule ${JSON.stringify(doc.id)}: ${nul}: holds the character U+0000, which cannot be stored`,
-      );
+      problems.push(`${file}: rule ${JSON.stringify(doc.id)}: ${nul}: ${UNSTORABLE_REASON}`);
   }
   if (problems.length > 0) {
     for (const p of problems) io.stderr.write(`${p}\n`);

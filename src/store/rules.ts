@@ -9,7 +9,7 @@
  */
 import { audit } from './audit.js';
 import type { Db, Queryable } from './db.js';
-import { nulPath } from './json.js';
+import { UNSTORABLE_REASON, unstorablePath } from './json.js';
 
 export type RuleStatus = 'active' | 'draft' | 'paused' | 'archived';
 
@@ -94,9 +94,8 @@ export class RuleStore {
   ): Promise<StoredRule> {
     const id = document.id;
     if (typeof id !== 'string') throw new TypeError('a rule document needs a string id');
-    const nul = nulPath(document);
-    if (nul !== undefined)
-      throw new TypeError(`rule ${id}: ${nul} holds the character U+0000, which cannot be stored`);
+    const nul = unstorablePath(document);
+    if (nul !== undefined) throw new TypeError(`rule ${id}: ${nul} ${UNSTORABLE_REASON}`);
     return this.db.transaction(async (tx) => {
       const cur = await tx.query<{ version: number; status: RuleStatus }>(
         'select version, status from rules where tenant_id = $1 and id = $2 for update',

@@ -101,7 +101,7 @@ it('refuses a rule holding U+0000 (Postgres stores none) before writing anything
   const r = await run(['apply', '-f', nul, '--tenant', 'acme']);
   expect(r.code).toBe(2);
   expect(r.stderr).toContain(
-    'b.json: rule "nul-bad": actions[0].with.message: holds the character U+0000, which cannot be stored',
+    'b.json: rule "nul-bad": actions[0].with.message: holds a character Postgres cannot store (U+0000 or a lone surrogate)',
   );
   expect(r.stderr).toContain('nothing was applied');
   const exported = JSON.parse((await run(['export', '--tenant', 'acme'])).stdout) as Array<{ id: string }>;

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type Db, migrate, nulPath, pgJson, setTenantSettings } from '../../src/store/index.js';
+import { type Db, migrate, pgJson, setTenantSettings, unstorablePath } from '../../src/store/index.js';
 import { ArchiveDrain } from '../../src/workers/archive.js';
 import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
 import { testSchemaDb } from '../pg-schema.js';
@@ -29,17 +29,23 @@ afterAll(async () => {
   await db?.close();
 });
 
-it('pgJson writes U+0000 as U+FFFD, in values and keys, and leaves an escaped backslash alone', () => {
+it('pgJson writes U+0000 and lone surrogates as U+FFFD, in values and keys, and leaves the rest alone', () => {
   const v = { 'k\u0000': ['a\u0000b', '\\u0000', '\\\u0000'], n: 1 };
   expect(JSON.parse(pgJson(v))).toEqual({ 'k\ufffd': ['a\ufffdb', '\\u0000', '\\\ufffd'], n: 1 });
+  // A lone high or low surrogate is replaced; a pair (an emoji) and an escaped backslash are kept.
+  const s = { a: 'x\ud800y', b: '\udc00', c: '😀 ok', d: '\\ud800', e: 'é' };
+  expect(JSON.parse(pgJson(s))).toEqual({ a: 'x\ufffdy', b: '\ufffd', c: '😀 ok', d: '\\ud800', e: 'é' });
+  expect(unstorablePath({ a: ['x', 'y\udbff'] })).toBe('a[1]');
+  expect(unstorablePath({ a: '\udc00z' })).toBe('a');
+  expect(unstorablePath({ a: '😀', b: '\\ud800' })).toBeUndefined();
   expect(pgJson({ plain: 'text' })).toBe(JSON.stringify({ plain: 'text' }));
-  expect(nulPath({ a: [{ b: 'x' }, { c: 'y\u0000' }] })).toBe('a[1].c');
-  expect(nulPath({ 'k\u0000': 1 })).toBe('k\u0000');
-  expect(nulPath('\u0000')).toBe('(value)');
-  expect(nulPath({ a: ['x'], b: null, c: 2 })).toBeUndefined();
+  expect(unstorablePath({ a: [{ b: 'x' }, { c: 'y\u0000' }] })).toBe('a[1].c');
+  expect(unstorablePath({ 'k\u0000': 1 })).toBe('k\u0000');
+  expect(unstorablePath('\u0000')).toBe('(value)');
+  expect(unstorablePath({ a: ['x'], b: null, c: 2 })).toBeUndefined();
 });
 
-it('the archive keeps an event whose payload holds U+0000', async () => {
+it('the archive keeps an event whose payload holds U+0000 or a lone surrogate', async () => {
   const drain = new ArchiveDrain(redis.duplicate(), `${key}:archive`, db, { blockMs: 50 });
   const at = new Date().toISOString();
   const envelope = (id: string, summary: string) => ({
@@ -64,6 +70,15 @@ it('the archive keeps an event whose payload holds U+0000', async () => {
     },
     {
       tenant_id: 'acme',
+      id: 'surrogate',
+      received_at: at,
+      source: 'halo',
+      type: 'ticket.updated',
+      time: at,
+      envelope: envelope('surrogate', 'cut \ud83d'),
+    },
+    {
+      tenant_id: 'acme',
       id: 'ok',
       received_at: at,
       source: 'halo',
@@ -78,6 +93,7 @@ it('the archive keeps an event whose payload holds U+0000', async () => {
   expect(rows.rows).toEqual([
     { id: 'nul', summary: 'printer\ufffdjam' },
     { id: 'ok', summary: 'fine' },
+    { id: 'surrogate', summary: 'cut \ufffd' },
   ]);
   expect(drain.lastError).toBeUndefined();
 });
