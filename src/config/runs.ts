@@ -19,6 +19,15 @@ export const RUN_JOB_DEFAULTS = {
 } as const;
 
 /**
+ * The approximate MAXLEN of the archive and history streams: a last guard, not a budget. Their
+ * entries are batches (up to 256 events, a turn's run records), so Redis's memory fills long
+ * before it (noeviction: then the ingest answers 503) and nothing is trimmed that a drain has not
+ * written. At 1,000,000 (history's trim until 2026-12-07) a Postgres outage of about 20 minutes at
+ * 2,000 runs/s would have trimmed run history that was never written.
+ */
+export const STREAM_MAXLEN = 10_000_000;
+
+/**
  * The archive stream: every event the ingest accepted (JSON of its outbox entry in field `e`),
  * drained into the Postgres event archive by the workers (src/workers/archive.ts).
  */

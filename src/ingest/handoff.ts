@@ -38,6 +38,7 @@ import {
   loopKey,
   type RunEvent,
   runJobId,
+  STREAM_MAXLEN,
 } from '../config/runs.js';
 import { jsonLines } from '../config/streams.js';
 import type { Engine, Envelope } from '../engine/index.js';
@@ -162,7 +163,7 @@ if nadd > 0 then
   redis.call('EXPIREAT', KEYS[3], ARGV[1])
   local blob = ARGV[4]
   if nadd < n then blob = committed(blob, function() return true end) end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000000', '*', 'e', blob)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'e', blob)
 end
 -- The loop breaker, for the runs of the events that committed: one window per rule and entity.
 local over = {}

@@ -7,7 +7,7 @@
  * one twice (after a crash) changes nothing.
  */
 import type { Redis } from 'ioredis';
-import { historyStreamKey } from '../config/runs.js';
+import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { type Db, pgJson } from '../store/index.js';
@@ -127,7 +127,7 @@ export class HistoryLog {
       // One stream entry for the turn's records, as NDJSON in field `r` (JSON.stringify writes no
       // raw newline): one XADD instead of one per run, and the drain reads, acknowledges and
       // deletes one entry for all of them. Measured on the worker benchmark: +6–10% runs/s.
-      const added = this.redis.xadd(this.key, 'MAXLEN', '~', '1000000', '*', 'r', batch.join('\n'));
+      const added = this.redis.xadd(this.key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', batch.join('\n'));
       if (this.ordered) {
         added.catch((e: Error) => {
           this.lastError = e;
