@@ -190,6 +190,14 @@ return table.concat(out)
 /** Events per script call: bounds how long one call holds Redis. */
 const CHUNK = 256;
 
+/**
+ * How far ahead of its arrival an event's time may be for ordering (staleness). A time further
+ * ahead is a PSA clock or data error (a record dated 2099): taken as it stands, the entity's
+ * snapshot would carry it, and every real event of that entity after it would be stale, not
+ * matched, until the snapshot expired (90 days). It counts as its arrival plus this instead.
+ */
+export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
+
 export type Outcome = 'accepted' | 'duplicate' | 'stale';
 
 export interface HandoffResult {
@@ -249,6 +257,8 @@ interface Pending {
   /** The entity's snapshot key; null for events without an entity (nothing to read or write). */
   readonly snapshotKey: string | null;
   readonly receivedAt: string;
+  /** receivedAt in ms. */
+  readonly receivedMs: number;
   readonly group: Group;
   readonly index: number;
   attempts: number;
@@ -369,6 +379,7 @@ export class Handoff {
               ? null
               : `${this.prefix}:s:${e.tenant}:${e.source}:${ev.entity}:${ev.entityId}`,
           receivedAt: iso,
+          receivedMs: receivedAt,
           group,
           index: i,
           attempts: 0,
@@ -526,8 +537,11 @@ export class Handoff {
     }
     const hasSnap = version !== '0';
     const previous = hasSnap ? snap : (ev.envelope.previous ?? null);
-    const eventTime = Date.parse(ev.envelope.time);
-    const stale = hasSnap && snapTime > eventTime;
+    const parsed = Date.parse(ev.envelope.time);
+    const timed = Number.isFinite(parsed);
+    // Ordered by the event's time, but never by more than MAX_FUTURE_SKEW_MS past its arrival.
+    const eventTime = timed ? Math.min(parsed, p.receivedMs + MAX_FUTURE_SKEW_MS) : p.receivedMs;
+    const stale = hasSnap && timed && snapTime > eventTime;
     let data: Record<string, unknown>;
     switch (ev.merge) {
       case 'patch':
@@ -574,14 +588,7 @@ export class Handoff {
     const result: HandoffResult = { id: ev.envelope.id, outcome, matches: rules };
     const loops = rules.length > 0 ? this.loops(engine, envelope, rules) : NO_LOOPS;
     if (p.snapshotKey === null) return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member], loops };
-    const args = [
-      p.member,
-      version,
-      String(Number.isFinite(eventTime) ? eventTime : Date.parse(p.receivedAt)),
-      ev.merge,
-      stale ? '1' : '0',
-      '0',
-    ];
+    const args = [p.member, version, String(eventTime), ev.merge, stale ? '1' : '0', '0'];
     if (ev.merge === 'replace' || ev.merge === 'patch') {
       let n = 0;
       for (const k in ev.envelope.data) {

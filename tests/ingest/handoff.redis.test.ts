@@ -196,6 +196,39 @@ it('mixes plain and entity events in one chunk: snapshots, previous and matches 
   expect(events.map((e) => e.envelope.id).sort()).toEqual(['p1', 'u1', 'u2', 'u3']);
 });
 
+it("an event dated far ahead of its arrival cannot make the entity's next events stale", async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  const at = Date.parse('2026-11-20T10:00:00.000Z');
+  // A record dated 2099 (a PSA clock or data error), then real updates of the same ticket.
+  const [bogus] = await h.submitAll(
+    [ticket('f1', '9', { id: 9, priority: 3 }, '2099-01-01T00:00:00.000Z')],
+    at,
+  );
+  expect(bogus!.outcome).toBe('accepted');
+  // Within the skew allowed (5 minutes after the bogus one arrived) a real event is still older.
+  const [early] = await h.submitAll(
+    [ticket('f2', '9', { id: 9, priority: 2 }, '2026-11-20T10:01:00.000Z')],
+    at + 60_000,
+  );
+  expect(early!.outcome).toBe('stale');
+  // After it, real events are ordered by their own times again, and match.
+  const [next] = await h.submitAll(
+    [ticket('f3', '9', { id: 9, priority: 1 }, '2026-11-20T10:06:00.000Z')],
+    at + 360_000,
+  );
+  expect([next!.outcome, next!.matches]).toEqual(['accepted', ['ticket-p1']]);
+  // A clock a little ahead (under the skew) still orders as before: an older event is stale.
+  const [ahead] = await h.submitAll(
+    [ticket('g1', '10', { id: 10, priority: 3 }, '2026-11-20T10:02:00.000Z')],
+    at,
+  );
+  const [older] = await h.submitAll(
+    [ticket('g2', '10', { id: 10, priority: 1 }, '2026-11-20T10:01:00.000Z')],
+    at + 10_000,
+  );
+  expect([ahead!.outcome, older!.outcome]).toEqual(['accepted', 'stale']);
+});
+
 it('remembers an id for at least the dedupe window and drops it after its bucket expires', async () => {
   let now = 0;
   const windowS = 20; // buckets of 10 s
