@@ -65,6 +65,24 @@ export interface RunEvent {
 }
 
 /**
+ * How far ahead of its arrival an event's time may be when events of one entity are ordered (the
+ * ingest's staleness, debounce timers). A time further ahead is a PSA clock or data error (a
+ * record dated 2099): taken as it stands, it would make every real event of that entity after it
+ * "older" (stale and not matched, or unable to re-arm or cancel a timer) for as long as its state
+ * lives. It counts as its arrival plus this instead.
+ */
+export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
+
+/**
+ * The time that orders an event among its entity's: its own, at most MAX_FUTURE_SKEW_MS past its
+ * arrival (`receivedMs`); NaN when it has no readable time.
+ */
+export function orderingTime(time: string | undefined, receivedMs: number): number {
+  const t = Date.parse(time ?? '');
+  return Number.isFinite(t) ? Math.min(t, receivedMs + MAX_FUTURE_SKEW_MS) : Number.NaN;
+}
+
+/**
  * The payload of a run job. `kind` says why it exists: a match (`match`, the default), a
  * debounce timer that fired (`debounced`), a schedule tick (`schedule`), a replay (`replay`),
  * or a non-matching event that cancels a debounce timer (`cancel`).

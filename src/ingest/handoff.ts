@@ -36,6 +36,7 @@ import {
   dispatchStreamKey,
   loopEntity,
   loopKey,
+  orderingTime,
   type RunEvent,
   runJobId,
   STREAM_MAXLEN,
@@ -189,14 +190,6 @@ return table.concat(out)
 
 /** Events per script call: bounds how long one call holds Redis. */
 const CHUNK = 256;
-
-/**
- * How far ahead of its arrival an event's time may be for ordering (staleness). A time further
- * ahead is a PSA clock or data error (a record dated 2099): taken as it stands, the entity's
- * snapshot would carry it, and every real event of that entity after it would be stale, not
- * matched, until the snapshot expired (90 days). It counts as its arrival plus this instead.
- */
-export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
 
 export type Outcome = 'accepted' | 'duplicate' | 'stale';
 
@@ -537,10 +530,10 @@ export class Handoff {
     }
     const hasSnap = version !== '0';
     const previous = hasSnap ? snap : (ev.envelope.previous ?? null);
-    const parsed = Date.parse(ev.envelope.time);
-    const timed = Number.isFinite(parsed);
     // Ordered by the event's time, but never by more than MAX_FUTURE_SKEW_MS past its arrival.
-    const eventTime = timed ? Math.min(parsed, p.receivedMs + MAX_FUTURE_SKEW_MS) : p.receivedMs;
+    const ordered = orderingTime(ev.envelope.time, p.receivedMs);
+    const timed = Number.isFinite(ordered);
+    const eventTime = timed ? ordered : p.receivedMs;
     const stale = hasSnap && timed && snapTime > eventTime;
     let data: Record<string, unknown>;
     switch (ev.merge) {

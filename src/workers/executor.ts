@@ -10,7 +10,15 @@
  */
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ADMIT_LUA, loopEntity, loopKey, type RunJob, windowKey } from '../config/runs.js';
+import {
+  ADMIT_LUA,
+  loopEntity,
+  loopKey,
+  orderingTime,
+  type RunEvent,
+  type RunJob,
+  windowKey,
+} from '../config/runs.js';
 import { type CompiledRule, contextOf, type Envelope, type Step } from '../engine/index.js';
 import type { Action, ActionContext } from './actions.js';
 import { ActionError, WaitError } from './errors.js';
@@ -64,6 +72,12 @@ return admit(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 type ExecRedis = Redis & {
   sbAdmit(key: string, now: number, window: number, max: number, member: string): Promise<number>;
 };
+
+/** The time that orders an event among its entity's for debounce timers (config/runs.ts). */
+function eventOrder(e: RunEvent, now: number): number {
+  const t = orderingTime(e.time, Date.parse(e.receivedAt ?? '') || now);
+  return Number.isFinite(t) ? t : now;
+}
 
 export class Executor {
   private readonly now: () => number;
@@ -141,7 +155,7 @@ export class Executor {
     const kind = d.kind ?? 'match';
     if (w.debounce && kind === 'match') {
       const key = String(w.debounce.key(contextOf(d.event as Envelope)) ?? '');
-      const t = Date.parse(d.event.time ?? '') || now;
+      const t = eventOrder(d.event, now);
       const armed = await this.o.timers.arm(Timers.id(d.tenant, d.ruleId, key), now + w.debounce.ms, t, {
         tenant: d.tenant,
         ruleId: d.ruleId,
@@ -221,7 +235,7 @@ export class Executor {
     const deb = rule?.rule.workflow.debounce;
     if (!deb) return { status: 'no-debounce' };
     const key = String(deb.key(contextOf(d.event as Envelope)) ?? '');
-    const t = Date.parse(d.event.time ?? '') || this.now();
+    const t = eventOrder(d.event, this.now());
     const done = await this.o.timers.cancel(Timers.id(d.tenant, d.ruleId, key), t);
     return { status: done ? 'debounce-cancelled' : 'no-timer' };
   }

@@ -145,6 +145,24 @@ describe('rule-level timing', () => {
     expect(rx.on('/deb').map((r) => JSON.parse(r.body))).toEqual([{ event: 'o2' }]);
   });
 
+  it('debounce: an event dated far ahead of its arrival does not stop later real events from cancelling', async () => {
+    // Armed by a record dated 2099 that arrived ten minutes ago (a PSA clock or data error).
+    const bogus = {
+      ...dev('o6', 'd3', 'offline'),
+      time: '2099-01-01T00:00:00.000Z',
+      receivedAt: new Date(Date.now() - 600_000).toISOString(),
+    };
+    await h.enqueue('offline', bogus);
+    await eventually('armed', async () => ((await h.worker!.timers.size()) > 0 ? true : undefined));
+    // A real event of the device now: newer than the bogus one's arrival plus the 5 minutes allowed.
+    await h.enqueue('offline', dev('o7', 'd3', 'online'), { kind: 'cancel' });
+    await eventually('cancelled', async () => ((await h.worker!.timers.size()) === 0 ? true : undefined));
+    // Cancelled, not fired: past the debounce, no run.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await h.run(runJobId('acme', 'o6', 'offline', 'debounced'))).toBeUndefined();
+    expect(rx.on('/deb').map((r) => JSON.parse(r.body))).toEqual([{ event: 'o2' }]);
+  });
+
   it('debounce: a timer that fires after its rule was paused starts no run', async () => {
     await h.enqueue('offline', dev('o5', 'd3', 'offline'));
     await eventually('armed', async () => ((await h.worker!.timers.size()) > 0 ? true : undefined));
