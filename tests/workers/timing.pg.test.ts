@@ -7,7 +7,7 @@
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runJobId } from '../../src/config/runs.js';
+import { type RunEvent, runJobId } from '../../src/config/runs.js';
 import { Receiver } from './fakes/receiver.js';
 import { event, eventually, type Harness, harness } from './harness.js';
 
@@ -135,14 +135,20 @@ describe('rule-level timing', () => {
     expect(await h.run(runJobId('acme', 'o1', 'offline', 'debounced'))).toBeUndefined();
   });
 
-  it('debounce: a non-matching event of the key cancels the timer', async () => {
-    await h.enqueue('offline', dev('o3', 'd2', 'offline'));
+  /** Arms a timer with `arm`, cancels it with `cancel`, and shows that it never fires. */
+  async function armThenCancel(arm: RunEvent, cancel: RunEvent): Promise<void> {
+    await h.enqueue('offline', arm);
     await eventually('armed', async () => ((await h.worker!.timers.size()) > 0 ? true : undefined));
-    await h.enqueue('offline', dev('o4', 'd2', 'online'), { kind: 'cancel' });
+    await h.enqueue('offline', cancel, { kind: 'cancel' });
     await eventually('cancelled', async () => ((await h.worker!.timers.size()) === 0 ? true : undefined));
+    // Cancelled, not fired: past the debounce, no run.
     await new Promise((r) => setTimeout(r, 1500));
-    expect(await h.run(runJobId('acme', 'o3', 'offline', 'debounced'))).toBeUndefined();
+    expect(await h.run(runJobId('acme', arm.id, 'offline', 'debounced'))).toBeUndefined();
     expect(rx.on('/deb').map((r) => JSON.parse(r.body))).toEqual([{ event: 'o2' }]);
+  }
+
+  it('debounce: a non-matching event of the key cancels the timer', async () => {
+    await armThenCancel(dev('o3', 'd2', 'offline'), dev('o4', 'd2', 'online'));
   });
 
   it('debounce: an event dated far ahead of its arrival does not stop later real events from cancelling', async () => {
@@ -152,15 +158,8 @@ describe('rule-level timing', () => {
       time: '2099-01-01T00:00:00.000Z',
       receivedAt: new Date(Date.now() - 600_000).toISOString(),
     };
-    await h.enqueue('offline', bogus);
-    await eventually('armed', async () => ((await h.worker!.timers.size()) > 0 ? true : undefined));
     // A real event of the device now: newer than the bogus one's arrival plus the 5 minutes allowed.
-    await h.enqueue('offline', dev('o7', 'd3', 'online'), { kind: 'cancel' });
-    await eventually('cancelled', async () => ((await h.worker!.timers.size()) === 0 ? true : undefined));
-    // Cancelled, not fired: past the debounce, no run.
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(await h.run(runJobId('acme', 'o6', 'offline', 'debounced'))).toBeUndefined();
-    expect(rx.on('/deb').map((r) => JSON.parse(r.body))).toEqual([{ event: 'o2' }]);
+    await armThenCancel(bogus, dev('o7', 'd3', 'online'));
   });
 
   it('debounce: a timer that fires after its rule was paused starts no run', async () => {
