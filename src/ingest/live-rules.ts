@@ -21,7 +21,10 @@ export class LiveRules {
 
   async start(): Promise<() => Promise<void>> {
     // Subscribe first, so no change between the load and the subscription is missed.
-    const off = await this.store.onChange((n) => void this.refresh(n.tenant, n.id));
+    const off = await this.store.onChange(
+      (n) => void this.refresh(n.tenant, n.id),
+      () => void this.resync(),
+    );
     const rules: CompiledRule[] = [];
     for (const r of await this.store.active()) {
       const c = this.compile(r.tenant, r.document);
@@ -41,6 +44,33 @@ export class LiveRules {
     } catch (e) {
       this.broken.set(`${tenant}/${String(doc.id)}`, (e as Error).message);
       return undefined;
+    }
+  }
+
+  /**
+   * After notifications were missed (the store's listening connection was lost): the store's
+   * active rules, applied as the changes they are against this index. Tried again for a while if
+   * the store is not answering yet.
+   */
+  private async resync(): Promise<void> {
+    const active = await this.store.activeWhenReachable();
+    if (!active) return;
+    const now = new Map(active.map((r) => [`${r.tenant}\u0000${r.id}`, r]));
+    for (const [k, r] of now) {
+      const cur = this.documents.get(k);
+      if (cur && JSON.stringify(cur.doc) === JSON.stringify(r.document)) continue;
+      const compiled = this.compile(r.tenant, r.document);
+      if (!compiled) continue;
+      this.engine.apply({ upsert: [compiled] });
+      this.documents.set(k, { tenant: r.tenant, doc: r.document });
+      this.onChange?.(r.tenant, r.id, r.document);
+    }
+    for (const [k, { tenant, doc }] of [...this.documents]) {
+      if (now.has(k)) continue;
+      const id = String(doc.id);
+      this.engine.apply({ remove: [{ tenant, id }] });
+      this.documents.delete(k);
+      this.onChange?.(tenant, id, null);
     }
   }
 

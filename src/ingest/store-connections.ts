@@ -78,7 +78,9 @@ export class StoreConnections {
 
   async start(): Promise<void> {
     // A change made through the admin API (any process) reloads at once; the timer is the backstop.
-    this.off = await this.db.listen(configChannel(this.db), () => void this.reload().catch(() => {}));
+    const reload = () => void this.reload().catch(() => {});
+    // Resync: a change missed while the listening connection was lost is read now.
+    this.off = await this.db.listen(configChannel(this.db), reload, reload);
     await this.reload();
     this.timer = setInterval(() => void this.reload().catch(() => {}), this.o.everyMs ?? 5_000);
     this.timer.unref();

@@ -26,8 +26,16 @@ export interface Db extends Queryable {
   readonly namespace: string;
   /** Runs `fn` in one transaction; rolls back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Subscribes to NOTIFY on a channel; returns the unsubscribe function. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Subscribes to NOTIFY on a channel; returns the unsubscribe function. `onResync` is called
+   * when notifications may have been missed (the listening connection was lost and is back):
+   * the subscriber reloads what it mirrors.
+   */
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onResync?: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -45,11 +53,24 @@ export interface PostgresOptions {
   readonly max?: number;
 }
 
+interface Subscriber {
+  readonly onPayload: (payload: string) => void;
+  readonly onResync: (() => void) | undefined;
+}
+
+/** Waits between attempts to get the listening connection back: 1 s, doubling, at most 30 s. */
+const RELISTEN_FIRST_MS = 1_000;
+const RELISTEN_MAX_MS = 30_000;
+
 class PostgresDb implements Db {
   readonly kind = 'postgres' as const;
   readonly namespace: string;
   private listener: pg.Client | undefined;
-  private readonly handlers = new Map<string, Set<(p: string) => void>>();
+  private readonly handlers = new Map<string, Set<Subscriber>>();
+  private relistenTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Times the listening connection was lost and made again (for tests and metrics). */
+  relistens = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -91,28 +112,77 @@ class PostgresDb implements Db {
     }
   }
 
-  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onResync?: () => void,
+  ): Promise<() => Promise<void>> {
     checkChannel(channel);
-    if (!this.listener) {
-      const c = new pg.Client({ connectionString: this.opts.url });
-      await c.connect();
-      c.on('notification', (m) => {
-        for (const h of this.handlers.get(m.channel) ?? []) h(m.payload ?? '');
-      });
-      this.listener = c;
-    }
+    if (!this.listener && !this.relistenTimer) this.listener = await this.connectListener();
     let set = this.handlers.get(channel);
     if (!set) {
       this.handlers.set(channel, (set = new Set()));
-      await this.listener.query(`listen ${channel}`);
+      // While the connection is being made again, the new connection listens to every channel.
+      if (this.listener) await this.listener.query(`listen ${channel}`);
     }
-    set.add(onPayload);
+    const sub: Subscriber = { onPayload, onResync };
+    set.add(sub);
     return async () => {
-      set!.delete(onPayload);
+      set!.delete(sub);
     };
   }
 
+  /**
+   * The connection LISTEN runs on. A server restart, a failover or a proxy closing idle
+   * connections ends it: unhandled, its 'error' event would crash the process (every serve and
+   * worker), and without it rule and connection changes would stop arriving. It is made again,
+   * with backoff, and its subscribers resync.
+   */
+  private async connectListener(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: this.opts.url });
+    let lost = false;
+    const onLost = () => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === c) this.listener = undefined;
+      c.end().catch(() => {});
+      if (!this.closed) this.relisten(RELISTEN_FIRST_MS);
+    };
+    c.on('error', onLost);
+    c.on('end', onLost);
+    await c.connect();
+    c.on('notification', (m) => {
+      for (const s of this.handlers.get(m.channel) ?? []) s.onPayload(m.payload ?? '');
+    });
+    return c;
+  }
+
+  private relisten(waitMs: number): void {
+    if (this.relistenTimer) return;
+    this.relistenTimer = setTimeout(async () => {
+      try {
+        const c = await this.connectListener();
+        for (const channel of this.handlers.keys()) await c.query(`listen ${channel}`);
+        this.relistenTimer = undefined;
+        if (this.closed) {
+          await c.end().catch(() => {});
+          return;
+        }
+        this.listener = c;
+        this.relistens++;
+        // Whatever was notified while no connection listened is lost: subscribers reload.
+        for (const set of this.handlers.values()) for (const s of set) s.onResync?.();
+      } catch {
+        this.relistenTimer = undefined;
+        if (!this.closed) this.relisten(Math.min(waitMs * 2, RELISTEN_MAX_MS));
+      }
+    }, waitMs);
+    this.relistenTimer.unref();
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.relistenTimer);
     await this.listener?.end().catch(() => {});
     await this.pool.end();
   }

@@ -217,6 +217,19 @@ export class RuleStore {
     return r.rows.map(toRule);
   }
 
+  /**
+   * active(), asked again while the database does not answer (after 1 s, 2 s, … 10 tries, about
+   * a minute): for a resync right after the connection came back. Undefined if it never answered.
+   */
+  async activeWhenReachable(): Promise<StoredRule[] | undefined> {
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      const rules = await this.active().catch(() => undefined);
+      if (rules) return rules;
+      await new Promise((r) => setTimeout(r, 1_000 * attempt).unref());
+    }
+    return undefined;
+  }
+
   async versions(
     tenant: string,
     id: string,
@@ -233,14 +246,22 @@ export class RuleStore {
   }
 
   /** Calls `fn` for every committed change, from any process on this database. */
-  async onChange(fn: (n: RuleChangeNotice) => void): Promise<() => Promise<void>> {
-    return this.db.listen(this.channel, (payload) => {
-      try {
-        fn(JSON.parse(payload) as RuleChangeNotice);
-      } catch {
-        // A payload that is not ours (someone else's NOTIFY on the channel) is ignored.
-      }
-    });
+  /**
+   * Calls `fn` with each rule change committed from now on; `onResync` when changes may have been
+   * missed (the listening connection was lost and is back): reload the active rules.
+   */
+  async onChange(fn: (n: RuleChangeNotice) => void, onResync?: () => void): Promise<() => Promise<void>> {
+    return this.db.listen(
+      this.channel,
+      (payload) => {
+        try {
+          fn(JSON.parse(payload) as RuleChangeNotice);
+        } catch {
+          // A payload that is not ours (someone else's NOTIFY on the channel) is ignored.
+        }
+      },
+      onResync,
+    );
   }
 
   private async notify(tx: Queryable, n: RuleChangeNotice): Promise<void> {

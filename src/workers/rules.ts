@@ -23,13 +23,33 @@ export class RuleCache {
   constructor(private readonly store: RuleStore) {}
 
   async start(): Promise<void> {
-    this.off = await this.store.onChange((n) => {
-      const k = `${n.tenant}\u0000${n.id}`;
-      if (n.status === 'active') this.active.set(k, n.version);
-      else this.active.set(k, 0);
-      this.onChange?.(n.tenant, n.id);
-    });
+    this.off = await this.store.onChange(
+      (n) => {
+        const k = `${n.tenant}\u0000${n.id}`;
+        if (n.status === 'active') this.active.set(k, n.version);
+        else this.active.set(k, 0);
+        this.onChange?.(n.tenant, n.id);
+      },
+      () => void this.resync(),
+    );
     for (const r of await this.store.active()) this.active.set(`${r.tenant}\u0000${r.id}`, r.version);
+  }
+
+  /**
+   * After notifications were missed (the store's listening connection was lost): which versions
+   * are active is asked again; rules this process knew of are told to onChange (schedules follow).
+   */
+  private async resync(): Promise<void> {
+    const active = await this.store.activeWhenReachable();
+    if (!active) return;
+    const before = [...this.active.keys()];
+    // Unknown is asked of the store when needed; known-inactive would be wrong if it changed.
+    this.active.clear();
+    for (const r of active) this.active.set(`${r.tenant}\u0000${r.id}`, r.version);
+    for (const k of new Set([...before, ...this.active.keys()])) {
+      const [tenant, id] = k.split('\u0000') as [string, string];
+      this.onChange?.(tenant, id);
+    }
   }
 
   async stop(): Promise<void> {
