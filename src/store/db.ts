@@ -90,6 +90,14 @@ class PostgresDb implements Db {
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A connection lost between two statements (a restart, a failover) is an 'error' event on
+    // the checked-out client: unhandled, it would end the process. The transaction fails at its
+    // next statement instead, and the client is destroyed rather than handed out again.
+    let lost: Error | undefined;
+    const onError = (e: Error) => {
+      lost = e;
+    };
+    client.on('error', onError);
     try {
       await client.query('begin');
       const tx: Queryable = {
@@ -108,7 +116,8 @@ class PostgresDb implements Db {
       await client.query('rollback').catch(() => {});
       throw e;
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(lost);
     }
   }
 

@@ -1,7 +1,9 @@
 /**
- * The connection that LISTENs for rule and configuration changes, lost (a Postgres restart, a
- * failover, a proxy closing idle connections): the process survives, the connection comes back,
- * and what changed meanwhile reaches the ingest's index and the workers' rule cache.
+ * Postgres connections lost under a running process (a Postgres restart, a failover, a proxy
+ * closing idle connections). The one that LISTENs for rule and configuration changes: the process
+ * survives, the connection comes back, and what changed meanwhile reaches the ingest's index and
+ * the workers' rule cache. One in the middle of a transaction: the transaction fails, the process
+ * and the pool go on.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -72,4 +74,23 @@ it('survives losing the LISTEN connection, listens again, and catches up on what
   await eventually('d in the index', () => has('d'));
   await cache.stop();
   await off();
+});
+
+it('fails a transaction whose connection is lost between statements, and goes on', async () => {
+  const failed = await db
+    .transaction(async (tx) => {
+      const me = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+      await admin.query('select pg_terminate_backend($1)', [me.rows[0]!.pid]);
+      // Between statements (waiting on something else), as the server ends the connection.
+      await new Promise((r) => setTimeout(r, 300));
+      await tx.query('select 1');
+    })
+    .then(
+      () => undefined,
+      (e: Error) => e,
+    );
+  expect(failed).toBeInstanceOf(Error);
+  // The process is still here (an unhandled 'error' event used to end it), and the pool serves.
+  for (let i = 0; i < 12; i++)
+    expect((await db.query<{ x: number }>('select 1 as x')).rows).toEqual([{ x: 1 }]);
 });
