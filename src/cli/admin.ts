@@ -67,6 +67,7 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
   const queue = queueRedis
     ? new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix, defaultJobOptions: RUN_JOB_DEFAULTS })
     : undefined;
+  queue?.on('error', () => {});
   const psa =
     o.psa ??
     (queueRedis

@@ -152,6 +152,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     prefix,
     defaultJobOptions: RUN_JOB_DEFAULTS,
   });
+  // Without a listener BullMQ prints every reconnect failure while Redis is down (readiness and
+  // the fetch loops report the outage).
+  queue.on('error', () => {});
   // Fetch loops: BullMQ workers of this process, the concurrency split between them (fetchers).
   const fetchers = Math.max(1, Math.min(o.fetchers ?? DEFAULT_FETCHERS, o.concurrency ?? 50));
   const concurrency = o.concurrency ?? 50;
