@@ -349,6 +349,21 @@ describe('Autotask', () => {
     valid([c!, u!]);
   });
 
+  it("reads an EventTime without a zone as UTC, whatever the server's time zone", () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const body = fixture('autotask.ticket.updated.json')
+        .toString()
+        .replace('"2026-06-09T22:14:37Z"', '"2026-06-09T22:14:37"');
+      const [u] = autotask(conn, req(body, { 'x-hook-signature': atSign('test-webhook-secret', body) }));
+      expect(u!.envelope.time).toBe('2026-06-09T22:14:37.000Z');
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+
   it('refuses wrong or missing signatures (401)', async () => {
     const body = fixture('autotask.ticket.created.json');
     expect(await status(() => autotask(conn, req(body, {})))).toBe(401);

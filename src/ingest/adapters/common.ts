@@ -17,9 +17,16 @@ export function isObject(v: unknown): v is Record<string, unknown> {
 export function isoTime(v: unknown): string | undefined {
   if (typeof v !== 'string' || v.length > 64) return undefined;
   // Halo writes 7 fractional digits; keep milliseconds.
-  const ms = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
+  let t = v.trim().replace(/(\.\d{3})\d+/, '$1');
+  // A date-time without an offset is read as UTC, as the PSAs mean it: Date.parse would take it
+  // as the server's local time, and the event would move by the server's time zone.
+  if (ZONELESS.test(t)) t += 'Z';
+  const ms = Date.parse(t);
   return Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
 }
+
+/** An ISO date-time with no `Z` nor offset. */
+const ZONELESS = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
 
 /** A value as a type segment: lowercase [a-z0-9_], or undefined. */
 export function segment(v: unknown): string | undefined {
