@@ -221,6 +221,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     },
   );
   const queueRedis = redis.duplicate();
+  queueRedis.on('error', () => {});
   // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
   const psa = new PsaAccess(queueRedis, prefix, connectionStore, (t) => allowsPrivateNetworks(db, t));
   // SIGNALBOX_TENANT_RATE: events per second per tenant on /v1/events (burst: 5 seconds' worth).

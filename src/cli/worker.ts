@@ -34,6 +34,12 @@ export function workerFromEnv(
     defaultFrom: env.SIGNALBOX_MAIL_FROM,
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(fetchers !== undefined ? { fetchers } : {}),
+    onRedis: (up, e) =>
+      process.stderr.write(
+        up
+          ? 'signalbox workers: Redis is reachable again\n'
+          : `signalbox workers: Redis is unreachable (${e?.message ?? 'error'}); runs wait until it is back\n`,
+      ),
   });
 }
 

@@ -43,6 +43,8 @@ export interface WorkerOptions {
   readonly autorun?: boolean;
   /** BullMQ workers (fetch loops) in this process, sharing `concurrency` (DEFAULT_FETCHERS). */
   readonly fetchers?: number;
+  /** Told when Redis becomes unreachable (with the first error) and when it is back: once each. */
+  readonly onRedis?: (up: boolean, error?: Error) => void;
 }
 
 export interface RunningWorker {
@@ -121,7 +123,24 @@ export class EarlyStart {
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const prefix = o.prefix ?? 'sb';
   const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
-  redis.on('error', () => {});
+  // Every connection takes its 'error' events: without a listener ioredis prints each failed
+  // reconnect while Redis is down (18 stack traces in 4 s from one worker). The outage is told
+  // once, when it starts and when it ends (onRedis); the parts go on when Redis is back.
+  let redisDown = false;
+  const watch = (c: Redis): Redis => {
+    c.on('error', (e: Error) => {
+      if (redisDown) return;
+      redisDown = true;
+      o.onRedis?.(false, e);
+    });
+    c.on('ready', () => {
+      if (!redisDown) return;
+      redisDown = false;
+      o.onRedis?.(true);
+    });
+    return c;
+  };
+  watch(redis);
   try {
     await checkNoEviction(redis);
   } catch (e) {
@@ -146,7 +165,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     settingsCache.set(t, { at: now(), value });
     return value;
   };
-  const queueRedis = redis.duplicate();
+  const duplicate = (): Redis => watch(redis.duplicate());
+  const queueRedis = duplicate();
   const queue = new Queue<RunJob>(RUN_QUEUE, {
     connection: queueRedis,
     prefix,
@@ -160,7 +180,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const concurrency = o.concurrency ?? 50;
   const loops = Array.from({ length: fetchers }, (_, i) => {
     // Connections given to BullMQ are ours to close (it closes only those it makes).
-    const connection = redis.duplicate();
+    const connection = duplicate();
     // History records go on the connection its jobs complete on, so they need not wait for
     // Redis's answer (history.ts: ordered).
     const history = new HistoryLog(connection, prefix, true);
@@ -192,7 +212,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return { worker, history, connection };
   });
   const workers = loops.map((l) => l.worker);
-  const timerRedis = redis.duplicate();
+  const timerRedis = duplicate();
   await timers.start(queue, timerRedis, o.timerEveryMs ?? 250);
 
   // Scheduled rules: one BullMQ job scheduler per rule, following rule changes.
@@ -229,14 +249,14 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   for (const r of rules.activeIds()) await syncSchedule(r.tenant, r.id);
 
   let drain: HistoryDrain | undefined;
-  const drainRedis = redis.duplicate();
+  const drainRedis = duplicate();
   if (o.drainHistory !== false) {
     drain = new HistoryDrain(drainRedis, loops[0]!.history.key, o.db);
     await drain.start();
   }
   // The event archive: the ingest's stream into Postgres (with the history drain, by default).
   let archive: ArchiveDrain | undefined;
-  const archiveRedis = redis.duplicate();
+  const archiveRedis = duplicate();
   if (o.drainArchive ?? o.drainHistory !== false) {
     archive = new ArchiveDrain(archiveRedis, archiveStreamKey(prefix), o.db, {
       ...(o.archiveRetentionDays !== undefined ? { retentionDays: o.archiveRetentionDays } : {}),
