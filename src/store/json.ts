@@ -21,6 +21,18 @@ export function pgJson(value: unknown): string {
   return s.includes('\\u') ? s.replace(UNSTORABLE_ESCAPE, '$1\\ufffd') : s;
 }
 
+/**
+ * Whether Postgres refused the data itself (SQLSTATE class 22, data exception; 23, integrity
+ * constraint violation; 54, program limit exceeded), rather than not answering (a connection
+ * error, a server shutting down or out of resources), after which the same statement succeeds.
+ * A drain drops a refused row and goes on; when Postgres does not answer it must acknowledge
+ * nothing, so that the stream keeps the rows until it does.
+ */
+export function refusedData(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+}
+
 /** U+0000, a high surrogate without its low one, or a low one without its high one. */
 const UNSTORABLE_CHAR = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 

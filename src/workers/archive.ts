@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import { type Db, pgJson } from '../store/index.js';
+import { type Db, pgJson, refusedData } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
@@ -126,8 +126,10 @@ export class ArchiveDrain {
   }
 
   /**
-   * Writes rows, INSERT_ROWS to a statement; when a statement fails, its rows one by one,
-   * dropping what is refused.
+   * Writes rows, INSERT_ROWS to a statement; when Postgres refuses a statement's data, its rows
+   * one by one, dropping the refused ones. When Postgres does not answer, it throws: nothing is
+   * acknowledged, and the stream keeps every row until it does (rows written again are ignored:
+   * on conflict do nothing).
    */
   async write(rows: Row[]): Promise<void> {
     if (rows.length === 0) return;
@@ -136,12 +138,14 @@ export class ArchiveDrain {
       const slice = rows.slice(i, i + INSERT_ROWS);
       try {
         await this.insert(slice);
-      } catch {
+      } catch (e) {
+        if (!refusedData(e)) throw e;
         for (const r of slice) {
           try {
             await this.insert([r]);
-          } catch (e) {
-            this.writeError = e as Error;
+          } catch (e1) {
+            if (!refusedData(e1)) throw e1;
+            this.writeError = e1 as Error;
           }
         }
       }

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
-import { type Db, pgJson } from '../store/index.js';
+import { type Db, pgJson, refusedData } from '../store/index.js';
 
 export type RunStatus =
   | 'pending'
@@ -240,7 +240,10 @@ export class HistoryDrain {
     return this.reader.stop();
   }
 
-  /** Writes records; when a batch fails (a row the database refuses), each run alone, dropping the bad one. */
+  /**
+   * Writes records; when Postgres refuses a batch's data, each run alone, dropping the refused one.
+   * When Postgres does not answer, it throws (the drain reads the records again later).
+   */
   async write(records: RunRecord[]): Promise<void> {
     const last = new Map<string, RunRecord>();
     const logs: Array<Record<string, unknown>> = [];
@@ -252,12 +255,16 @@ export class HistoryDrain {
     }
     try {
       await this.writeRuns([...last.values()], logs);
-    } catch {
+    } catch (e) {
+      // Postgres not answering: nothing is acknowledged, the stream keeps the records (writing
+      // one again changes nothing: runs keep the highest revision).
+      if (!refusedData(e)) throw e;
       for (const r of last.values()) {
         try {
           await this.writeRuns([r], []);
-        } catch (e) {
-          this.writeError = e as Error;
+        } catch (e1) {
+          if (!refusedData(e1)) throw e1;
+          this.writeError = e1 as Error;
         }
       }
     }

@@ -1,11 +1,14 @@
 /**
- * A run that meets Postgres unreachable before its first step (the worker reads the rule's version
- * and the tenant's settings from it) is retried when Postgres returns, not failed for good.
+ * Postgres unreachable under a running worker. A run that meets it before its first step (the
+ * worker reads the rule's version and the tenant's settings from it) is retried when Postgres
+ * returns, not failed for good. Run history and archived events written meanwhile wait in their
+ * Redis streams and reach Postgres when it returns, rather than being dropped by the drains.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { archiveStreamKey } from '../../src/config/runs.js';
 import type { Db } from '../../src/store/index.js';
 import { Receiver } from './fakes/receiver.js';
-import { event, type Harness, harness } from './harness.js';
+import { event, eventually, type Harness, harness } from './harness.js';
 
 let h: Harness;
 let rx: Receiver;
@@ -47,4 +50,36 @@ it('a run that meets Postgres down before its first step runs once Postgres is b
   const run = await h.waitRun(id);
   expect(run.status).toBe('completed');
   expect(rx.on('/pg-down')).toHaveLength(1);
+});
+
+it('history and archived events written while Postgres is down reach it when it returns', async () => {
+  // The rule and the tenant's settings are in the worker's caches from the run above.
+  down = true;
+  const at = new Date().toISOString();
+  const archived = {
+    envelope: {
+      id: 'arch-outage',
+      tenant: 'acme',
+      source: 'halo',
+      type: 'ticket.updated',
+      time: at,
+      data: { id: 1 },
+      previous: null,
+      receivedAt: at,
+    },
+    outcome: 'accepted',
+    rules: [],
+  };
+  await h.redis.xadd(archiveStreamKey(h.prefix), '*', 'e', JSON.stringify(archived));
+  const id = await h.enqueue('pg-down', event('e-history-outage'));
+  await eventually('the step sent', () => (rx.on('/pg-down').length === 2 ? true : undefined));
+  // Several rounds of both drains meet the outage.
+  await new Promise((r) => setTimeout(r, 2_000));
+  down = false;
+  const run = await h.waitRun(id);
+  expect(run.status).toBe('completed');
+  await eventually('the archived event', async () => {
+    const r = await h.db.query<{ id: string }>("select id from events where id = 'arch-outage'");
+    return r.rows.length === 1 ? true : undefined;
+  });
 });
