@@ -254,7 +254,15 @@ export class Timers {
     const jobs: Parameters<Queue['addBulk']>[0] = [];
     for (const e of entries) {
       if (!e.fields) continue;
-      const job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
+      let job: RunJob;
+      try {
+        job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
+      } catch (err) {
+        // An entry that does not decode is skipped: thrown, it would be read again forever and
+        // hold up every timer behind it.
+        this.tickError = err as Error;
+        continue;
+      }
       jobs.push({
         name: 'run',
         data: job,

@@ -5,16 +5,17 @@
  * for a "no update for 7 days" rule) would stay in Redis forever.
  */
 import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
-import type { RunJob } from '../../src/config/runs.js';
+import { RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { Timers } from '../../src/workers/timers.js';
-import { REDIS_URL } from './harness.js';
+import { eventually, REDIS_URL } from './harness.js';
 
 const redis = new Redis(REDIS_URL);
 const prefix = `tmt${randomBytes(4).toString('hex')}`;
 afterAll(async () => {
-  const keys = await redis.keys(`${prefix}:*`);
+  const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
 });
@@ -54,4 +55,29 @@ it('sweeps cancel tombstones after a day, but not those of timers armed again', 
   expect(await redis.exists(`${prefix}:tm:x:${Math.floor(Date.parse('2026-11-20T10:15:00Z') / HOUR)}`)).toBe(
     0,
   );
+});
+
+it('skips a fired entry that does not decode, and turns the ones after it into runs', async () => {
+  let now = Date.parse('2026-11-20T10:15:00Z');
+  // A key space of its own (the wheel's cursor is past this test's clock after the test above).
+  const p2 = `${prefix}-fired`;
+  const timers = new Timers(redis, p2, () => now);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p2 });
+  // A damaged entry first, then a timer that came due.
+  await redis.xadd(`${p2}:tm:fired`, '*', 'id', 'broken', 'p', 'not deflated JSON');
+  await timers.tick(); // the wheel's cursor starts here
+  const id = Timers.id('acme', 'stale', 'k1');
+  expect(await timers.arm(id, now + 1000, now, job('e-after-broken'))).toBe(true);
+  now += 2000;
+  expect(await timers.tick()).toBe(1);
+  const reader = redis.duplicate();
+  await timers.start(queue, reader, 100);
+  const jobId = runJobId('acme', 'e-after-broken', 'stale', 'debounced');
+  await eventually('the run job of the timer after the damaged entry', async () =>
+    (await queue.getJob(jobId)) ? true : undefined,
+  );
+  expect(timers.lastError).toBeInstanceOf(Error);
+  await timers.stop();
+  await queue.close();
+  reader.disconnect();
 });
