@@ -14,7 +14,7 @@
 
 import uWS from 'uWebSockets.js';
 import { threadId } from 'node:worker_threads';
-import { checkEnvelope } from '../engine/index.js';
+import { checkEnvelope, MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { autotask } from './adapters/autotask.js';
 import { connectwise } from './adapters/connectwise.js';
 import { halo } from './adapters/halo.js';
@@ -303,7 +303,9 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             const record = await withTimeout(opts.fetchRecord(conn, ev), FETCH_TIMEOUT_MS).catch(
               () => undefined,
             );
-            if (record) {
+            // A record nested past what the envelope check allows goes the way of one not
+            // fetched (data = {id}): it could not be written back (checkEnvelope, MAX_JSON_DEPTH).
+            if (record && !nestedDeeper(record, MAX_JSON_DEPTH)) {
               metrics.fetched.inc({ source: conn.source, outcome: 'fetched' });
               good[i] = { ...ev, envelope: { ...ev.envelope, data: record }, merge: 'replace' };
             } else metrics.fetched.inc({ source: conn.source, outcome: 'not-fetched' });

@@ -124,6 +124,8 @@ it.each([1, 2])(
     expect(a.body.accepted).toBe(1);
     const b = await hook(info('d-2', 900_001)); // not found in Halo: goes on with {id}
     expect(b.status).toBe(202);
+    const c = await hook(info('d-3', 800_001)); // a record nested too deep: as if not found
+    expect(c.status).toBe(202);
     // More, each on a connection of its own: with two threads, some land on the extra one (all
     // on one thread: 1 in 2^8).
     for (let i = 0; i < 8; i++) expect((await hook(info(`m-${i}`, 4242))).status).toBe(202);
@@ -148,6 +150,7 @@ it.each([1, 2])(
     });
     expect(second.type).toBe('ticket.updated');
     expect(second.data).toEqual({ id: 900_001 });
+    expect(envs.find((e) => e.id === 'halo:d-3')?.data).toEqual({ id: 800_001 });
     for (let i = 0; i < 8; i++)
       expect(envs.find((e) => e.id === `halo:m-${i}`)?.data).toEqual(
         expect.objectContaining({ status_id: 21 }),
@@ -155,6 +158,7 @@ it.each([1, 2])(
     expect(psa.calls.filter((c) => c.path.startsWith('/halo/api/Tickets/')).map((c) => c.path)).toEqual([
       '/halo/api/Tickets/4242',
       '/halo/api/Tickets/900001',
+      '/halo/api/Tickets/800001',
       ...Array.from({ length: 8 }, () => '/halo/api/Tickets/4242'),
     ]);
     if (threads === 1) {
@@ -162,7 +166,7 @@ it.each([1, 2])(
       const metrics = await (await fetch(`${ingest}/metrics`)).text();
       expect(metrics).toContain('signalbox_ingest_records_fetched_total{outcome="fetched",source="halo"} 9');
       expect(metrics).toContain(
-        'signalbox_ingest_records_fetched_total{outcome="not-fetched",source="halo"} 1',
+        'signalbox_ingest_records_fetched_total{outcome="not-fetched",source="halo"} 2',
       );
       // The backlogs: no worker drains the archive here, so its entries wait in Redis.
       expect(metrics).toMatch(/signalbox_stream_length\{stream="archive"\} [1-9]/);

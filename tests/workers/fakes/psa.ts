@@ -212,6 +212,12 @@ export class FakePsa {
       if (ticket && req.method === 'GET') {
         const id = Number(ticket[1]);
         if (id >= 900_000) return this.json(res, 404, { error: 'not found' });
+        if (id >= 800_000) {
+          // A record nested deeper than an event may be (the ingest does not take it).
+          let deep: unknown = 'x';
+          for (let i = 0; i < 100; i++) deep = { a: deep };
+          return this.json(res, 200, { id, summary: 'Nested too deep', deep });
+        }
         return this.json(res, 200, {
           id,
           summary: 'Fetched from the Halo API',
