@@ -245,7 +245,17 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       },
     );
   };
-  rules.onChange = (tenant, id) => void syncSchedule(tenant, id);
+  // A change arrives as a notification: a schedule that cannot be saved now (Redis failing) is
+  // tried again after 1 s, 2 s, 4 s … (six times), not left to reject unhandled, which would end
+  // the process.
+  let stopped = false;
+  const syncSoon = (tenant: string, id: string, attempt = 0): void => {
+    syncSchedule(tenant, id).catch(() => {
+      if (stopped || attempt >= 6) return;
+      setTimeout(() => syncSoon(tenant, id, attempt + 1), 1_000 * 2 ** attempt).unref();
+    });
+  };
+  rules.onChange = (tenant, id) => syncSoon(tenant, id);
   for (const r of rules.activeIds()) await syncSchedule(r.tenant, r.id);
 
   let drain: HistoryDrain | undefined;
@@ -267,6 +277,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      stopped = true;
       // Graceful: stop taking jobs and let the active ones finish (BullMQ waits for them).
       await Promise.all(workers.map((w) => w.close()));
       await timers.stop();

@@ -83,3 +83,29 @@ it('history and archived events written while Postgres is down reach it when it 
     return r.rows.length === 1 ? true : undefined;
   });
 });
+
+it('a schedule that cannot be saved (Redis failing) does not end the worker; the next change saves it', async () => {
+  const queue = h.worker!.queue;
+  const upsert = queue.upsertJobScheduler.bind(queue);
+  let refused = 0;
+  queue.upsertJobScheduler = (async () => {
+    refused++;
+    throw new Error('Connection is closed. (test)');
+  }) as typeof queue.upsertJobScheduler;
+  await h.rule({
+    id: 'sched-fail',
+    schedule: { cron: '0 0 * * *', tz: 'UTC' },
+    actions: [{ type: 'log', with: { message: 'tick' } }],
+  });
+  await eventually('the refused save', () => (refused > 0 ? true : undefined));
+  queue.upsertJobScheduler = upsert;
+  // Still running (an unhandled rejection used to end the process): a later change is applied.
+  await h.rule({
+    id: 'sched-fail',
+    schedule: { cron: '0 1 * * *', tz: 'UTC' },
+    actions: [{ type: 'log', with: { message: 'tick' } }],
+  });
+  await eventually('the schedule saved', async () =>
+    (await queue.getJobSchedulers()).some((j) => j.key === 'schedule:acme:sched-fail') ? true : undefined,
+  );
+});
