@@ -22,8 +22,10 @@ export class LiveRules {
   async start(): Promise<() => Promise<void>> {
     // Subscribe first, so no change between the load and the subscription is missed.
     const off = await this.store.onChange(
-      (n) => void this.refresh(n.tenant, n.id),
-      () => void this.resync(),
+      // Neither may reject unhandled (that ends the process); a failed one is caught up by the
+      // next change or resync.
+      (n) => void this.refresh(n.tenant, n.id).catch(() => {}),
+      () => void this.resync().catch(() => {}),
     );
     const rules: CompiledRule[] = [];
     for (const r of await this.store.active()) {

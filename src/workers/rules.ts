@@ -30,7 +30,7 @@ export class RuleCache {
         else this.active.set(k, 0);
         this.onChange?.(n.tenant, n.id);
       },
-      () => void this.resync(),
+      () => void this.resync().catch(() => {}),
     );
     for (const r of await this.store.active()) this.active.set(`${r.tenant}\u0000${r.id}`, r.version);
   }
