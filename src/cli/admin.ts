@@ -9,7 +9,6 @@
  * makes a first admin key for tenant `default` and writes it to var/admin.key (mode 0600).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   AdminApi,
@@ -23,7 +22,7 @@ import {
   startAdminGrpc,
   startAdminHttp,
 } from '../admin/index.js';
-import { RUN_JOB_DEFAULTS, RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { openRunQueue } from '../config/runs.js';
 import { adaptUnverified } from '../ingest/adapters/unverified.js';
 import {
   allowsPrivateNetworks,
@@ -64,10 +63,7 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
   const connections = new ConnectionStore(o.db, o.secrets);
   const queueRedis = o.redis?.duplicate({ maxRetriesPerRequest: null });
   queueRedis?.on('error', () => {});
-  const queue = queueRedis
-    ? new Queue<RunJob>(RUN_QUEUE, { connection: queueRedis, prefix, defaultJobOptions: RUN_JOB_DEFAULTS })
-    : undefined;
-  queue?.on('error', () => {});
+  const queue = queueRedis ? openRunQueue(queueRedis, prefix) : undefined;
   const psa =
     o.psa ??
     (queueRedis

@@ -9,10 +9,9 @@
  * at-least-once whatever thread or process reads it.
  */
 import { parentPort, Worker } from 'node:worker_threads';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { RUN_JOB_DEFAULTS } from '../config/runs.js';
-import { Dispatcher, RUN_QUEUE } from '../ingest/dispatch.js';
+import { openRunQueue } from '../config/runs.js';
+import { Dispatcher } from '../ingest/dispatch.js';
 
 export interface DispatchThreadData {
   readonly kind: 'signalbox-dispatch-thread';
@@ -43,12 +42,7 @@ export async function runDispatchThread(data: DispatchThreadData): Promise<void>
   redis.on('error', () => {});
   const queueRedis = redis.duplicate();
   queueRedis.on('error', () => {});
-  const queue = new Queue(RUN_QUEUE, {
-    connection: queueRedis,
-    prefix: data.prefix,
-    defaultJobOptions: RUN_JOB_DEFAULTS,
-  });
-  queue.on('error', () => {});
+  const queue = openRunQueue(queueRedis, data.prefix);
   const dispatcher = new Dispatcher(redis, data.streamKey, queue);
   try {
     await dispatcher.start();

@@ -3,6 +3,7 @@
  * Both sides import it from here (design.md: ingest and workers share config, never each other).
  */
 import { createHash } from 'node:crypto';
+import { type ConnectionOptions, Queue } from 'bullmq';
 
 export const RUN_QUEUE = 'signalbox-runs';
 
@@ -17,6 +18,18 @@ export const RUN_JOB_DEFAULTS = {
   attempts: 12,
   backoff: { type: 'exponential', delay: 1_000 },
 } as const;
+
+/**
+ * The queue of runs, as everything that adds to it opens it (the dispatcher, the workers' timers
+ * and schedules, the admin plane): its jobs get RUN_JOB_DEFAULTS, and its 'error' events are taken
+ * (without a listener BullMQ prints every failed reconnect while Redis is down; the callers
+ * report the outage themselves).
+ */
+export function openRunQueue(connection: ConnectionOptions, prefix: string): Queue<RunJob> {
+  const queue = new Queue<RunJob>(RUN_QUEUE, { connection, prefix, defaultJobOptions: RUN_JOB_DEFAULTS });
+  queue.on('error', () => {});
+  return queue;
+}
 
 /**
  * The approximate MAXLEN of the archive and history streams: a last guard, not a budget. Their

@@ -3,9 +3,9 @@
  * the schedules of scheduled rules, and the history drain to Postgres. `signalbox worker` calls
  * startWorker; tests and benchmarks do too.
  */
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, type Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { archiveStreamKey, RUN_JOB_DEFAULTS, RUN_QUEUE, type RunJob } from '../config/runs.js';
+import { archiveStreamKey, openRunQueue, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
 import { actionLibrary } from './actions.js';
 import { ArchiveDrain } from './archive.js';
@@ -167,14 +167,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   };
   const duplicate = (): Redis => watch(redis.duplicate());
   const queueRedis = duplicate();
-  const queue = new Queue<RunJob>(RUN_QUEUE, {
-    connection: queueRedis,
-    prefix,
-    defaultJobOptions: RUN_JOB_DEFAULTS,
-  });
-  // Without a listener BullMQ prints every reconnect failure while Redis is down (readiness and
-  // the fetch loops report the outage).
-  queue.on('error', () => {});
+  const queue = openRunQueue(queueRedis, prefix);
   // Fetch loops: BullMQ workers of this process, the concurrency split between them (fetchers).
   const fetchers = Math.max(1, Math.min(o.fetchers ?? DEFAULT_FETCHERS, o.concurrency ?? 50));
   const concurrency = o.concurrency ?? 50;

@@ -4,9 +4,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { RUN_JOB_DEFAULTS, RUN_QUEUE, type RunEvent, type RunJob, runJobId } from '../../src/config/runs.js';
+import { openRunQueue, type RunEvent, type RunJob, runJobId } from '../../src/config/runs.js';
 import {
   ConnectionStore,
   type Db,
@@ -91,11 +91,7 @@ export async function harness(name: string): Promise<Harness> {
   // Test receivers listen on loopback: acme allows private networks, strict does not.
   await setTenantSettings(db, 'acme', { allowPrivateNetworks: true });
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue<RunJob>(RUN_QUEUE, {
-    connection: redis.duplicate(),
-    prefix,
-    defaultJobOptions: RUN_JOB_DEFAULTS,
-  });
+  const queue = openRunQueue(redis.duplicate(), prefix);
   const h: Harness = {
     db,
     schema,
