@@ -78,8 +78,9 @@ export class AdminApi {
     // Postgres stores no U+0000 nor lone surrogates: refused here with the field, not in the store.
     const nul = unstorablePath(input);
     if (nul !== undefined) {
-      const reason = UNSTORABLE_REASON;
-      throw new AdminError('invalid_argument', `${nul}: ${reason}`, [{ field: nul, reason }]);
+      throw new AdminError('invalid_argument', `${nul}: ${UNSTORABLE_REASON}`, [
+        { field: nul, reason: UNSTORABLE_REASON },
+      ]);
     }
     return op.call(this.service, caller, input);
   }

@@ -7,7 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { audit, configChannel, notifyConfig } from './audit.js';
 import type { Db, Queryable } from './db.js';
-import { UNSTORABLE_REASON, unstorablePath } from './json.js';
+import { assertStorable } from './json.js';
 
 export type ConnectionKind =
   | 'connectwise'
@@ -107,10 +107,7 @@ export class ConnectionStore {
 
   /** Creates or replaces a connection; a missing `secret` keeps the stored one. */
   async put(tenant: string, c: ConnectionInput, actor: string): Promise<ConnectionInfo> {
-    const nul = unstorablePath({ name: c.name, settings: c.settings });
-    if (nul !== undefined) {
-      throw new TypeError(`connection ${c.id}: ${nul} ${UNSTORABLE_REASON}`);
-    }
+    assertStorable(`connection ${c.id}`, { name: c.name, settings: c.settings });
     const sealed =
       c.secret === undefined ? null : this.box.seal(JSON.stringify(c.secret), `${tenant}/${c.id}`);
     return this.db.transaction(async (tx) => {
@@ -214,8 +211,7 @@ export async function setTenantSettings(
   tenant: string,
   settings: Record<string, unknown>,
 ): Promise<void> {
-  const nul = unstorablePath(settings);
-  if (nul !== undefined) throw new TypeError(`tenant settings: ${nul} ${UNSTORABLE_REASON}`);
+  assertStorable('tenant settings', settings);
   await db.query(
     `insert into tenants (id, settings) values ($1, $2) on conflict (id) do update set settings = excluded.settings`,
     [tenant, JSON.stringify(settings)],

@@ -21,7 +21,7 @@ export {
   type Queryable,
   type QueryResult,
 } from './db.js';
-export { pgJson, refusedData, UNSTORABLE_REASON, unstorablePath } from './json.js';
+export { pgJson, UNSTORABLE_REASON, unstorablePath, writeDroppingRefused } from './json.js';
 export { migrate } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
 export { type Actor, type RuleChangeNotice, type RuleStatus, RuleStore, type StoredRule } from './rules.js';

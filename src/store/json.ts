@@ -22,6 +22,32 @@ export function pgJson(value: unknown): string {
 }
 
 /**
+ * Writes `rows` in one statement (`all`); when Postgres refuses the data, each row alone (`one`),
+ * handing a refused row's error to `refused` and going on. Anything else (Postgres not answering)
+ * is thrown, so that the caller acknowledges nothing and the rows are written later.
+ */
+export async function writeDroppingRefused<T>(
+  rows: readonly T[],
+  all: () => Promise<void>,
+  one: (row: T) => Promise<void>,
+  refused: (e: Error) => void,
+): Promise<void> {
+  try {
+    await all();
+  } catch (e) {
+    if (!refusedData(e)) throw e;
+    for (const r of rows) {
+      try {
+        await one(r);
+      } catch (e1) {
+        if (!refusedData(e1)) throw e1;
+        refused(e1 as Error);
+      }
+    }
+  }
+}
+
+/**
  * Whether Postgres refused the data itself (SQLSTATE class 22, data exception; 23, integrity
  * constraint violation; 54, program limit exceeded), rather than not answering (a connection
  * error, a server shutting down or out of resources), after which the same statement succeeds.
@@ -38,6 +64,12 @@ const UNSTORABLE_CHAR = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\
 
 /** What the refusals of unstorablePath say. */
 export const UNSTORABLE_REASON = 'holds a character Postgres cannot store (U+0000 or a lone surrogate)';
+
+/** Throws a TypeError naming `what` and the path when `value` holds what Postgres cannot store. */
+export function assertStorable(what: string, value: unknown): void {
+  const path = unstorablePath(value);
+  if (path !== undefined) throw new TypeError(`${what}: ${path} ${UNSTORABLE_REASON}`);
+}
 
 /**
  * Where a value holds U+0000 or a lone surrogate, in a string or in a key: a path such as

@@ -9,7 +9,7 @@
  */
 import { audit } from './audit.js';
 import type { Db, Queryable } from './db.js';
-import { UNSTORABLE_REASON, unstorablePath } from './json.js';
+import { assertStorable } from './json.js';
 
 export type RuleStatus = 'active' | 'draft' | 'paused' | 'archived';
 
@@ -94,8 +94,7 @@ export class RuleStore {
   ): Promise<StoredRule> {
     const id = document.id;
     if (typeof id !== 'string') throw new TypeError('a rule document needs a string id');
-    const nul = unstorablePath(document);
-    if (nul !== undefined) throw new TypeError(`rule ${id}: ${nul} ${UNSTORABLE_REASON}`);
+    assertStorable(`rule ${id}`, document);
     return this.db.transaction(async (tx) => {
       const cur = await tx.query<{ version: number; status: RuleStatus }>(
         'select version, status from rules where tenant_id = $1 and id = $2 for update',

@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import { type Db, pgJson, refusedData } from '../store/index.js';
+import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
@@ -136,19 +136,14 @@ export class ArchiveDrain {
     await this.maintain();
     for (let i = 0; i < rows.length; i += INSERT_ROWS) {
       const slice = rows.slice(i, i + INSERT_ROWS);
-      try {
-        await this.insert(slice);
-      } catch (e) {
-        if (!refusedData(e)) throw e;
-        for (const r of slice) {
-          try {
-            await this.insert([r]);
-          } catch (e1) {
-            if (!refusedData(e1)) throw e1;
-            this.writeError = e1 as Error;
-          }
-        }
-      }
+      await writeDroppingRefused(
+        slice,
+        () => this.insert(slice),
+        (r) => this.insert([r]),
+        (e) => {
+          this.writeError = e;
+        },
+      );
     }
     this.written += rows.length;
   }

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
 import { jsonLines, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
-import { type Db, pgJson, refusedData } from '../store/index.js';
+import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 
 export type RunStatus =
   | 'pending'
@@ -253,21 +253,17 @@ export class HistoryDrain {
       for (const l of r.logs ?? [])
         logs.push({ tenant: r.tenant, run_id: r.id, details: { step: l.idx, record: l.record }, at: l.at });
     }
-    try {
-      await this.writeRuns([...last.values()], logs);
-    } catch (e) {
-      // Postgres not answering: nothing is acknowledged, the stream keeps the records (writing
-      // one again changes nothing: runs keep the highest revision).
-      if (!refusedData(e)) throw e;
-      for (const r of last.values()) {
-        try {
-          await this.writeRuns([r], []);
-        } catch (e1) {
-          if (!refusedData(e1)) throw e1;
-          this.writeError = e1 as Error;
-        }
-      }
-    }
+    // Postgres not answering: nothing is acknowledged, the stream keeps the records (writing one
+    // again changes nothing: runs keep the highest revision).
+    const runs = [...last.values()];
+    await writeDroppingRefused(
+      runs,
+      () => this.writeRuns(runs, logs),
+      (r) => this.writeRuns([r], []),
+      (e) => {
+        this.writeError = e;
+      },
+    );
   }
 
   private async writeRuns(runs: RunRecord[], logs: Array<Record<string, unknown>>): Promise<void> {
