@@ -3,7 +3,8 @@
  * Both sides import it from here (design.md: ingest and workers share config, never each other).
  */
 import { createHash } from 'node:crypto';
-import { type ConnectionOptions, Queue } from 'bullmq';
+import { type ConnectionOptions, Job, type JobsOptions, Queue } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 
 export const RUN_QUEUE = 'signalbox-runs';
 
@@ -161,4 +162,59 @@ export function runJobId(tenant: string, eventId: string, ruleId: string, kind =
   // BullMQ ids must not be integers and are safest without separators: a hash of the triple.
   const what = kind === 'match' ? '' : `\u0000${kind}`;
   return `r-${createHash('sha256').update(`${tenant}\u0000${eventId}\u0000${ruleId}${what}`).digest('hex').slice(0, 40)}`;
+}
+
+/** A run job to add, under its derived id (runJobId). */
+export interface RunJobSpec {
+  readonly name: string;
+  readonly data: RunJob;
+  readonly opts: JobsOptions & { readonly jobId: string };
+}
+
+/**
+ * Adds run jobs and, in the same MULTI transaction, what `also` queues: the acknowledgement of the
+ * stream entries they came from (the dispatcher, fired timers). Acknowledged after the jobs in a
+ * second round trip, an entry whose reader died in between was read again and its jobs added
+ * again; derived ids make that a no-op only while the job is still in Redis, and a completed run
+ * job is kept for its last 10,000 (`removeOnComplete`), a few seconds at full speed, so a
+ * `serve` killed under load ran the runs of its last batch twice. In one transaction the jobs and
+ * the acknowledgement land together or not at all (a lost connection, or Redis refusing writes:
+ * EXECABORT), and what is read again was never added.
+ *
+ * Redis runs the rest of a transaction when one command in it fails (a BullMQ script's own error,
+ * never seen in practice): those jobs are then added again on their own, and an error is thrown
+ * when they still cannot be.
+ */
+export async function addRunJobs(
+  queue: Queue<RunJob>,
+  jobs: readonly RunJobSpec[],
+  also: (tx: ChainableCommander) => void,
+): Promise<void> {
+  const client = await queue.backend.client;
+  const tx = client.multi();
+  const defaults = queue.defaultJobOptions;
+  const adds = jobs.map((j) => {
+    const job = new Job(queue, j.name, j.data, { ...defaults, ...j.opts }, j.opts.jobId);
+    // Queued at once (the promise settles with EXEC's answer): nothing is awaited before exec.
+    return queue.backend.addJobToTransaction(tx, job.asJSON(), j.opts.jobId).then(
+      () => undefined,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
+  });
+  // BullMQ types its Redis client loosely; it is ioredis's, and so is the transaction.
+  also(tx as unknown as ChainableCommander);
+  await tx.exec();
+  const failed = (await Promise.all(adds)).flatMap((e, i) => (e ? [jobs[i]!] : []));
+  if (failed.length === 0) return;
+  let last: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await queue.addBulk(failed.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
+      return;
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+    }
+  }
+  throw new Error(`${failed.length} run job(s) acknowledged but not added: ${String(last)}`);
 }

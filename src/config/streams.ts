@@ -5,7 +5,7 @@
  * died are claimed after `minIdleMs` (XAUTOCLAIM); on an error (Redis down, a failing handler)
  * it waits and reads its pending entries again.
  */
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { archiveStreamKey, dispatchStreamKey, historyStreamKey, timersKey } from './runs.js';
 
 export interface StreamEntry {
@@ -67,7 +67,15 @@ export interface StreamConsumerOptions {
    * is handled in fewer, larger batches (for the drains to Postgres, which are off the hot path).
    */
   readonly lingerMs?: number;
+  /**
+   * The handler acknowledges the entries itself, in a transaction with its own writes, through the
+   * `ack` it is given (the readers that add run jobs: addRunJobs in runs.ts).
+   */
+  readonly ackedByHandler?: boolean;
 }
+
+/** Queues the acknowledgement (and, with `deleteAcked`, the deletion) of a batch on a transaction. */
+export type AckOn = (tx: ChainableCommander) => void;
 
 /**
  * Claiming for readers that start runs (the dispatcher, fired timers): their handlers only add
@@ -87,7 +95,7 @@ export class StreamConsumer {
   constructor(
     private readonly redis: Redis,
     private readonly o: StreamConsumerOptions,
-    private readonly handle: (entries: StreamEntry[]) => Promise<void>,
+    private readonly handle: (entries: StreamEntry[], ack: AckOn) => Promise<void>,
   ) {}
 
   async start(): Promise<void> {
@@ -149,15 +157,20 @@ export class StreamConsumer {
         if (!pendingFirst && (await this.claim())) pendingFirst = true;
         if (raw.length === 0) continue;
         const entries = raw.map(([id, fields]) => ({ id: id.toString(), fields }));
-        await this.handle(entries);
         const ids = entries.map((e) => e.id);
-        acked = this.o.deleteAcked
-          ? Promise.all([
-              this.redis.xack(this.o.key, this.o.group, ...ids),
-              this.redis.xdel(this.o.key, ...ids),
-            ])
-          : this.redis.xack(this.o.key, this.o.group, ...ids);
-        acked.catch(() => {});
+        await this.handle(entries, (tx) => {
+          tx.xack(this.o.key, this.o.group, ...ids);
+          if (this.o.deleteAcked) tx.xdel(this.o.key, ...ids);
+        });
+        if (!this.o.ackedByHandler) {
+          acked = this.o.deleteAcked
+            ? Promise.all([
+                this.redis.xack(this.o.key, this.o.group, ...ids),
+                this.redis.xdel(this.o.key, ...ids),
+              ])
+            : this.redis.xack(this.o.key, this.o.group, ...ids);
+          acked.catch(() => {});
+        }
         if (this.o.lingerMs && raw.length < (this.o.batch ?? 500) && this.running)
           await this.sleep(this.o.lingerMs);
       } catch (e) {

@@ -1,14 +1,15 @@
 /**
  * The dispatcher: turns dispatch-stream entries (handoff.ts: committed events that matched) into
  * BullMQ run jobs, one per matched rule.
- * A consumer group gives at-least-once delivery (entries are acknowledged after their jobs are
- * added; a restarted dispatcher re-reads what it had not acknowledged), and job ids derived from
- * (tenant, event id, rule id) make a repeat a no-op, so each match becomes exactly one run.
+ * A consumer group hands out the entries; an entry is acknowledged in the same Redis transaction
+ * that adds its jobs (addRunJobs), so a dispatcher that dies leaves either both done or neither,
+ * and another reads again only entries whose jobs were never added. Job ids derived from
+ * (tenant, event id, rule id) make a repeat by a slow but live dispatcher a no-op as well.
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type RunJob, runJobId } from '../config/runs.js';
-import { field, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { addRunJobs, type RunJob, type RunJobSpec, runJobId } from '../config/runs.js';
+import { type AckOn, field, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { type OutboxEntry, outboxEntries } from './handoff.js';
 
 export { RUN_QUEUE, type RunJob, runJobId } from '../config/runs.js';
@@ -29,7 +30,7 @@ export class Dispatcher {
     redis: Redis,
     /** The stream it reads (Handoff.dispatchKey). */
     streamKey: string,
-    private readonly queue: Queue,
+    private readonly queue: Queue<RunJob>,
     opts: DispatcherOptions = {},
   ) {
     // A dispatcher that died leaves delivered entries unacknowledged: another claims them (after
@@ -43,8 +44,9 @@ export class Dispatcher {
         batch: opts.batch ?? 500,
         blockMs: opts.blockMs ?? 200,
         ...RUN_STARTER_CLAIM,
+        ackedByHandler: true,
       },
-      (entries) => this.dispatch(entries),
+      (entries, ack) => this.dispatch(entries, ack),
     );
   }
 
@@ -61,8 +63,8 @@ export class Dispatcher {
     return this.reader.stop();
   }
 
-  private async dispatch(entries: StreamEntry[]): Promise<void> {
-    const jobs: Parameters<Queue['addBulk']>[0] = [];
+  private async dispatch(entries: StreamEntry[], ack: AckOn): Promise<void> {
+    const jobs: RunJobSpec[] = [];
     for (const e of entries) {
       // A pending entry whose content was trimmed from the stream has no fields: no events.
       // `l`: the ingest counted the entry's runs for the loop breaker; it lists those over.
@@ -70,16 +72,12 @@ export class Dispatcher {
       const over = l === undefined ? undefined : new Set(l.toString().split(' '));
       for (const entry of outboxEntries(e.fields)) this.jobs(entry, jobs, over);
     }
-    if (jobs.length > 0) await this.queue.addBulk(jobs);
+    await addRunJobs(this.queue, jobs, ack);
     this.enqueued += jobs.length;
   }
 
   /** The run jobs (and debounce cancels) of one committed event. */
-  private jobs(
-    entry: OutboxEntry,
-    jobs: Parameters<Queue['addBulk']>[0],
-    over: Set<string> | undefined,
-  ): void {
+  private jobs(entry: OutboxEntry, jobs: RunJobSpec[], over: Set<string> | undefined): void {
     const tenant = entry.envelope.tenant ?? 'default';
     const snapshot = entry.snapshot;
     for (const ruleId of entry.rules) {

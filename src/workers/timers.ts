@@ -22,8 +22,8 @@ import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type RunJob, runJobId, timersKey } from '../config/runs.js';
-import { RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { addRunJobs, type RunJob, type RunJobSpec, runJobId, timersKey } from '../config/runs.js';
+import { type AckOn, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
 const ARM = `
@@ -215,7 +215,7 @@ export class Timers {
    * Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`, reading the
    * fired stream on `reader` (a connection of its own: the read blocks).
    */
-  async start(queue: Queue, reader: Redis, everyMs = 250): Promise<void> {
+  async start(queue: Queue<RunJob>, reader: Redis, everyMs = 250): Promise<void> {
     this.reader = new StreamConsumer(
       reader,
       {
@@ -224,8 +224,9 @@ export class Timers {
         consumer: `t-${process.pid}`,
         deleteAcked: true,
         ...RUN_STARTER_CLAIM,
+        ackedByHandler: true,
       },
-      (entries) => this.enqueue(queue, entries),
+      (entries, ack) => this.enqueue(queue, entries, ack),
     );
     await this.reader.start();
     this.running = true;
@@ -249,9 +250,12 @@ export class Timers {
     }
   }
 
-  /** Fired timers become run jobs, with ids derived from the timer's event (a repeat adds nothing). */
-  private async enqueue(queue: Queue, entries: StreamEntry[]): Promise<void> {
-    const jobs: Parameters<Queue['addBulk']>[0] = [];
+  /**
+   * Fired timers become run jobs, with ids derived from the timer's event, added in one transaction
+   * with the entries' acknowledgement (addRunJobs: never added twice).
+   */
+  private async enqueue(queue: Queue<RunJob>, entries: StreamEntry[], ack: AckOn): Promise<void> {
+    const jobs: RunJobSpec[] = [];
     for (const e of entries) {
       if (!e.fields) continue;
       let job: RunJob;
@@ -273,6 +277,6 @@ export class Timers {
         },
       });
     }
-    if (jobs.length > 0) await queue.addBulk(jobs);
+    await addRunJobs(queue, jobs, ack);
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The dispatcher on real Redis and BullMQ: one job per matched rule with deterministic ids, and
- * entries whose jobs could not be added (Redis failing at that moment) are dispatched again.
+ * The dispatcher on real Redis and BullMQ: one job per matched rule with deterministic ids;
+ * entries whose jobs could not be added (Redis failing at that moment) are dispatched again; an
+ * entry is acknowledged with its jobs, so a dispatcher that dies never leaves one to be run twice.
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
@@ -28,17 +29,18 @@ it('re-dispatches entries whose jobs failed to be added, and never adds a job tw
       outcome: 'accepted',
       rules,
     });
-  // A queue whose first addBulk fails, as when Redis drops at that moment.
+  // A queue whose first transaction fails, as when Redis drops at that moment.
   let failures = 1;
+  const backend = new Proxy(queue.backend, {
+    get(target, prop, receiver) {
+      if (prop === 'client' && failures-- > 0) return Promise.reject(new Error('connection lost'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
   const flaky = new Proxy(queue, {
     get(target, prop, receiver) {
-      if (prop === 'addBulk') {
-        return (jobs: Parameters<Queue['addBulk']>[0]) => {
-          if (failures-- > 0) return Promise.reject(new Error('connection lost'));
-          return target.addBulk(jobs);
-        };
-      }
-      return Reflect.get(target, prop, receiver);
+      return prop === 'backend' ? backend : Reflect.get(target, prop, receiver);
     },
   });
   const d = new Dispatcher(redis.duplicate(), stream, flaky, { blockMs: 20 });
@@ -87,4 +89,42 @@ it('turns debounce cancellations into cancel jobs and passes the snapshot key to
   expect(cancel?.data).toMatchObject({ tenant: 'acme', ruleId: 'offline-15m', kind: 'cancel' });
   const run = await queue.getJob(runJobId('acme', 'c1', 'notify'));
   expect(run?.data).toMatchObject({ ruleId: 'notify', snapshot: 'sb:s:acme:rmm:device:d1' });
+});
+
+it('acknowledges an entry with its jobs: a dispatcher dying after adding them leaves nothing to run again', async () => {
+  const stream = `${prefix}:dispatch3`;
+  const entry = (id: string) =>
+    JSON.stringify({
+      envelope: { id, tenant: 'acme', source: 'rmm', type: 'device.offline', data: {} },
+      outcome: 'accepted',
+      rules: ['page'],
+    });
+  await redis.xadd(stream, '*', 'e', entry('k1'));
+  await redis.xadd(stream, '*', 'e', entry('k2'));
+  // The dispatcher's reading connection dies as soon as it has read the entries: anything it
+  // would send afterwards (a separate XACK) never reaches Redis, as when the process is killed.
+  const reader = redis.duplicate();
+  const read = reader.xreadgroupBuffer.bind(reader);
+  (reader as { xreadgroupBuffer: unknown }).xreadgroupBuffer = async (...args: unknown[]) => {
+    const got = await (read as (...a: unknown[]) => Promise<unknown[] | null>)(...args);
+    if (got && String(got).includes('k1')) reader.disconnect();
+    return got;
+  };
+  const a = new Dispatcher(reader, stream, queue, { blockMs: 20, consumer: 'c-crash' });
+  await a.start();
+  const ids = [runJobId('acme', 'k1', 'page'), runJobId('acme', 'k2', 'page')];
+  const until = Date.now() + 5_000;
+  while ((await Promise.all(ids.map((id) => queue.getJob(id)))).some((j) => !j) && Date.now() < until)
+    await new Promise((r) => setTimeout(r, 20));
+  await a.stop();
+  // The runs completed and their jobs left Redis (removeOnComplete keeps the last 10,000).
+  for (const id of ids) expect(await queue.remove(id)).toBe(1);
+  // The process comes back under the same name and reads its pending entries first.
+  const b = new Dispatcher(redis.duplicate(), stream, queue, { blockMs: 20, consumer: 'c-crash' });
+  await b.start();
+  await new Promise((r) => setTimeout(r, 300));
+  await b.stop();
+  expect(await Promise.all(ids.map((id) => queue.getJob(id)))).toEqual([undefined, undefined]);
+  const pending = (await redis.xpending(stream, 'dispatch')) as [number, ...unknown[]];
+  expect(pending[0]).toBe(0);
 });
