@@ -8,10 +8,11 @@
  * The thread has its own Redis connections; the stream's consumer group keeps delivery
  * at-least-once whatever thread or process reads it.
  */
-import { parentPort, Worker } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { openRunQueue } from '../config/runs.js';
 import { Dispatcher } from '../ingest/dispatch.js';
+import { type Supervised, type SuperviseOptions, startThread, supervise } from './supervise.js';
 
 export interface DispatchThreadData {
   readonly kind: 'signalbox-dispatch-thread';
@@ -67,100 +68,37 @@ export async function runDispatchThread(data: DispatchThreadData): Promise<void>
   port.postMessage({ type: 'started' } satisfies FromThread);
 }
 
-export interface DispatchThread {
-  /** Times the thread died and was started again. */
-  readonly restarts: number;
-  /** The thread, for tests (terminate it to see it come back). */
-  readonly thread: Worker;
-  stop(): Promise<void>;
-}
+/** The running dispatcher thread (`thread`: tests terminate it to see it come back). */
+export type DispatchThread = Supervised;
 
-export interface DispatchThreadOptions {
-  /** Told when the thread died and is started again. */
-  readonly onRestart?: (reason: string) => void;
-  /** Wait before starting it again (default 1 s). */
-  readonly restartDelayMs?: number;
-}
-
-/** Starts one thread; resolves once its dispatcher reads the stream. */
-async function spawn(entry: URL, data: DispatchThreadData): Promise<Worker> {
-  const w = new Worker(entry, { workerData: data });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`the dispatcher thread exited with ${code}`)));
-      w.once('message', (m: FromThread) =>
-        m.type === 'started'
-          ? resolve()
-          : reject(new Error(`the dispatcher could not start: ${m.type === 'failed' ? m.message : m.type}`)),
-      );
-    });
-  } catch (e) {
-    await w.terminate();
-    throw e;
-  }
-  w.removeAllListeners();
-  return w;
-}
+/** Told when the thread died and is started again; the wait before (default 1 s). */
+export type DispatchThreadOptions = Pick<SuperviseOptions, 'onRestart' | 'restartDelayMs'>;
 
 /**
  * Starts the dispatcher thread from `entry`, a module that calls runDispatchThread when loaded
  * with DispatchThreadData (the CLI bundle does); resolves once it reads the stream. A thread that
- * dies (an uncaught error, out of memory) is started again after a second, and again until it
- * runs: without it no match would become a run. Entries it had read and not acknowledged are
- * read again by the new one (the consumer group keeps them pending), and job ids make repeats
- * no-ops.
+ * dies is started again (supervise.ts): without it no match would become a run. Entries it had
+ * read and not acknowledged are read again by the new one (the consumer group keeps them pending);
+ * those it had acknowledged had their jobs added in the same transaction.
  */
-export async function startDispatchThread(
+export function startDispatchThread(
   entry: URL,
   data: Omit<DispatchThreadData, 'kind'>,
   o: DispatchThreadOptions = {},
 ): Promise<DispatchThread> {
   const full: DispatchThreadData = { kind: 'signalbox-dispatch-thread', ...data };
-  let stopping = false;
-  let restarts = 0;
-  let current = await spawn(entry, full);
-  const watch = (w: Worker): void => {
-    let error = '';
-    w.on('error', (e) => {
-      error = e.message;
-    });
-    w.once('exit', (code) => {
-      if (stopping) return;
-      const again = (reason: string): void => {
-        restarts++;
-        o.onRestart?.(reason);
-        setTimeout(() => {
-          if (stopping) return;
-          spawn(entry, full).then(
-            (next) => {
-              current = next;
-              watch(next);
-            },
-            (e: Error) => again(e.message),
-          );
-        }, o.restartDelayMs ?? 1_000).unref();
-      };
-      again(error || `exit code ${code}`);
-    });
-  };
-  watch(current);
-  return {
-    get restarts() {
-      return restarts;
+  return supervise(
+    () =>
+      startThread(entry, full, (m) => {
+        const got = m as FromThread;
+        if (got.type === 'started') return undefined;
+        return `the dispatcher could not start: ${got.type === 'failed' ? got.message : got.type}`;
+      }),
+    {
+      ...o,
+      stopMessage: { type: 'stop' } satisfies ToThread,
+      // A dispatcher stops within its read block (200 ms).
+      graceMs: 5_000,
     },
-    get thread() {
-      return current;
-    },
-    async stop() {
-      stopping = true;
-      const w = current;
-      const exited = new Promise((r) => w.once('exit', r));
-      w.postMessage({ type: 'stop' } satisfies ToThread);
-      // A dispatcher stops within its read block (200 ms); past 5 s the thread is ended.
-      const t = setTimeout(() => void w.terminate(), 5_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+  );
 }

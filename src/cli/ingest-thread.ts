@@ -46,6 +46,8 @@ export type RuleMessage =
 /** What a thread asks of the main thread. */
 export type ThreadRequest =
   | { readonly type: 'listening'; readonly thread: number; readonly port: number }
+  /** An uncaught error: the thread closes its port and ends (the main thread starts another). */
+  | { readonly type: 'crashed'; readonly message: string }
   /**
    * Halo "event information only": fetch the record from the Halo API. The main thread holds the
    * PSA clients (their token cache, the shared API budget and the connection store).
@@ -111,6 +113,25 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
         } satisfies ThreadRequest);
       }),
   });
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    server.close();
+    redis.disconnect();
+    parentPort!.close();
+  };
+  // A thread with uWebSockets.js must not be ended from outside (Worker.terminate) or by Node on
+  // an uncaught error: the native server's poll handle is still open then, and Node aborts the
+  // whole process ("uv_loop_close() while having open handles"), the main thread's requests with
+  // it. Instead it stops taking connections and ends on its own: requests in flight are answered,
+  // idle connections close within uWS's 10 s idle timeout.
+  process.on('uncaughtException', (e) => {
+    if (!ended) {
+      parentPort!.postMessage({ type: 'crashed', message: e.stack ?? String(e) } satisfies ThreadRequest);
+    }
+    end();
+  });
   parentPort!.on('message', (m: RuleMessage) => {
     if (m.type === 'fetched') fetches.get(m.n)?.(m.record);
     else if (m.type === 'rules') {
@@ -124,11 +145,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     } else if (m.type === 'rule') {
       const c = m.doc ? compile(m.tenant, m.doc) : undefined;
       engine.apply(c ? { upsert: [c] } : { remove: [{ tenant: m.tenant, id: m.id }] });
-    } else {
-      server.close();
-      redis.disconnect();
-      parentPort!.close();
-    }
+    } else end();
   });
   parentPort!.postMessage({ type: 'listening', thread: threadId, port: server.port } satisfies ThreadRequest);
 }

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { streamGauges, watchedStreams } from '../config/streams.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
@@ -38,6 +38,7 @@ import { arg, type CommandIo, unknownOption } from './args.js';
 import { startDispatchThread } from './dispatch-thread.js';
 import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
+import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
 
 export interface ConnectionsFile {
@@ -175,6 +176,8 @@ export interface RunningService {
   readonly port: number;
   readonly db: Db;
   readonly admin: AdminPlane | undefined;
+  /** The extra server threads of `--threads N` (tests end one to see it started again). */
+  readonly threads: readonly Supervised[];
   close(): Promise<void>;
 }
 
@@ -244,40 +247,57 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     fetchRecord: (conn, ev) => fetchRecord(conn.tenant, conn.id, ev.entity, ev.entityId),
     moreMetrics: () => streamGauges(redis, watchedStreams(prefix)),
   });
-  // Extra server threads on the same port; the rule store stays here and feeds them.
-  const workers: Worker[] = [];
-  for (let i = 1; i < threads; i++) {
-    const data: ThreadData = {
-      kind: 'signalbox-ingest-thread',
-      host,
-      port: server.port,
-      redisUrl: env.REDIS_URL!,
-      prefix,
-      connections: stored.snapshot()[0],
-      apiKeys: stored.snapshot()[1],
-      ...(rate ? { rate } : {}),
-    };
-    const w = new Worker(new URL(import.meta.url), { workerData: data });
-    await new Promise<void>((resolve, reject) => {
-      w.once('message', () => resolve());
-      w.once('error', reject);
-    });
+  // Extra server threads on the same port; the rule store stays here and feeds them. One that
+  // dies is started again and sent the rules and connections as they are then (supervise.ts).
+  const threadData = (): ThreadData => ({
+    kind: 'signalbox-ingest-thread',
+    host,
+    port: server.port,
+    redisUrl: env.REDIS_URL!,
+    prefix,
+    connections: stored.snapshot()[0],
+    apiKeys: stored.snapshot()[1],
+    ...(rate ? { rate } : {}),
+  });
+  const feed = (w: Worker): void => {
+    const [conns, keys] = stored.snapshot();
+    w.postMessage({ type: 'connections', connections: conns, apiKeys: keys } satisfies RuleMessage);
     w.postMessage({ type: 'rules', rules: [...live.documents.values()] } satisfies RuleMessage);
     w.on('message', (m: ThreadRequest) => {
+      if (m.type === 'crashed') io.stderr.write(`signalbox: a server thread failed: ${m.message}\n`);
       if (m.type !== 'fetch') return;
       const answer = (record?: Record<string, unknown>) =>
         w.postMessage({ type: 'fetched', n: m.n, ...(record ? { record } : {}) } satisfies RuleMessage);
       fetchRecord(m.tenant, m.connection, m.entity, m.entityId).then(answer, () => answer());
     });
-    workers.push(w);
+  };
+  const workers: Supervised[] = [];
+  for (let i = 1; i < threads; i++) {
+    workers.push(
+      await supervise(
+        () =>
+          startThread(new URL(import.meta.url), threadData(), (m) =>
+            (m as ThreadRequest).type === 'listening' ? undefined : 'the server thread did not start',
+          ),
+        {
+          onStarted: feed,
+          stopMessage: { type: 'stop' } satisfies RuleMessage,
+          // Terminating a thread that runs uWebSockets.js aborts the process (ingest-thread.ts);
+          // it ends by itself once its connections close (uWS closes idle ones after 10 s).
+          graceMs: Number.POSITIVE_INFINITY,
+          onRestart: (why) =>
+            io.stderr.write(`signalbox: a server thread died (${why}); starting it again\n`),
+        },
+      ),
+    );
   }
   live.onChange = (tenant, id, doc) => {
-    for (const w of workers) w.postMessage({ type: 'rule', tenant, id, doc } satisfies RuleMessage);
+    for (const w of workers) w.thread.postMessage({ type: 'rule', tenant, id, doc } satisfies RuleMessage);
   };
   // Connections and keys made through the admin API reach every thread.
   stored.onReload = (conns, keys) => {
     for (const w of workers)
-      w.postMessage({ type: 'connections', connections: conns, apiKeys: keys } satisfies RuleMessage);
+      w.thread.postMessage({ type: 'connections', connections: conns, apiKeys: keys } satisfies RuleMessage);
   };
   // The workers run here too unless told not to (with the embedded database they must: it
   // belongs to this process).
@@ -311,9 +331,9 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     port: server.port,
     db,
     admin,
+    threads: workers,
     async close() {
-      for (const w of workers) w.postMessage({ type: 'stop' } satisfies RuleMessage);
-      await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+      await Promise.all(workers.map((w) => w.stop()));
       server.close();
       await admin?.close();
       await stored.stop();

@@ -1,13 +1,16 @@
 /**
  * `signalbox serve --threads 2` through the real command: both threads answer on one port, an
  * event posted to each is matched against the rules from the store, a rule change reaches every
- * thread, and SIGTERM shuts it down.
+ * thread, and SIGTERM shuts it down. A server thread that dies is started again with the rules
+ * and keys of the moment.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
+import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
+import { secretBox } from '../../src/cli/env.js';
 import { applyOfflineRule, BIN, runCli, serveEnv } from './serve-env.js';
 
 const port = 30_000 + (process.pid % 20_000);
@@ -128,4 +131,77 @@ it('serves on two threads, with live rules in each', { timeout: 60_000 }, async 
   child.kill('SIGTERM');
   const code = await new Promise<number | null>((r) => child!.once('exit', r));
   expect(code).toBe(0);
+});
+
+it('starts a server thread that died again, with the rules and keys of the moment', {
+  timeout: 60_000,
+}, async () => {
+  const connections = await applyOfflineRule(dir, env, 'serve-test-key');
+  // In this process, from the CLI bundle: the extra threads load the bundle, and a test can only
+  // end one of them from inside.
+  if (isStale()) await build();
+  const { startService } = (await import(CLI_BUNDLE)) as typeof import('../../src/cli/serve.js');
+  const stderr: string[] = [];
+  const svc = await startService(
+    {
+      env: { ...env, SIGNALBOX_SECRET_KEY: 'ab'.repeat(32) },
+      host: '127.0.0.1',
+      port,
+      threads: 2,
+      adminPort: 0,
+      grpcPort: 0,
+      file: JSON.parse(readFileSync(connections, 'utf8')),
+      secrets: secretBox({ SIGNALBOX_SECRET_KEY: 'ab'.repeat(32) }),
+      worker: false,
+      admin: false,
+      firstKey: false,
+    },
+    {
+      stdout: { write: () => true } as unknown as NodeJS.WritableStream,
+      stderr: { write: (s: string) => stderr.push(s) > 0 } as unknown as NodeJS.WritableStream,
+    },
+  );
+  try {
+    const extra = svc.threads[0]!;
+    const old = extra.thread;
+    const dead = old.threadId;
+    // A message it cannot take throws in the thread (an uncaught error, as a bug would). A rule
+    // change while it is down must reach the new one.
+    extra.thread.postMessage({ type: 'rules', rules: null });
+    writeFileSync(
+      join(dir, 'rules.json'),
+      JSON.stringify([
+        {
+          id: 'offline',
+          tenant: 'acme',
+          source: 'rmm',
+          on: 'device.offline',
+          when: 'device.status == "lost"',
+        },
+      ]),
+    );
+    expect(await cli(['rules', 'apply', '-f', join(dir, 'rules.json')])).toBe(0);
+    const until = Date.now() + 15_000;
+    while (extra.thread === old && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(extra.restarts).toBe(1);
+    expect(stderr.join('')).toContain('a server thread failed: TypeError');
+    expect(stderr.join('')).toContain('a server thread died');
+    const reborn = extra.thread.threadId;
+    expect(reborn).not.toBe(dead);
+    // Both threads answer again, the new one among them.
+    const seen = new Set<number>();
+    for (let i = 0; i < 80 && !seen.has(reborn); i++) seen.add(JSON.parse(await fresh('/healthz')).thread);
+    expect([...seen]).toContain(reborn);
+    // Events on fresh connections, whichever thread takes them, match the rule as it is now and
+    // are accepted with the connection file's key.
+    let results: Array<{ status: number; rules: string[] }> = [];
+    const until2 = Date.now() + 10_000;
+    do {
+      await new Promise((r) => setTimeout(r, 100));
+      results = await Promise.all(Array.from({ length: 12 }, (_, i) => post(`t${Date.now()}-${i}`, 'lost')));
+    } while (!results.every((r) => r.rules.join() === 'offline') && Date.now() < until2);
+    expect(results.map((r) => [r.status, r.rules.join()])).toEqual(Array(12).fill([202, 'offline']));
+  } finally {
+    await svc.close();
+  }
 });
