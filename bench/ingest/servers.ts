@@ -3,28 +3,23 @@
  *
  *   bare    a uWebSockets.js server that reads the body, parses the JSON and answers: the ceiling
  *   ingest  the real ingest (startIngest) on real Redis (database 2 of REDIS_URL, flushed first),
- *           with the dispatcher queueing runs on its own thread (as `signalbox serve` runs it),
- *           and RULES active rules
+ *           its COMMIT enqueueing the runs, and RULES active rules
  *
  * Prints `port <n>` when listening.
  */
 
 import uWS from 'uWebSockets.js';
-import { isMainThread, workerData } from 'node:worker_threads';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { isDispatchThread, runDispatchThread, startDispatchThread } from '../../src/cli/dispatch-thread.js';
+import { RUN_QUEUE } from '../../src/config/runs.js';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
-import { RUN_QUEUE } from '../../src/ingest/dispatch.js';
 import { Handoff } from '../../src/ingest/handoff.js';
 import { startIngest } from '../../src/ingest/server.js';
 
-const mode = isMainThread ? process.argv[2] : 'thread';
+const mode = process.argv[2];
 const rulesFile = process.argv[3];
 
-if (mode === 'thread') {
-  if (isDispatchThread(workerData)) await runDispatchThread(workerData);
-} else if (mode === 'bare') {
+if (mode === 'bare') {
   const app = uWS.App();
   app.post('/*', (res, req) => {
     // The same parsing work as the ingest: NDJSON line by line, else one JSON document.
@@ -68,11 +63,6 @@ if (mode === 'thread') {
   const engine = new Engine(docs.map((d) => compiler.compile(d)));
   const handoff = new Handoff(redis, () => engine, { prefix: 'bench' });
   const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: 'bench' });
-  const dispatcher = await startDispatchThread(new URL(import.meta.url), {
-    redisUrl: url.toString(),
-    prefix: 'bench',
-    streamKey: handoff.dispatchKey,
-  });
   const server = await startIngest({
     connections: { get: () => undefined },
     apiKeys: { tenantOf: (k) => (k.startsWith('key-') ? k.slice(4) : undefined) },
@@ -84,7 +74,6 @@ if (mode === 'thread') {
   console.log(`port ${server.port}`);
   process.on('SIGTERM', async () => {
     server.close();
-    await dispatcher.stop();
     const counts = await queue.getJobCounts('wait');
     console.log(`queued ${counts.wait} outbox ${await redis.xlen(handoff.outboxKey)}`);
     await redis.flushdb();

@@ -96,7 +96,7 @@ async function throughput(
     await queue.addBulk(
       Array.from({ length: Math.min(1000, JOBS - i) }, (_, j) => ({
         name: 'run',
-        // As the dispatcher makes them: the ingest's COMMIT already counted the run for the loop
+        // As the ingest makes them: its COMMIT already counted the run for the loop
         // breaker (loop: 'ok'), so the worker makes no round trip for it.
         data: { tenant: 'bench', ruleId: 'bench-log', event: deviceEvent(i + j), loop: 'ok' },
         opts: { jobId: `j-${i + j}`, removeOnComplete: 10_000, removeOnFail: 50_000 },
@@ -301,8 +301,16 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
         )
         .join('\n'),
     );
+    // When in the second the slow runs (over 30 ms) were accepted, per second: a stall at the same
+    // phase every second is a timer somewhere.
+    const slow = await db.query<{ sec: number; at: number[] }>(
+      `select floor(extract(epoch from created_at))::bigint % 1000 as sec,
+              array_agg((extract(milliseconds from created_at)::numeric % 1000)::int order by created_at) as at
+       from (${firstStep}) r where ms > 30 group by 1 order by 1`,
+    );
+    console.log(slow.rows.map((r) => `${r.sec}: ${r.at.join(' ')}`).join('\n'));
   }
-  // Where the time goes, from BullMQ's own stamps: received → job added (ingest + dispatcher),
+  // Where the time goes, from BullMQ's own stamps: received → job added (the ingest's COMMIT),
   // added → taken by the worker (queue wait).
   const q2 = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
   const jobs = (await q2.getJobs(['completed'], 0, -1)).filter((j) => j.data.event.id.startsWith('e2e-'));

@@ -2,7 +2,7 @@
  * One extra ingest server thread of `signalbox serve --threads N`. uWebSockets.js threads listen
  * on the same port (the kernel spreads connections between them). The main thread keeps the one
  * connection to the rule store and forwards rule documents; each thread compiles its own index
- * and hands off to Redis with its own connection (the dispatcher runs once, in the main thread).
+ * and hands off to Redis with its own connection.
  */
 import { parentPort, threadId } from 'node:worker_threads';
 import { Redis } from 'ioredis';

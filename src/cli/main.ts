@@ -5,7 +5,6 @@ import './v8-flags.js';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { runAdmin } from './admin.js';
 import { runDemo } from './demo.js';
-import { isDispatchThread, runDispatchThread } from './dispatch-thread.js';
 import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
@@ -33,10 +32,8 @@ commands:
   help                                              show this help
 `;
 
-// Loaded as an extra ingest thread of `serve --threads N`, or as its dispatcher thread: run that,
-// not the command line.
+// Loaded as an extra ingest thread of `serve --threads N`: run that, not the command line.
 if (!isMainThread && isIngestThread(workerData)) void runIngestThread(workerData);
-if (!isMainThread && isDispatchThread(workerData)) void runDispatchThread(workerData);
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;

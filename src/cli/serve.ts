@@ -1,5 +1,5 @@
 /**
- * `signalbox serve`: the ingest server, its dispatcher and its live rule index in one process.
+ * `signalbox serve`: the ingest server and its live rule index in one process.
  *
  *   signalbox serve [--host 127.0.0.1] [--port 8080] [--admin-port 8081] [--grpc-port 8082]
  *                   [--no-admin] [--no-worker] [--connections connections.json]
@@ -35,7 +35,6 @@ import {
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { startDispatchThread } from './dispatch-thread.js';
 import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { type Supervised, startThread, supervise } from './supervise.js';
@@ -182,7 +181,7 @@ export interface RunningService {
 }
 
 /**
- * The whole service in this process: ingest (and its extra threads), dispatcher, live rules,
+ * The whole service in this process: ingest (and its extra threads), live rules,
  * connections from the store, the admin plane and the workers. `serve` and `demo` use it.
  */
 export async function startService(o: ServiceOptions, io: CommandIo): Promise<RunningService> {
@@ -213,16 +212,6 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
   const prefix = o.prefix ?? (env.SIGNALBOX_REDIS_PREFIX || 'sb');
   const handoff = new Handoff(redis, () => live.engine, { prefix });
-  // The dispatcher (committed matches → BullMQ run jobs) runs on a thread of its own, off the
-  // event loop that answers webhooks (dispatch-thread.ts).
-  const dispatcher = await startDispatchThread(
-    new URL(import.meta.url),
-    { redisUrl: env.REDIS_URL!, prefix, streamKey: handoff.dispatchKey },
-    {
-      onRestart: (why) =>
-        io.stderr.write(`signalbox: the dispatcher thread died (${why}); starting it again\n`),
-    },
-  );
   const queueRedis = redis.duplicate();
   queueRedis.on('error', () => {});
   // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
@@ -338,7 +327,6 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
       await admin?.close();
       await stored.stop();
       await workers_?.close();
-      await dispatcher.stop();
       await db.close();
       for (const r of [redis, queueRedis]) r.disconnect();
     },

@@ -1,8 +1,7 @@
 /**
- * The threads of `signalbox serve` (the dispatcher, extra ingest server threads) are kept running:
- * a thread that dies (an uncaught error, out of memory) is started again after a second, and again
- * until it starts. Without it a dead dispatcher would leave every match without its run, and a
- * dead server thread would leave the others to carry its share with nobody told.
+ * The extra server threads of `signalbox serve --threads N` are kept running: a thread that dies
+ * (an uncaught error, out of memory) is started again after a second, and again until it starts.
+ * Without it the others would carry its share with nobody told.
  */
 import { Worker } from 'node:worker_threads';
 

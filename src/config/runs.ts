@@ -3,7 +3,9 @@
  * Both sides import it from here (design.md: ingest and workers share config, never each other).
  */
 import { createHash } from 'node:crypto';
-import { type ConnectionOptions, Job, type JobsOptions, Queue } from 'bullmq';
+import { encode } from '@msgpack/msgpack';
+import { type ConnectionOptions, Job, type JobsOptions, Queue, QueueKeys } from 'bullmq';
+import { addStandardJob } from 'bullmq/dist/cjs/scripts/addStandardJob-9.js';
 import type { ChainableCommander } from 'ioredis';
 
 export const RUN_QUEUE = 'signalbox-runs';
@@ -20,8 +22,11 @@ export const RUN_JOB_DEFAULTS = {
   backoff: { type: 'exponential', delay: 1_000 },
 } as const;
 
+/** How many finished run jobs BullMQ keeps (`removeOnComplete`, `removeOnFail`). */
+export const RUN_JOB_KEEP = { removeOnComplete: 10_000, removeOnFail: 50_000 } as const;
+
 /**
- * The queue of runs, as everything that adds to it opens it (the dispatcher, the workers' timers
+ * The queue of runs, as everything that adds to it with BullMQ opens it (the workers' timers
  * and schedules, the admin plane): its jobs get RUN_JOB_DEFAULTS, and its 'error' events are taken
  * (without a listener BullMQ prints every failed reconnect while Redis is down; the callers
  * report the outage themselves).
@@ -47,11 +52,6 @@ export const STREAM_MAXLEN = 10_000_000;
  */
 export function archiveStreamKey(prefix: string): string {
   return `${prefix}:outbox`;
-}
-
-/** The dispatch stream: committed events that start runs (src/ingest/dispatch.ts reads it). */
-export function dispatchStreamKey(prefix: string): string {
-  return `${prefix}:dispatch`;
 }
 
 /** The run history stream, drained into Postgres (src/workers/history.ts). */
@@ -173,11 +173,11 @@ export interface RunJobSpec {
 
 /**
  * Adds run jobs and, in the same MULTI transaction, what `also` queues: the acknowledgement of the
- * stream entries they came from (the dispatcher, fired timers). Acknowledged after the jobs in a
+ * stream entries they came from (fired debounce timers). Acknowledged after the jobs in a
  * second round trip, an entry whose reader died in between was read again and its jobs added
  * again; derived ids make that a no-op only while the job is still in Redis, and a completed run
  * job is kept for its last 10,000 (`removeOnComplete`), a few seconds at full speed, so a
- * `serve` killed under load ran the runs of its last batch twice. In one transaction the jobs and
+ * reader killed under load had the runs of its last batch run twice. In one transaction the jobs and
  * the acknowledgement land together or not at all (a lost connection, or Redis refusing writes:
  * EXECABORT), and what is read again was never added.
  *
@@ -217,4 +217,91 @@ export async function addRunJobs(
     }
   }
   throw new Error(`${failed.length} run job(s) acknowledged but not added: ${String(last)}`);
+}
+
+/**
+ * BullMQ's own addStandardJob script (of the installed version, as BullMQ ships it) as a Lua
+ * function `bullmqAddJob(KEYS, ARGV)`, for scripts that add run jobs in the same atomic step as
+ * their own writes: the ingest's COMMIT records an event and enqueues its runs at once, so no
+ * event is acknowledged without its runs and no run is enqueued twice. KEYS are the nine of
+ * `runQueue(prefix).keys`; ARGV: the msgpack arguments and options of `encodeRunJob`, with the
+ * job's data (JSON) between them. Function parameters named KEYS and ARGV shadow the script's,
+ * so BullMQ's text runs unchanged. tests/config/runs.redis.test.ts checks the arguments against
+ * what BullMQ itself sends and that a BullMQ worker runs the jobs.
+ */
+export const BULLMQ_ADD_JOB_LUA = `local function bullmqAddJob(KEYS, ARGV)
+${addStandardJob.content}
+end
+`;
+
+/** The queue of runs under a key prefix, as BullMQ's addStandardJob addresses it. */
+export interface RunQueueKeys {
+  /** wait, paused, meta, id, completed, delayed, active, events, marker (addStandardJob's order). */
+  readonly keys: readonly string[];
+  /** What a job id is appended to for its hash (`<prefix>:signalbox-runs:`). */
+  readonly jobPrefix: string;
+  /** The msgpack of the arguments' first element (the job prefix), made once. */
+  readonly packedPrefix: Buffer;
+}
+
+const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const packed = (v: unknown): Buffer => asBuffer(encode(v));
+
+export function runQueueKeys(prefix: string): RunQueueKeys {
+  const k = new QueueKeys(prefix).getKeys(RUN_QUEUE);
+  return {
+    keys: [k.wait!, k.paused!, k.meta!, k.id!, k.completed!, k.delayed!, k.active!, k.events!, k.marker!],
+    jobPrefix: k['']!,
+    packedPrefix: packed(k['']!),
+  };
+}
+
+// The fixed parts of a run job's msgpack, made once by the msgpack library: encodeRunJob only
+// writes the job id, the name and the time between them (a job per match on the ingest's hot path;
+// the library's encode() costs a new encoder and a 2 KB buffer a call). tests/config checks the
+// result against BullMQ's own.
+const NAMES = new Map(['run', 'cancel'].map((n) => [n, packed(n)]));
+/** The options map: its header and entries up to the `jobId` key, then those after its value. */
+const OPTS_HEAD = Buffer.concat([
+  Buffer.from([0x85]), // a map of five entries
+  ...Object.entries(RUN_JOB_DEFAULTS).flatMap(([key, v]) => [packed(key), packed(v)]),
+  packed('jobId'),
+]);
+const OPTS_TAIL = Buffer.concat(Object.entries(RUN_JOB_KEEP).flatMap(([key, v]) => [packed(key), packed(v)]));
+/** The six absent arguments (parent, repeat, deduplication…): nil. */
+const NILS = Buffer.alloc(6, 0xc0);
+
+/** msgpack of a string of ASCII characters (job ids: `r-` and hex). */
+function packedAscii(s: string): Buffer {
+  const n = s.length;
+  const head = n < 32 ? [0xa0 | n] : n < 256 ? [0xd9, n] : [0xda, n >> 8, n & 0xff];
+  const b = Buffer.allocUnsafe(head.length + n);
+  b.set(head, 0);
+  b.write(s, head.length, 'latin1');
+  return b;
+}
+
+/**
+ * The msgpack arguments and options BullMQ's addStandardJob takes for a run job (`name` run or
+ * cancel), as Queue.add would send them with the queue's defaults (RUN_JOB_DEFAULTS, RUN_JOB_KEEP).
+ */
+export function encodeRunJob(
+  q: RunQueueKeys,
+  name: string,
+  jobId: string,
+  timestamp: number,
+): [args: Buffer, opts: Buffer] {
+  const id = packedAscii(jobId);
+  const time = Buffer.allocUnsafe(9);
+  time[0] = 0xcb; // float64: what the time is in Lua either way
+  time.writeDoubleBE(timestamp, 1);
+  const args = Buffer.concat([
+    Buffer.from([0x9a]),
+    q.packedPrefix,
+    id,
+    NAMES.get(name) ?? packed(name),
+    time,
+    NILS,
+  ]);
+  return [args, Buffer.concat([OPTS_HEAD, id, OPTS_TAIL])];
 }

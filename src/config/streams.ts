@@ -1,12 +1,12 @@
 /**
- * A consumer-group reader for Redis streams, shared by the dispatcher, the debounce timers and
+ * A consumer-group reader for Redis streams, shared by the debounce timers and
  * the history drain. At-least-once: entries are acknowledged only after the handler succeeded; a
  * restarted consumer reads its own pending entries first; entries delivered to a consumer that
  * died are claimed after `minIdleMs` (XAUTOCLAIM); on an error (Redis down, a failing handler)
  * it waits and reads its pending entries again.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
-import { archiveStreamKey, dispatchStreamKey, historyStreamKey, timersKey } from './runs.js';
+import { archiveStreamKey, historyStreamKey, timersKey } from './runs.js';
 
 export interface StreamEntry {
   readonly id: string;
@@ -78,10 +78,10 @@ export interface StreamConsumerOptions {
 export type AckOn = (tx: ChainableCommander) => void;
 
 /**
- * Claiming for readers that start runs (the dispatcher, fired timers): their handlers only add
- * BullMQ jobs with derived ids, so a run is never doubled when a live but slow consumer's entries
- * are taken, while the runs of a consumer that died (a SIGKILLed `serve` or worker: a restarted
- * process reads under a new name) wait 10–12 s rather than a minute.
+ * Claiming for readers that start runs (fired debounce timers): their handlers only add BullMQ
+ * jobs with derived ids, so a run is never doubled when a live but slow consumer's entries are
+ * taken, while the runs of a consumer that died (a SIGKILLed worker: a restarted process reads
+ * under a new name) wait 10–12 s rather than a minute.
  */
 export const RUN_STARTER_CLAIM = { minIdleMs: 10_000, claimEveryMs: 2_000 } as const;
 
@@ -206,7 +206,7 @@ export class StreamConsumer {
 
 /** A stream Signalbox keeps in Redis, for the backlog gauges of /metrics. */
 export interface WatchedStream {
-  /** Its name in the metrics: archive, dispatch, history, timers. */
+  /** Its name in the metrics: archive, history, timers. */
   readonly name: string;
   readonly key: string;
 }
@@ -215,7 +215,6 @@ export interface WatchedStream {
 export function watchedStreams(prefix: string): WatchedStream[] {
   return [
     { name: 'archive', key: archiveStreamKey(prefix) },
-    { name: 'dispatch', key: dispatchStreamKey(prefix) },
     { name: 'history', key: historyStreamKey(prefix) },
     { name: 'timers', key: `${timersKey(prefix)}:fired` },
   ];

@@ -6,13 +6,15 @@
  * 1. READ (events with an entity only): is the id already seen (dedupe)? what is the entity's
  *    snapshot (previous) and its version and time?
  * 2. COMMIT (after matching, in process): if the snapshot's version is unchanged, atomically
- *    record the id, write the snapshot (replace, patch or delete) and append the event, its
- *    `previous`, merged `data` and matched rule ids to the outbox stream. A changed version means
+ *    record the id, write the snapshot (replace, patch or delete), append the event, its
+ *    `previous`, merged `data` and matched rule ids to the archive stream, and add one BullMQ run
+ *    job per match (BullMQ's own addStandardJob, inside the script). A changed version means
  *    another event of the same entity committed in between: read and match again.
  *
- * The outbox stream is the durable hand-off (and the event archive's first stop): the 2xx is sent
- * only after COMMIT succeeded, and the dispatcher (dispatch.ts) turns outbox entries into BullMQ
- * run jobs with deterministic ids, so a crash between the two never loses or doubles a run.
+ * COMMIT is the durable hand-off: the 2xx is sent only after it succeeded, and the event, its
+ * archive entry and its runs are written together or not at all, so no crash loses or doubles a
+ * run. (Until 2026-12-07 a dispatcher thread read committed events from a second stream and
+ * added their jobs: a hop that cost a quarter of a core at 2,000 runs/s and 15–45 ms of p99.)
  * Snapshots are Redis hashes of JSON-encoded top-level fields, so a partial update (Autotask) is
  * a plain HSET of the fields it carries, with no JSON parsing inside Redis.
  *
@@ -24,21 +26,23 @@
  *   remembered for at least the window (7 days by default) and at most 1.5 times it, when its
  *   bucket expires.
  * - The chunk's outbox entries travel as one NDJSON argument, not one argument per event, and
- *   go to the archive (and, those that start runs, to the dispatch stream) with one XADD per
- *   chunk and stream, as they came when all of them committed: a chunk's events share one stream
- *   entry (outboxEntries reads it). Per-event arguments cost ioredis and Redis about 2 µs an
+ *   go to the archive with one XADD per chunk, as they came when all of them committed: a
+ *   chunk's events share one stream entry (outboxEntries reads it). Per-event arguments cost ioredis and Redis about 2 µs an
  *   event each; a Lua table.concat of them as much again.
  */
 import type { Redis } from 'ioredis';
 import {
   ADMIT_LUA,
   archiveStreamKey,
-  dispatchStreamKey,
+  BULLMQ_ADD_JOB_LUA,
+  encodeRunJob,
   loopEntity,
   loopKey,
   orderingTime,
   type RunEvent,
+  type RunQueueKeys,
   runJobId,
+  runQueueKeys,
   STREAM_MAXLEN,
 } from '../config/runs.js';
 import { jsonLines } from '../config/streams.js';
@@ -72,23 +76,27 @@ return out
 `;
 
 /**
- * COMMIT for many events. KEYS: the archive and the dispatch streams, the three dedupe buckets
- * (current first), the snapshot key of each event that has an entity, then one loop breaker
- * window per run to count. ARGV: when the current bucket expires (unix seconds), the snapshot
- * ttl, the kinds (one character per event), the chunk's outbox entries as NDJSON, the NDJSON of
- * those that start runs, now (ms); then per event its dedupe member and, for events with an
- * entity, expected version, event time, mode, stale, n and n field/value pairs; then per run to
- * count: its event's position in the chunk, window ms, max and job id. Kinds: `p` plain (no
- * entity), `s` with an entity; upper case when the event starts runs. The answer is one
- * character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
+ * COMMIT for many events. KEYS: the archive stream, the nine keys of the queue of runs (BullMQ's
+ * addStandardJob), the three dedupe buckets (current first), the snapshot key of each event that
+ * has an entity, then one loop breaker window per run to count. ARGV: when the current bucket
+ * expires (unix seconds), the snapshot ttl, the kinds (one character per event), the chunk's
+ * outbox entries as NDJSON, how many runs to count, now (ms); then per event its dedupe member
+ * and, for events with an entity, expected version, event time, mode, stale, n and n field/value
+ * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
+ * then per job to add: its event's position, its run's position among those counted (0: not
+ * counted), BullMQ's msgpack arguments, the job's JSON data without its closing brace, BullMQ's
+ * msgpack options. Kinds: `p` plain (no entity), `s` with an entity; upper case when the event
+ * starts runs. The answer is one character per event: `o` ok, `d` duplicate, `r` retry (the
+ * snapshot changed since READ).
  *
- * When every event commits (the usual case) the NDJSON goes to the streams as it came, one XADD
- * each; otherwise the lines of the events that did not commit are cut out first. The runs of
- * committed events are counted by the loop breaker here, in the same script, rather than by a
- * round trip per run in the worker: the dispatch entry's `l` field lists the job ids over the
- * limit (the dispatcher marks each job `loop: ok` or `over`).
+ * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
+ * otherwise the lines of the events that did not commit are cut out first. The runs of the
+ * events that committed are counted by the loop breaker and their jobs added to the queue of runs
+ * (BullMQ's own script, `BULLMQ_ADD_JOB_LUA`) in this same script: an event is never acknowledged
+ * without its runs, nor a run enqueued for an event that was not. A counted run's job says
+ * `loop: ok` or `over` (the worker needs no round trip of its own).
  */
-const COMMIT = `${SEEN}${ADMIT_LUA}
+const COMMIT = `${SEEN}${ADMIT_LUA}${BULLMQ_ADD_JOB_LUA}
 local kinds = ARGV[3]
 local n = #kinds
 local members, at = {}, {}
@@ -99,10 +107,10 @@ for e = 1, n do
   local c = string.byte(kinds, e)
   if c == 112 or c == 80 then a = a + 1 else a = a + 6 + 2 * tonumber(ARGV[a + 5]) end
 end
-local dup = seen(members, 3)
+local dup = seen(members, 11)
 local out, added, mine = {}, {}, {}
-local nadd, runs, runsOk = 0, 0, 0
-local k = 6
+local nadd = 0
+local k = 14
 for e = 1, n do
   local a = at[e]
   local c = string.byte(kinds, e)
@@ -134,21 +142,21 @@ for e = 1, n do
       r = 'o'
     end
   end
-  local starts = c == 80 or c == 83
-  if starts then runs = runs + 1 end
   if r == 'o' then
     mine[m] = true
     nadd = nadd + 1
     added[nadd] = m
-    if starts then runsOk = runsOk + 1 end
   end
   out[e] = r
 end
--- The lines of the events (of those for which keep(e)) that committed.
-local function committed(blob, keep)
-  local parts, np, pos = {}, 0, 1
-  for e = 1, n do
-    if keep(e) then
+if nadd > 0 then
+  redis.call('SADD', KEYS[11], unpack(added))
+  redis.call('EXPIREAT', KEYS[11], ARGV[1])
+  local blob = ARGV[4]
+  if nadd < n then
+    -- the lines of the events that committed
+    local parts, np, pos = {}, 0, 1
+    for e = 1, n do
       local nl = string.find(blob, '\\n', pos, true) or (#blob + 1)
       if out[e] == 'o' then
         np = np + 1
@@ -156,34 +164,31 @@ local function committed(blob, keep)
       end
       pos = nl + 1
     end
+    blob = table.concat(parts, '\\n')
   end
-  return table.concat(parts, '\\n')
-end
-if nadd > 0 then
-  redis.call('SADD', KEYS[3], unpack(added))
-  redis.call('EXPIREAT', KEYS[3], ARGV[1])
-  local blob = ARGV[4]
-  if nadd < n then blob = committed(blob, function() return true end) end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'e', blob)
 end
 -- The loop breaker, for the runs of the events that committed: one window per rule and entity.
 local over = {}
-while a <= #ARGV do
+for i = 1, tonumber(ARGV[5]) do
   if out[tonumber(ARGV[a])] == 'o' and admit(KEYS[k], ARGV[6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) == 0 then
-    over[#over + 1] = ARGV[a + 3]
+    over[i] = true
   end
   k = k + 1
   a = a + 4
 end
-if runsOk > 0 then
-  local blob = ARGV[5]
-  if runsOk < runs then
-    blob = committed(blob, function(e)
-      local c = string.byte(kinds, e)
-      return c == 80 or c == 83
-    end)
+-- The runs of the events that committed, as BullMQ jobs.
+local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+while a <= #ARGV do
+  if out[tonumber(ARGV[a])] == 'o' then
+    local counted = tonumber(ARGV[a + 1])
+    local data = ARGV[a + 3]
+    if counted == 0 then data = data .. '}'
+    elseif over[counted] then data = data .. ',"loop":"over"}'
+    else data = data .. ',"loop":"ok"}' end
+    bullmqAddJob(queue, {ARGV[a + 2], data, ARGV[a + 4]})
   end
-  redis.call('XADD', KEYS[2], '*', 'e', blob, 'l', table.concat(over, ' '))
+  a = a + 5
 end
 return table.concat(out)
 `;
@@ -204,14 +209,10 @@ export interface OutboxEntry {
   readonly envelope: Envelope & { previous: Record<string, unknown> | null; receivedAt: string };
   readonly outcome: Exclude<Outcome, 'duplicate'>;
   readonly rules: readonly string[];
-  /** Debounced rules that admitted the event without matching it (their timers are cancelled). */
-  readonly cancel?: readonly string[];
-  /** The entity's snapshot key (guards in workers read the latest snapshot). */
-  readonly snapshot?: string;
 }
 
 /**
- * The events of one archive or dispatch stream entry, given its field/value list: COMMIT writes a
+ * The events of one archive stream entry, given its field/value list: COMMIT writes a
  * chunk's events as one `e` field of NDJSON, one outbox entry a line. A line that does not parse
  * is skipped; the others still count.
  */
@@ -266,19 +267,32 @@ interface Planned {
   readonly json: string;
   /** Its arguments after the chunk's NDJSON: the dedupe member, then the snapshot's. */
   readonly args: string[];
-  /** The runs it starts that the loop breaker counts: window key, window ms, max, job id. */
-  readonly loops: ReadonlyArray<readonly [string, string, string, string]>;
+  /** The runs it starts that the loop breaker counts: window key, window ms, max, job id, rule. */
+  readonly loops: ReadonlyArray<readonly [string, string, string, string, string]>;
+  /** Its run jobs (matches, debounce cancellations). */
+  readonly jobs: readonly PlannedJob[];
+}
+
+interface PlannedJob {
+  /** Its run's position (from 1) among the event's `loops`; 0 when not counted. */
+  readonly counted: number;
+  /** BullMQ's msgpack arguments and options (encodeRunJob). */
+  readonly args: Buffer;
+  readonly opts: Buffer;
+  /** Its RunJob as JSON without the closing brace (COMMIT adds the loop breaker's verdict). */
+  readonly head: string;
 }
 
 type ScriptPipeline = ReturnType<Redis['pipeline']> & {
   sbHandoffRead(numKeys: number, ...args: string[]): ScriptPipeline;
-  sbHandoffCommit(numKeys: number, ...args: string[]): ScriptPipeline;
+  sbHandoffCommit(numKeys: number, ...args: Array<string | Buffer>): ScriptPipeline;
 };
 
 const META_TIME = '#t';
 const META_VERSION = '#v';
 const NO_HASH: string[] = [];
 const NO_LOOPS: Planned['loops'] = [];
+const NO_JOBS: readonly PlannedJob[] = [];
 
 function settle(p: Pending, r: HandoffResult): void {
   const g = p.group;
@@ -298,8 +312,8 @@ export class Handoff {
   readonly prefix: string;
   /** Every committed event (the archive's first stop: replay, backtest, drained to Postgres). */
   readonly outboxKey: string;
-  /** Committed events with matches: what the dispatcher turns into run jobs. */
-  readonly dispatchKey: string;
+  /** The queue of runs COMMIT adds jobs to. */
+  private readonly runQueue: RunQueueKeys;
   /** Dedupe bucket length (half the window), seconds. */
   private readonly bucketSeconds: number;
   private readonly snapshotTtl: string;
@@ -322,7 +336,7 @@ export class Handoff {
   ) {
     this.prefix = opts.prefix ?? 'sb';
     this.outboxKey = archiveStreamKey(this.prefix);
-    this.dispatchKey = dispatchStreamKey(this.prefix);
+    this.runQueue = runQueueKeys(this.prefix);
     this.bucketSeconds = Math.max(1, Math.ceil((opts.dedupeTtlSeconds ?? 7 * 24 * 3600) / 2));
     this.snapshotTtl = String(opts.snapshotTtlSeconds ?? 90 * 24 * 3600);
     this.matchStale = opts.matchStale ?? false;
@@ -468,31 +482,50 @@ export class Handoff {
     if (planned.length === 0) return;
     const commit = this.redis.pipeline() as ScriptPipeline;
     for (let i = 0; i < planned.length; i += CHUNK) {
-      const keys: string[] = [this.outboxKey, this.dispatchKey, ...buckets.keys];
-      const args: string[] = [buckets.expireAt, this.snapshotTtl, '', '', '', String(this.now())];
+      const keys: string[] = [this.outboxKey, ...this.runQueue.keys, ...buckets.keys];
+      const args: Array<string | Buffer> = [
+        buckets.expireAt,
+        this.snapshotTtl,
+        '',
+        '',
+        '',
+        String(this.now()),
+      ];
       let kinds = '';
       const lines: string[] = [];
-      const runs: string[] = [];
       const loopKeys: string[] = [];
       const loopArgs: string[] = [];
+      const jobArgs: Array<string | Buffer> = [];
       const end = Math.min(planned.length, i + CHUNK);
       for (let j = i; j < end; j++) {
         const pl = planned[j]!;
         kinds += pl.kind;
         lines.push(pl.json);
-        if (pl.kind === 'P' || pl.kind === 'S') runs.push(pl.json);
         if (pl.p.snapshotKey !== null) keys.push(pl.p.snapshotKey);
         for (const a of pl.args) args.push(a);
+        const position = String(j - i + 1);
+        // The chunk's count of runs to count before this event's.
+        const before = loopKeys.length;
         for (const [key, windowMs, max, jobId] of pl.loops) {
           loopKeys.push(key);
-          loopArgs.push(String(j - i + 1), windowMs, max, jobId);
+          loopArgs.push(position, windowMs, max, jobId);
+        }
+        for (const job of pl.jobs) {
+          jobArgs.push(
+            position,
+            String(job.counted === 0 ? 0 : before + job.counted),
+            job.args,
+            job.head,
+            job.opts,
+          );
         }
       }
       args[2] = kinds;
       args[3] = lines.join('\n');
-      args[4] = runs.join('\n');
+      args[4] = String(loopKeys.length);
       for (const k of loopKeys) keys.push(k);
       for (const a of loopArgs) args.push(a);
+      for (const a of jobArgs) args.push(a);
       commit.sbHandoffCommit(keys.length, ...keys, ...args);
     }
     const commits = (await commit.exec())!;
@@ -566,21 +599,14 @@ export class Handoff {
     const rules = stale && !this.matchStale ? [] : engine.match(envelope);
     const cancel = stale ? [] : engine.cancels(envelope, rules);
     const outcome = stale ? 'stale' : 'accepted';
-    const runs = rules.length > 0 || cancel.length > 0;
-    // Only events the workers will see carry what they need (the snapshot key, timers to cancel).
-    const entry: OutboxEntry = runs
-      ? {
-          envelope,
-          outcome,
-          rules,
-          ...(cancel.length > 0 ? { cancel } : {}),
-          snapshot: p.snapshotKey ?? `${this.prefix}:s:none`,
-        }
-      : { envelope, outcome, rules };
-    const json = JSON.stringify(entry);
+    const envJson = JSON.stringify(envelope);
+    const json = `{"envelope":${envJson},"outcome":"${outcome}","rules":${JSON.stringify(rules)}}`;
     const result: HandoffResult = { id: ev.envelope.id, outcome, matches: rules };
     const loops = rules.length > 0 ? this.loops(engine, envelope, rules) : NO_LOOPS;
-    if (p.snapshotKey === null) return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member], loops };
+    const runs = rules.length > 0 || cancel.length > 0;
+    const jobs = runs ? this.jobs(envelope, envJson, rules, cancel, loops, p.snapshotKey) : NO_JOBS;
+    if (p.snapshotKey === null)
+      return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member], loops, jobs };
     const args = [p.member, version, String(eventTime), ev.merge, stale ? '1' : '0', '0'];
     if (ev.merge === 'replace' || ev.merge === 'patch') {
       let n = 0;
@@ -590,7 +616,52 @@ export class Handoff {
       }
       args[5] = String(n);
     }
-    return { p, result, kind: runs ? 'S' : 's', json, args, loops };
+    return { p, result, kind: runs ? 'S' : 's', json, args, loops, jobs };
+  }
+
+  /**
+   * The run jobs of a committed event (RunJob in config/runs.ts, built as JSON around the
+   * envelope's, which is serialized once): one per matched rule, and one `cancel` per debounced
+   * rule that admitted the event without matching it (its timer for the key ends). Workers' guards
+   * read the entity's latest snapshot under `snapshot`.
+   */
+  private jobs(
+    envelope: RunEvent & { tenant: string },
+    envJson: string,
+    rules: readonly string[],
+    cancel: readonly string[],
+    loops: Planned['loops'],
+    snapshotKey: string | null,
+  ): PlannedJob[] {
+    const tenant = envelope.tenant;
+    const now = this.now();
+    const t = JSON.stringify(tenant);
+    const snapshot = JSON.stringify(snapshotKey ?? `${this.prefix}:s:none`);
+    const out: PlannedJob[] = [];
+    let l = 0;
+    for (const ruleId of rules) {
+      // `loops` holds the counted runs in the order of `rules`, with their job ids.
+      let counted = 0;
+      let jobId: string;
+      if (l < loops.length && loops[l]![4] === ruleId) {
+        jobId = loops[l]![3];
+        counted = ++l;
+      } else jobId = runJobId(tenant, envelope.id, ruleId);
+      const [args, opts] = encodeRunJob(this.runQueue, 'run', jobId, now);
+      const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}`;
+      out.push({ counted, args, opts, head });
+    }
+    for (const ruleId of cancel) {
+      const [args, opts] = encodeRunJob(
+        this.runQueue,
+        'cancel',
+        runJobId(tenant, envelope.id, ruleId, 'cancel'),
+        now,
+      );
+      const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}`;
+      out.push({ counted: 0, args, opts, head });
+    }
+    return out;
   }
 
   /**
@@ -603,7 +674,7 @@ export class Handoff {
     rules: readonly string[],
   ): Planned['loops'] {
     const index = engine.current;
-    const out: Array<readonly [string, string, string, string]> = [];
+    const out: Array<readonly [string, string, string, string, string]> = [];
     let entity: string | undefined;
     for (const id of rules) {
       const w = index.rule(envelope.tenant, id)?.workflow;
@@ -614,6 +685,7 @@ export class Handoff {
         String(w.loop.windowMs),
         String(w.loop.max),
         runJobId(envelope.tenant, envelope.id, id),
+        id,
       ]);
     }
     return out;

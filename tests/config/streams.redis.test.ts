@@ -1,5 +1,5 @@
 /**
- * The consumer-group reader shared by the dispatcher, the timers and the drains, on real Redis:
+ * The consumer-group reader shared by the debounce timers and the drains, on real Redis:
  * acknowledgements sent with the next read still acknowledge, a linger gathers a trickle into
  * fewer batches, stop() does not wait out a linger, and entries whose acknowledgement failed are
  * read again.

@@ -1,8 +1,8 @@
 /**
  * The hand-off's chunked scripts on real Redis: one NDJSON stream entry per chunk (with the lines
  * of events that did not commit cut out), dedupe by time-bucketed sets (within a batch, across batches, across buckets, and
- * how long an id is remembered), plain events mixed with entity events in one chunk, and the
- * loop breaker counted in COMMIT.
+ * how long an id is remembered), plain events mixed with entity events in one chunk, the run jobs
+ * COMMIT adds to the BullMQ queue (for committed events only), and the loop breaker counted there.
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
@@ -11,12 +11,28 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loopKey, RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { AdaptedEvent } from '../../src/ingest/connection.js';
-import { Dispatcher } from '../../src/ingest/dispatch.js';
 import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 let redis: Redis;
 const prefixes: string[] = [];
+
+/** The run jobs waiting in a hand-off's queue: [event id, rule id, kind or loop verdict], sorted. */
+async function queued(prefix: string): Promise<string[][]> {
+  const queue = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix });
+  try {
+    const jobs = await queue.getJobs(['wait']);
+    for (const j of jobs)
+      expect(j.id).toBe(
+        runJobId('acme', j.data.event.id, j.data.ruleId, j.name === 'cancel' ? 'cancel' : 'match'),
+      );
+    return jobs
+      .map((j) => [j.data.event.id, j.data.ruleId, j.data.kind ?? j.data.loop ?? '-'])
+      .sort((a, b) => a.join().localeCompare(b.join()));
+  } finally {
+    await queue.close();
+  }
+}
 
 function prefix(): string {
   const p = `sbh${process.pid}${randomBytes(3).toString('hex')}`;
@@ -112,9 +128,12 @@ it('commits a batch larger than a chunk as one stream entry per chunk, in order'
   const { entries, events: archived } = await outbox(h.outboxKey);
   expect(entries.length).toBe(3); // 256 + 256 + 88
   expect(archived.map((e) => e.envelope.id)).toEqual(events.map((e) => e.envelope.id));
-  const dispatch = await outbox(h.dispatchKey);
-  expect(dispatch.events.map((e) => [e.envelope.id, e.rules])).toEqual(
-    events.filter((_, i) => i % 10 === 0).map((e) => [e.envelope.id, ['hot']]),
+  // One run job per match, added by COMMIT itself, counted by the loop breaker.
+  expect(await queued(h.prefix)).toEqual(
+    events
+      .filter((_, i) => i % 10 === 0)
+      .map((e) => [e.envelope.id, 'hot', 'ok'])
+      .sort((a, b) => a.join().localeCompare(b.join())),
   );
 });
 
@@ -164,8 +183,8 @@ it('answers duplicates within a batch, across batches and among entity events, a
   expect(results[6]!.matches).toEqual(['hot']);
   const { events } = await outbox(h.outboxKey);
   expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b', 'c']);
-  // Of the two events that matched, only the one that committed goes to the dispatch stream.
-  expect((await outbox(h.dispatchKey)).events.map((e) => [e.envelope.id, e.rules])).toEqual([['c', ['hot']]]);
+  // Of the two events that matched, only the one that committed has its run queued.
+  expect(await queued(h.prefix)).toEqual([['c', 'hot', 'ok']]);
   // The snapshot was written once, by the first t1.
   expect(await redis.hget(`${h.prefix}:s:acme:psa:ticket:42`, 'k:priority')).toBe('3');
   // Replaying the whole batch later: all duplicates, nothing archived again.
@@ -249,7 +268,7 @@ it('remembers an id for at least the dedupe window and drops it after its bucket
   expect((await h.submit(plain('x'))).outcome).toBe('accepted');
 });
 
-it('counts runs for the loop breaker in COMMIT, and the dispatcher marks each job ok or over', async () => {
+it('counts runs for the loop breaker in COMMIT and marks each counted job ok or over', async () => {
   const h = new Handoff(redis, () => engine, { prefix: prefix() });
   const thing = (id: string, thingId: number): AdaptedEvent => ({
     ...plain(id),
@@ -270,33 +289,73 @@ it('counts runs for the loop breaker in COMMIT, and the dispatcher marks each jo
     ['accepted', ['looping', 'settling']],
     ['duplicate', []],
   ]);
-  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: h.prefix });
-  const dispatcher = new Dispatcher(redis.duplicate(), h.dispatchKey, queue, { blockMs: 50 });
-  await dispatcher.start();
+  expect(await queued(h.prefix)).toEqual([
+    ['a1', 'looping', 'ok'],
+    // The debounced rule's matches arm timers: not counted, and their jobs say nothing of it.
+    ['a1', 'settling', '-'],
+    ['a2', 'looping', 'ok'],
+    ['a2', 'settling', '-'],
+    ['a3', 'looping', 'over'],
+    ['a3', 'settling', '-'],
+    ['b1', 'looping', 'ok'],
+    ['b1', 'settling', '-'],
+  ]);
+  expect(await redis.keys(`${h.prefix}:loop:*settling*`)).toEqual([]);
+  // The same window as the worker's own check (one key per rule and entity), holding the two.
+  const window = loopKey(h.prefix, 'acme', 'looping', 'app:thing:7');
+  expect((await redis.zrange(window, '0', '-1')).sort()).toEqual(
+    [runJobId('acme', 'a1', 'looping'), runJobId('acme', 'a2', 'looping')].sort(),
+  );
+  expect(await redis.pttl(window)).toBeGreaterThan(9 * 60_000);
+});
+
+it('queues each run as the RunJob workers read: the envelope as archived, the snapshot key, cancellations', async () => {
+  const { rules: own } = compileRuleSet([
+    { id: 'p1', tenant: 'acme', source: 'psa', on: 'ticket.updated', when: 'ticket.priority == 1' },
+    {
+      id: 'quiet',
+      tenant: 'acme',
+      source: 'psa',
+      on: 'ticket.updated',
+      when: 'ticket.priority == 3',
+      debounce: { for: '7d', key: '{{ data.id }}' },
+      actions: [{ type: 'log' }],
+    },
+  ]);
+  const own_ = new Engine(own);
+  const h = new Handoff(redis, () => own_, { prefix: prefix() });
+  const [r] = await h.submitAll([ticket('v1', '5', { id: 5, priority: 1 }, '2026-11-20T10:00:00.000Z')]);
+  expect(r!.matches).toEqual(['p1']);
+  const { events } = await outbox(h.outboxKey);
+  const queue = new Queue<RunJob>(RUN_QUEUE, { connection: redis.duplicate(), prefix: h.prefix });
   try {
-    const loopOf = async (eventId: string, ruleId: string) => {
-      for (let i = 0; i < 100; i++) {
-        const job = await queue.getJob(runJobId('acme', eventId, ruleId));
-        if (job) return (job.data as RunJob).loop;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      throw new Error(`no job for ${eventId}/${ruleId}`);
-    };
-    expect(await loopOf('a1', 'looping')).toBe('ok');
-    expect(await loopOf('a2', 'looping')).toBe('ok');
-    expect(await loopOf('a3', 'looping')).toBe('over');
-    expect(await loopOf('b1', 'looping')).toBe('ok');
-    // The debounced rule's matches arm timers: they were not counted.
-    expect(await redis.keys(`${h.prefix}:loop:*settling*`)).toEqual([]);
-    // The same window as the worker's own check (one key per rule and entity), holding the two.
-    const window = loopKey(h.prefix, 'acme', 'looping', 'app:thing:7');
-    expect((await redis.zrange(window, '0', '-1')).sort()).toEqual(
-      [runJobId('acme', 'a1', 'looping'), runJobId('acme', 'a2', 'looping')].sort(),
-    );
-    expect(await redis.pttl(window)).toBeGreaterThan(9 * 60_000);
+    const run = await queue.getJob(runJobId('acme', 'v1', 'p1'));
+    expect(run?.name).toBe('run');
+    expect(run?.data).toEqual({
+      tenant: 'acme',
+      ruleId: 'p1',
+      snapshot: `${h.prefix}:s:acme:psa:ticket:5`,
+      event: events[0]!.envelope,
+      loop: 'ok',
+    });
+    // As Queue.add with the queue of runs' defaults would have made it.
+    expect(run?.opts).toMatchObject({
+      attempts: 12,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: 10_000,
+      removeOnFail: 50_000,
+    });
+    // The debounced rule admitted the event without matching it: its timer for the key ends.
+    const cancel = await queue.getJob(runJobId('acme', 'v1', 'quiet', 'cancel'));
+    expect(cancel?.name).toBe('cancel');
+    expect(cancel?.data).toEqual({
+      tenant: 'acme',
+      ruleId: 'quiet',
+      kind: 'cancel',
+      event: events[0]!.envelope,
+    });
+    expect((await queue.getJobCounts('wait')).wait).toBe(2);
   } finally {
-    await dispatcher.stop();
-    await queue.obliterate({ force: true });
     await queue.close();
   }
 });

@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RUN_QUEUE } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { Connection, PsaSource } from '../../src/ingest/connection.js';
-import { Dispatcher, RUN_QUEUE } from '../../src/ingest/dispatch.js';
 import { Handoff, type OutboxEntry, outboxEntries } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
@@ -66,7 +66,6 @@ const RULES = [
 
 let redis: Redis;
 let queue: Queue;
-let dispatcher: Dispatcher;
 let server: IngestServer;
 let base: string;
 
@@ -101,8 +100,6 @@ beforeAll(async () => {
   const engine = new Engine(rules);
   const handoff = new Handoff(redis, () => engine, { prefix });
   queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix });
-  dispatcher = new Dispatcher(redis.duplicate(), handoff.dispatchKey, queue, { blockMs: 50 });
-  await dispatcher.start();
   const byKey = new Map(CONNECTIONS.map((c) => [`${c.source}/${c.id}`, c]));
   server = await startIngest({
     connections: { get: (s: PsaSource, id: string) => byKey.get(`${s}/${id}`) },
@@ -119,7 +116,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   server?.close();
-  await dispatcher?.stop();
   await queue?.obliterate({ force: true }).catch(() => {});
   await queue?.close();
   const keys = await redis.keys(`${prefix}*`);
@@ -191,7 +187,6 @@ describe('PSA webhooks through the server', () => {
       () => queue.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed'),
       (c) => c.wait === 6,
     );
-    expect(dispatcher.lastError?.stack).toBeUndefined();
     expect(counts.wait).toBe(6);
     const jobs = await queue.getJobs(['wait']);
     expect(jobs.map((j) => j.data.ruleId).sort()).toEqual([

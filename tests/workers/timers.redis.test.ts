@@ -81,3 +81,42 @@ it('skips a fired entry that does not decode, and turns the ones after it into r
   await queue.close();
   reader.disconnect();
 });
+
+it('acknowledges fired timers with their run jobs: a reader dying after adding them leaves nothing to run again', async () => {
+  let now = Date.parse('2026-11-20T10:15:00Z');
+  const p3 = `${prefix}-ack`;
+  const timers = new Timers(redis, p3, () => now);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p3 });
+  await timers.tick(); // the wheel's cursor starts here
+  for (const k of ['k1', 'k2'])
+    expect(await timers.arm(Timers.id('acme', 'stale', k), now + 1000, now, job(k))).toBe(true);
+  now += 2000;
+  expect(await timers.tick()).toBe(2);
+  // The reading connection dies as soon as it has read the fired entries: anything it would send
+  // afterwards (a separate XACK) never reaches Redis, as when the process is killed.
+  const reader = redis.duplicate();
+  const read = reader.xreadgroupBuffer.bind(reader);
+  (reader as { xreadgroupBuffer: unknown }).xreadgroupBuffer = async (...args: unknown[]) => {
+    const got = await (read as (...a: unknown[]) => Promise<Array<[Buffer, unknown[]]> | null>)(...args);
+    if ((got?.[0]?.[1]?.length ?? 0) > 0) reader.disconnect();
+    return got;
+  };
+  await timers.start(queue, reader, 100);
+  const ids = ['k1', 'k2'].map((k) => runJobId('acme', k, 'stale', 'debounced'));
+  await eventually('the run jobs of the fired timers', async () =>
+    (await Promise.all(ids.map((id) => queue.getJob(id)))).every(Boolean) ? true : undefined,
+  );
+  await timers.stop();
+  // The runs completed and their jobs left Redis (removeOnComplete keeps the last 10,000).
+  for (const id of ids) expect(await queue.remove(id)).toBe(1);
+  // The worker comes back (the same consumer name) and reads its pending entries first.
+  const again = new Timers(redis, p3, () => now);
+  const reader2 = redis.duplicate();
+  await again.start(queue, reader2, 100);
+  await new Promise((r) => setTimeout(r, 300));
+  await again.stop();
+  expect(await Promise.all(ids.map((id) => queue.getJob(id)))).toEqual([undefined, undefined]);
+  expect(((await redis.xpending(`${p3}:tm:fired`, 'timers')) as [number])[0]).toBe(0);
+  await queue.close();
+  reader2.disconnect();
+});
