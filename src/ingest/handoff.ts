@@ -85,16 +85,16 @@ return out
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
  * counted), BullMQ's msgpack arguments, the job's JSON data without its closing brace, BullMQ's
- * msgpack options. Kinds: `p` plain (no entity), `s` with an entity; upper case when the event
+ * msgpack options, its job id. Kinds: `p` plain (no entity), `s` with an entity; upper case when the event
  * starts runs. The answer is one character per event: `o` ok, `d` duplicate, `r` retry (the
  * snapshot changed since READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
  * otherwise the lines of the events that did not commit are cut out first. The runs of the
  * events that committed are counted by the loop breaker and their jobs added to the queue of runs
- * (BullMQ's own script, `BULLMQ_ADD_JOB_LUA`) in this same script: an event is never acknowledged
- * without its runs, nor a run enqueued for an event that was not. A counted run's job says
- * `loop: ok` or `over` (the worker needs no round trip of its own).
+ * (BullMQ's own script, `BULLMQ_ADD_JOB_LUA`) in this same script, first: an event is never
+ * acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
+ * job says `loop: ok` or `over` (the worker needs no round trip of its own).
  */
 const COMMIT = `${SEEN}${ADMIT_LUA}${BULLMQ_ADD_JOB_LUA}
 local kinds = ARGV[3]
@@ -107,9 +107,11 @@ for e = 1, n do
   local c = string.byte(kinds, e)
   if c == 112 or c == 80 then a = a + 1 else a = a + 6 + 2 * tonumber(ARGV[a + 5]) end
 end
+-- 1. Which events commit, before anything is written: new (not a duplicate, nor a repeat within
+-- the chunk) and, with an entity, at the snapshot version they were matched against. A chunk's
+-- earlier event of the same entity moves the version on (as its write below will).
 local dup = seen(members, 11)
-local out, added, mine = {}, {}, {}
-local nadd = 0
+local out, mine, sks, vers, current = {}, {}, {}, {}, {}
 local k = 14
 for e = 1, n do
   local a = at[e]
@@ -118,36 +120,82 @@ for e = 1, n do
   local r, sk
   if c ~= 112 and c ~= 80 then
     sk = KEYS[k]
+    sks[e] = sk
     k = k + 1
   end
   if dup[e] or mine[m] then r = 'd'
   elseif not sk then r = 'o'
   else
-    local v = redis.call('HGET', sk, '#v') or '0'
+    local v = current[sk] or redis.call('HGET', sk, '#v') or '0'
     if v ~= ARGV[a + 1] then r = 'r'
     else
-      if ARGV[a + 4] == '0' then
-        local mode = ARGV[a + 3]
-        local f, nf = a + 6, tonumber(ARGV[a + 5])
-        if mode == 'replace' or mode == 'delete' then redis.call('DEL', sk) end
-        if mode == 'replace' or mode == 'patch' then
-          -- in slices: Lua's C stack holds a few thousand values at most
-          for i = f, f + 2 * nf - 1, 1000 do
-            redis.call('HSET', sk, unpack(ARGV, i, math.min(i + 999, f + 2 * nf - 1)))
-          end
-          redis.call('HSET', sk, '#t', ARGV[a + 2], '#v', tostring(tonumber(v) + 1))
-          redis.call('EXPIRE', sk, ARGV[2])
-        end
-      end
       r = 'o'
+      vers[e] = v
+      local mode = ARGV[a + 3]
+      if ARGV[a + 4] ~= '0' then current[sk] = v
+      elseif mode == 'delete' then current[sk] = '0'
+      elseif mode == 'replace' or mode == 'patch' then current[sk] = tostring(tonumber(v) + 1)
+      else current[sk] = v end
     end
   end
-  if r == 'o' then
-    mine[m] = true
-    nadd = nadd + 1
-    added[nadd] = m
-  end
+  if r == 'o' then mine[m] = true end
   out[e] = r
+end
+-- 2. The loop breaker, for the runs of the events that commit: one window per rule and entity
+-- (idempotent per run: counting a run again changes nothing).
+local over = {}
+for i = 1, tonumber(ARGV[5]) do
+  if out[tonumber(ARGV[a])] == 'o' and admit(KEYS[k], ARGV[6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) == 0 then
+    over[i] = true
+  end
+  k = k + 1
+  a = a + 4
+end
+-- 3. Their runs, as BullMQ jobs, before this script writes anything of its own: a script that
+-- fails is not undone, so should an add fail (a damaged queue key) the events stay new and a
+-- retry adds what is missing (a job added already is not added twice: its id is derived). The
+-- job hash an add that failed half way left behind goes, or the retry would take it for the job.
+local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local jobPrefix = string.sub(KEYS[2], 1, #KEYS[2] - 4)
+while a <= #ARGV do
+  if out[tonumber(ARGV[a])] == 'o' then
+    local counted = tonumber(ARGV[a + 1])
+    local data = ARGV[a + 3]
+    if counted == 0 then data = data .. '}'
+    elseif over[counted] then data = data .. ',"loop":"over"}'
+    else data = data .. ',"loop":"ok"}' end
+    local jobKey = jobPrefix .. ARGV[a + 5]
+    local existed = redis.call('EXISTS', jobKey)
+    local ok, err = pcall(bullmqAddJob, queue, {ARGV[a + 2], data, ARGV[a + 4]})
+    if not ok then
+      if existed == 0 then redis.call('DEL', jobKey) end
+      return redis.error_reply('a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err))
+    end
+  end
+  a = a + 6
+end
+-- 4. Snapshots, seen ids and the archive.
+local added, nadd = {}, 0
+for e = 1, n do
+  if out[e] == 'o' then
+    nadd = nadd + 1
+    added[nadd] = members[e]
+    local sk = sks[e]
+    local a = at[e]
+    if sk and ARGV[a + 4] == '0' then
+      local mode = ARGV[a + 3]
+      local f, nf = a + 6, tonumber(ARGV[a + 5])
+      if mode == 'replace' or mode == 'delete' then redis.call('DEL', sk) end
+      if mode == 'replace' or mode == 'patch' then
+        -- in slices: Lua's C stack holds a few thousand values at most
+        for i = f, f + 2 * nf - 1, 1000 do
+          redis.call('HSET', sk, unpack(ARGV, i, math.min(i + 999, f + 2 * nf - 1)))
+        end
+        redis.call('HSET', sk, '#t', ARGV[a + 2], '#v', tostring(tonumber(vers[e]) + 1))
+        redis.call('EXPIRE', sk, ARGV[2])
+      end
+    end
+  end
 end
 if nadd > 0 then
   redis.call('SADD', KEYS[11], unpack(added))
@@ -167,28 +215,6 @@ if nadd > 0 then
     blob = table.concat(parts, '\\n')
   end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'e', blob)
-end
--- The loop breaker, for the runs of the events that committed: one window per rule and entity.
-local over = {}
-for i = 1, tonumber(ARGV[5]) do
-  if out[tonumber(ARGV[a])] == 'o' and admit(KEYS[k], ARGV[6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) == 0 then
-    over[i] = true
-  end
-  k = k + 1
-  a = a + 4
-end
--- The runs of the events that committed, as BullMQ jobs.
-local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
-while a <= #ARGV do
-  if out[tonumber(ARGV[a])] == 'o' then
-    local counted = tonumber(ARGV[a + 1])
-    local data = ARGV[a + 3]
-    if counted == 0 then data = data .. '}'
-    elseif over[counted] then data = data .. ',"loop":"over"}'
-    else data = data .. ',"loop":"ok"}' end
-    bullmqAddJob(queue, {ARGV[a + 2], data, ARGV[a + 4]})
-  end
-  a = a + 5
 end
 return table.concat(out)
 `;
@@ -274,6 +300,7 @@ interface Planned {
 }
 
 interface PlannedJob {
+  readonly id: string;
   /** Its run's position (from 1) among the event's `loops`; 0 when not counted. */
   readonly counted: number;
   /** BullMQ's msgpack arguments and options (encodeRunJob). */
@@ -517,6 +544,7 @@ export class Handoff {
             job.args,
             job.head,
             job.opts,
+            job.id,
           );
         }
       }
@@ -649,17 +677,13 @@ export class Handoff {
       } else jobId = runJobId(tenant, envelope.id, ruleId);
       const [args, opts] = encodeRunJob(this.runQueue, 'run', jobId, now);
       const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}`;
-      out.push({ counted, args, opts, head });
+      out.push({ id: jobId, counted, args, opts, head });
     }
     for (const ruleId of cancel) {
-      const [args, opts] = encodeRunJob(
-        this.runQueue,
-        'cancel',
-        runJobId(tenant, envelope.id, ruleId, 'cancel'),
-        now,
-      );
+      const id = runJobId(tenant, envelope.id, ruleId, 'cancel');
+      const [args, opts] = encodeRunJob(this.runQueue, 'cancel', id, now);
       const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}`;
-      out.push({ counted: 0, args, opts, head });
+      out.push({ id, counted: 0, args, opts, head });
     }
     return out;
   }

@@ -359,3 +359,21 @@ it('queues each run as the RunJob workers read: the envelope as archived, the sn
     await queue.close();
   }
 });
+
+it('adds the runs before writing anything else: when an add fails, the event stays new and a retry queues its run', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  // A damaged queue key (a string where BullMQ keeps its wait list): BullMQ's add fails.
+  const wait = `${h.prefix}:${RUN_QUEUE}:wait`;
+  await redis.set(wait, 'not a list');
+  const [failed] = await Promise.allSettled([h.submit(plain('z1', 'HQ'))]);
+  expect(failed.status).toBe('rejected');
+  expect(String((failed as PromiseRejectedResult).reason)).toMatch(/run job could not be added/);
+  // Nothing of the event was written: not seen, not archived.
+  expect((await outbox(h.outboxKey)).events).toEqual([]);
+  expect(await redis.keys(`${h.prefix}:dd:*`)).toEqual([]);
+  // Repaired, the sender's retry is a new event, and its run is queued.
+  await redis.del(wait);
+  const again = await h.submit(plain('z1', 'HQ'));
+  expect([again.outcome, again.matches]).toEqual(['accepted', ['hot']]);
+  expect(await queued(h.prefix)).toEqual([['z1', 'hot', 'ok']]);
+});
