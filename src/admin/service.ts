@@ -7,7 +7,7 @@
  * not found, never "forbidden" (that would tell the id exists).
  */
 import type { Queue } from 'bullmq';
-import { type RunJob, runJobId } from '../config/runs.js';
+import { RUN_JOB_KEEP, type RunJob, runJobId } from '../config/runs.js';
 import {
   type CompiledRule,
   checkEnvelope,
@@ -338,7 +338,7 @@ export class AdminService {
       },
     };
     const runId = runJobId(c.tenant, `${event.id}\u0000trigger\u0000${this.now()}`, r.id, 'replay');
-    await queue.add('run', job, { jobId: runId, removeOnComplete: 10_000, removeOnFail: 50_000 });
+    await queue.add('run', job, { jobId: runId, ...RUN_JOB_KEEP });
     await this.audit(c, 'rule.trigger', 'rule', r.id, { runId, version: r.version, eventId: event.id });
     return { runId, ruleVersion: r.version };
   }
@@ -538,8 +538,7 @@ export class AdminService {
     const retryId = `${run.id}-retry-${this.now()}`;
     await queue.add('run', { ...data, version: run.rule_version, ...(state ? { state } : {}) } as RunJob, {
       jobId: retryId,
-      removeOnComplete: 10_000,
-      removeOnFail: 50_000,
+      ...RUN_JOB_KEEP,
     });
     await this.d.db.query(
       `update runs set status = 'pending', reason = $3 where tenant_id = $1 and id = $2`,
@@ -682,7 +681,7 @@ export class AdminService {
               kind: 'replay',
               event: { ...env, tenant: c.tenant },
             },
-            opts: { jobId: runs[n]!, removeOnComplete: 10_000, removeOnFail: 50_000 },
+            opts: { jobId: runs[n]!, ...RUN_JOB_KEEP },
           });
         }
       }

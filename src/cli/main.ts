@@ -9,12 +9,11 @@ import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
 import { runServe } from './serve.js';
+import { runWorker } from './worker.js';
 
 // For tests that run the whole service in their own process from this bundle (extra threads
 // load the bundle, so the service must come from it too).
 export { startService } from './serve.js';
-
-import { runWorker } from './worker.js';
 
 const USAGE = `usage: signalbox <command> [options]
 

@@ -270,10 +270,8 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
           ),
         {
           onStarted: feed,
+          // It ends by itself once its connections close (uWS closes idle ones after 10 s).
           stopMessage: { type: 'stop' } satisfies RuleMessage,
-          // Terminating a thread that runs uWebSockets.js aborts the process (ingest-thread.ts);
-          // it ends by itself once its connections close (uWS closes idle ones after 10 s).
-          graceMs: Number.POSITIVE_INFINITY,
           onRestart: (why) =>
             io.stderr.write(`signalbox: a server thread died (${why}); starting it again\n`),
         },

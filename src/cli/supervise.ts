@@ -46,7 +46,7 @@ export interface Supervised {
   readonly restarts: number;
   /** The running thread (tests terminate it to see it come back). */
   readonly thread: Worker;
-  /** Stops for good: posts the stop message and ends the thread after `graceMs` if still there. */
+  /** Stops for good: posts the stop message and waits for the thread to end by itself. */
   stop(): Promise<void>;
 }
 
@@ -61,13 +61,11 @@ export interface SuperviseOptions {
    * reach it; a restarted thread needs the state it had been sent before).
    */
   readonly onStarted?: (w: Worker) => void;
-  /** What the thread ends on. */
-  readonly stopMessage: unknown;
   /**
-   * How long it may take to end before it is terminated (default 5 s; Infinity: never, for threads
-   * that Worker.terminate cannot end safely).
+   * What the thread ends on. It is never terminated from outside: Node aborts the whole process
+   * when a thread holding uWebSockets.js's poll handle is (ingest-thread.ts).
    */
-  readonly graceMs?: number;
+  readonly stopMessage: unknown;
 }
 
 /**
@@ -115,12 +113,8 @@ export async function supervise(spawn: () => Promise<Worker>, o: SuperviseOption
     async stop() {
       stopping = true;
       // Between a death and its restart this is the dead thread: its end has come already.
-      const w = current;
-      w.postMessage(o.stopMessage);
-      const grace = o.graceMs ?? 5_000;
-      const t = Number.isFinite(grace) ? setTimeout(() => void w.terminate(), grace) : undefined;
+      current.postMessage(o.stopMessage);
       await ended;
-      clearTimeout(t);
     },
   };
 }

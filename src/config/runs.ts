@@ -224,9 +224,9 @@ export async function addRunJobs(
  * function `bullmqAddJob(KEYS, ARGV)`, for scripts that add run jobs in the same atomic step as
  * their own writes: the ingest's COMMIT records an event and enqueues its runs at once, so no
  * event is acknowledged without its runs and no run is enqueued twice. KEYS are the nine of
- * `runQueue(prefix).keys`; ARGV: the msgpack arguments and options of `encodeRunJob`, with the
+ * `runQueueKeys(prefix).keys`; ARGV: the msgpack arguments and options of `encodeRunJob`, with the
  * job's data (JSON) between them. Function parameters named KEYS and ARGV shadow the script's,
- * so BullMQ's text runs unchanged. tests/config/runs.redis.test.ts checks the arguments against
+ * so BullMQ's text runs unchanged. tests/config/run-jobs.redis.test.ts checks the arguments against
  * what BullMQ itself sends and that a BullMQ worker runs the jobs.
  */
 export const BULLMQ_ADD_JOB_LUA = `local function bullmqAddJob(KEYS, ARGV)
@@ -268,7 +268,8 @@ const OPTS_HEAD = Buffer.concat([
   packed('jobId'),
 ]);
 const OPTS_TAIL = Buffer.concat(Object.entries(RUN_JOB_KEEP).flatMap(([key, v]) => [packed(key), packed(v)]));
-/** The six absent arguments (parent, repeat, deduplication…): nil. */
+/** The arguments: an array of ten, of which the last six (parent, repeat, deduplication…) are nil. */
+const ARRAY_OF_TEN = Buffer.from([0x9a]);
 const NILS = Buffer.alloc(6, 0xc0);
 
 /** msgpack of a string of ASCII characters (job ids: `r-` and hex). */
@@ -295,13 +296,6 @@ export function encodeRunJob(
   const time = Buffer.allocUnsafe(9);
   time[0] = 0xcb; // float64: what the time is in Lua either way
   time.writeDoubleBE(timestamp, 1);
-  const args = Buffer.concat([
-    Buffer.from([0x9a]),
-    q.packedPrefix,
-    id,
-    NAMES.get(name) ?? packed(name),
-    time,
-    NILS,
-  ]);
+  const args = Buffer.concat([ARRAY_OF_TEN, q.packedPrefix, id, NAMES.get(name) ?? packed(name), time, NILS]);
   return [args, Buffer.concat([OPTS_HEAD, id, OPTS_TAIL])];
 }

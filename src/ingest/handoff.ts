@@ -85,9 +85,8 @@ return out
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
  * counted), BullMQ's msgpack arguments, the job's JSON data without its closing brace, BullMQ's
- * msgpack options, its job id. Kinds: `p` plain (no entity), `s` with an entity; upper case when the event
- * starts runs. The answer is one character per event: `o` ok, `d` duplicate, `r` retry (the
- * snapshot changed since READ).
+ * msgpack options, its job's key. Kinds: `p` plain (no entity), `s` with an entity. The answer is
+ * one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
  * otherwise the lines of the events that did not commit are cut out first. The runs of the
@@ -105,7 +104,7 @@ for e = 1, n do
   members[e] = ARGV[a]
   at[e] = a
   local c = string.byte(kinds, e)
-  if c == 112 or c == 80 then a = a + 1 else a = a + 6 + 2 * tonumber(ARGV[a + 5]) end
+  if c == 112 then a = a + 1 else a = a + 6 + 2 * tonumber(ARGV[a + 5]) end
 end
 -- 1. Which events commit, before anything is written: new (not a duplicate, nor a repeat within
 -- the chunk) and, with an entity, at the snapshot version they were matched against. A chunk's
@@ -118,7 +117,7 @@ for e = 1, n do
   local c = string.byte(kinds, e)
   local m = members[e]
   local r, sk
-  if c ~= 112 and c ~= 80 then
+  if c ~= 112 then
     sk = KEYS[k]
     sks[e] = sk
     k = k + 1
@@ -156,7 +155,6 @@ end
 -- retry adds what is missing (a job added already is not added twice: its id is derived). The
 -- job hash an add that failed half way left behind goes, or the retry would take it for the job.
 local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
-local jobPrefix = string.sub(KEYS[2], 1, #KEYS[2] - 4)
 while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])
@@ -164,7 +162,7 @@ while a <= #ARGV do
     if counted == 0 then data = data .. '}'
     elseif over[counted] then data = data .. ',"loop":"over"}'
     else data = data .. ',"loop":"ok"}' end
-    local jobKey = jobPrefix .. ARGV[a + 5]
+    local jobKey = ARGV[a + 5]
     local existed = redis.call('EXISTS', jobKey)
     local ok, err = pcall(bullmqAddJob, queue, {ARGV[a + 2], data, ARGV[a + 4]})
     if not ok then
@@ -287,7 +285,7 @@ interface Pending {
 interface Planned {
   readonly p: Pending;
   readonly result: HandoffResult;
-  /** Its kind in COMMIT: p, P, s or S. */
+  /** Its kind in COMMIT: p (no entity) or s. */
   readonly kind: string;
   /** Its outbox entry. */
   readonly json: string;
@@ -300,7 +298,8 @@ interface Planned {
 }
 
 interface PlannedJob {
-  readonly id: string;
+  /** Its hash's key (BullMQ's job prefix and its id). */
+  readonly key: string;
   /** Its run's position (from 1) among the event's `loops`; 0 when not counted. */
   readonly counted: number;
   /** BullMQ's msgpack arguments and options (encodeRunJob). */
@@ -544,7 +543,7 @@ export class Handoff {
             job.args,
             job.head,
             job.opts,
-            job.id,
+            job.key,
           );
         }
       }
@@ -633,8 +632,7 @@ export class Handoff {
     const loops = rules.length > 0 ? this.loops(engine, envelope, rules) : NO_LOOPS;
     const runs = rules.length > 0 || cancel.length > 0;
     const jobs = runs ? this.jobs(envelope, envJson, rules, cancel, loops, p.snapshotKey) : NO_JOBS;
-    if (p.snapshotKey === null)
-      return { p, result, kind: runs ? 'P' : 'p', json, args: [p.member], loops, jobs };
+    if (p.snapshotKey === null) return { p, result, kind: 'p', json, args: [p.member], loops, jobs };
     const args = [p.member, version, String(eventTime), ev.merge, stale ? '1' : '0', '0'];
     if (ev.merge === 'replace' || ev.merge === 'patch') {
       let n = 0;
@@ -644,7 +642,7 @@ export class Handoff {
       }
       args[5] = String(n);
     }
-    return { p, result, kind: runs ? 'S' : 's', json, args, loops, jobs };
+    return { p, result, kind: 's', json, args, loops, jobs };
   }
 
   /**
@@ -677,13 +675,13 @@ export class Handoff {
       } else jobId = runJobId(tenant, envelope.id, ruleId);
       const [args, opts] = encodeRunJob(this.runQueue, 'run', jobId, now);
       const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}`;
-      out.push({ id: jobId, counted, args, opts, head });
+      out.push({ key: this.runQueue.jobPrefix + jobId, counted, args, opts, head });
     }
     for (const ruleId of cancel) {
       const id = runJobId(tenant, envelope.id, ruleId, 'cancel');
       const [args, opts] = encodeRunJob(this.runQueue, 'cancel', id, now);
       const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}`;
-      out.push({ id, counted: 0, args, opts, head });
+      out.push({ key: this.runQueue.jobPrefix + id, counted: 0, args, opts, head });
     }
     return out;
   }

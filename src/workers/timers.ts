@@ -22,7 +22,14 @@ import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { addRunJobs, type RunJob, type RunJobSpec, runJobId, timersKey } from '../config/runs.js';
+import {
+  addRunJobs,
+  RUN_JOB_KEEP,
+  type RunJob,
+  type RunJobSpec,
+  runJobId,
+  timersKey,
+} from '../config/runs.js';
 import { type AckOn, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
@@ -272,8 +279,7 @@ export class Timers {
         data: job,
         opts: {
           jobId: runJobId(job.tenant, job.event.id, job.ruleId, 'debounced'),
-          removeOnComplete: 10_000,
-          removeOnFail: 50_000,
+          ...RUN_JOB_KEEP,
         },
       });
     }
