@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { loopKey, RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { AdaptedEvent } from '../../src/ingest/connection.js';
@@ -135,6 +135,35 @@ it('commits a batch larger than a chunk as one stream entry per chunk, in order'
       .map((e) => [e.envelope.id, 'hot', 'ok'])
       .sort((a, b) => a.join().localeCompare(b.join())),
   );
+});
+
+it('sends its script calls as plain commands, several chunks in one socket write, with no ioredis Pipeline', async () => {
+  // ioredis's Pipeline gives each instance a hidden class of its own (a `length` getter defined
+  // per instance), which keeps the pipeline and all it references alive through every scavenge
+  // until a full GC: at 5,000 events/s that was 9% of the ingest's allocation surviving, and
+  // scavenges of 7-12 ms in the request latency. MULTI builds the same object.
+  const own = new Redis(REDIS_URL);
+  await own.ping();
+  try {
+    const h = new Handoff(own, () => engine, { prefix: prefix() });
+    const pipeline = vi.spyOn(own, 'pipeline');
+    const multi = vi.spyOn(own, 'multi');
+    const socket = (own as unknown as { stream: { _write: unknown; _writev: unknown } }).stream;
+    const write = vi.spyOn(socket as { _write: (...a: unknown[]) => void }, '_write');
+    const writev = vi.spyOn(socket as { _writev: (...a: unknown[]) => void }, '_writev');
+    const events = Array.from({ length: 600 }, (_, i) => plain(`w${i}`, i % 10 === 0 ? 'HQ' : 'Branch'));
+    const results = await h.submitAll(events);
+    expect(results.map((r) => r.outcome)).toEqual(events.map(() => 'accepted'));
+    expect(pipeline).not.toHaveBeenCalled();
+    expect(multi).not.toHaveBeenCalled();
+    // Three COMMIT calls (256 + 256 + 88 events), corked: one writev, no single writes.
+    expect(writev).toHaveBeenCalledTimes(1);
+    expect((writev.mock.calls[0]![0] as unknown[]).length).toBe(3);
+    expect(write).not.toHaveBeenCalled();
+    expect((await outbox(h.outboxKey)).events.length).toBe(600);
+  } finally {
+    own.disconnect();
+  }
 });
 
 it('fails an event it cannot plan with its own submit only, not the others of the micro-batch', async () => {
