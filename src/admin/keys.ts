@@ -2,7 +2,7 @@
  * API keys: `sbk_<id>_<secret>`. Only the SHA-256 of the whole key is stored; the key itself is
  * shown once, when it is made. A key belongs to one tenant and has one role.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash as digest, randomBytes } from 'node:crypto';
 import { audit, configChannel, type Db, notifyConfig } from '../store/index.js';
 import { AdminError } from './errors.js';
 
@@ -27,7 +27,7 @@ export interface ApiKeyInfo {
 
 /** `sbk_` + the key id (hex) + `_` + 32 random bytes (base64url). */
 const KEY = /^sbk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
-const hash = (key: string): string => createHash('sha256').update(key).digest('hex');
+const hash = (key: string): string => digest('sha256', key, 'hex');
 
 /** Whether `role` may do what `needed` allows (viewer < editor < admin). */
 export function allows(role: Role, needed: Role): boolean {

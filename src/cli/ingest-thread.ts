@@ -65,7 +65,7 @@ export type ThreadRequest =
 const FETCH_WAIT_MS = 10_000;
 
 export async function runIngestThread(data: ThreadData): Promise<void> {
-  const { createHash } = await import('node:crypto');
+  const { hash } = await import('node:crypto');
   const engine = new Engine();
   const compiler = new RuleCompiler();
   let loaded = false;
@@ -86,7 +86,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     host: data.host,
     port: data.port,
     connections: { get: (s: PsaSource, id: string) => connections.get(`${s}/${id}`) },
-    apiKeys: { tenantOf: (k) => apiKeys.get(createHash('sha256').update(k).digest('hex')) },
+    apiKeys: { tenantOf: (k) => apiKeys.get(hash('sha256', k, 'hex')) },
     handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
     ready: async () => loaded && (await redis.ping()) === 'PONG',
     ...(data.rate ? { rate: data.rate } : {}),

@@ -14,7 +14,7 @@
  *                     "halo": {"username": "…", "password": "…"}, "selfActors": ["7"]}],
  *    "apiKeys": [{"tenant": "acme", "key": "…"}]}
  */
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
@@ -188,7 +188,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   const { env, host, port, threads, adminPort, grpcPort, file, secrets } = o;
   const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
   // Keys are compared by hash, as the database stores them.
-  const hash = (k: string) => createHash('sha256').update(k).digest('hex');
+  const hash = (k: string) => digest('sha256', k, 'hex');
   const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});

@@ -2,7 +2,7 @@
  * The contract between the ingest and the workers: the BullMQ queue of runs and its job payload.
  * Both sides import it from here (design.md: ingest and workers share config, never each other).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { encode } from '@msgpack/msgpack';
 import { type ConnectionOptions, Job, type JobsOptions, Queue, QueueKeys } from 'bullmq';
 import { addStandardJob } from 'bullmq/dist/cjs/scripts/addStandardJob-9.js';
@@ -149,7 +149,7 @@ export function windowKey(
   ruleId: string,
   key: string,
 ): string {
-  const h = createHash('sha256').update(`\u0000\u0000${key}`).digest('base64url').slice(0, 24);
+  const h = hash('sha256', `\u0000\u0000${key}`, 'base64url').slice(0, 24);
   return `${prefix}:${kind}:{${tenant}}:${ruleId}:${h}`;
 }
 
@@ -161,7 +161,7 @@ export function loopKey(prefix: string, tenant: string, ruleId: string, entity: 
 export function runJobId(tenant: string, eventId: string, ruleId: string, kind = 'match'): string {
   // BullMQ ids must not be integers and are safest without separators: a hash of the triple.
   const what = kind === 'match' ? '' : `\u0000${kind}`;
-  return `r-${createHash('sha256').update(`${tenant}\u0000${eventId}\u0000${ruleId}${what}`).digest('hex').slice(0, 40)}`;
+  return `r-${hash('sha256', `${tenant}\u0000${eventId}\u0000${ruleId}${what}`, 'hex').slice(0, 40)}`;
 }
 
 /** A run job to add, under its derived id (runJobId). */

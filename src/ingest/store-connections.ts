@@ -13,7 +13,7 @@
  *   halo         settings.webhookUsername + secret.webhookPassword, and/or secret.webhookUrlSecret
  *   all          settings.selfActors: the PSA identities Signalbox acts as (the loop guard)
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { type ConnectionInfo, type ConnectionStore, configChannel, type Db } from '../store/index.js';
 import type { Connection, PsaSource } from './connection.js';
 
@@ -51,7 +51,7 @@ export function hookConnection(c: ConnectionInfo, secret: Record<string, string>
   };
 }
 
-const sha256 = (k: string): string => createHash('sha256').update(k).digest('hex');
+const sha256 = (k: string): string => hash('sha256', k, 'hex');
 
 export class StoreConnections {
   private byKey = new Map<string, Connection>();

@@ -2,12 +2,12 @@
  * Sender verification helpers. Everything compares in constant time, on the raw request bytes
  * (sources.md: never re-serialise to verify).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 
 /** Constant-time equality of two strings (of any length: both are hashed first). */
 export function safeEqual(a: string, b: string): boolean {
-  const x = createHash('sha256').update(a).digest();
-  const y = createHash('sha256').update(b).digest();
+  const x = hash('sha256', a, 'buffer');
+  const y = hash('sha256', b, 'buffer');
   return timingSafeEqual(x, y);
 }
 
@@ -21,7 +21,7 @@ export function signatureMatches(expected: Buffer, given: string | undefined): b
 
 /** ConnectWise: HMAC-SHA256 with key = SHA-256(signing key) as raw bytes, over the raw body. */
 export function connectwiseDigest(signingKey: string, body: Buffer): Buffer {
-  const key = createHash('sha256').update(signingKey, 'utf8').digest();
+  const key = hash('sha256', signingKey, 'buffer');
   return createHmac('sha256', key).update(body).digest();
 }
 

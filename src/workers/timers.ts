@@ -18,7 +18,7 @@
  * into run jobs with ids derived from the timer, so a crash between the two repeats nothing.
  * Timers fire within about a second of their due time.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -165,10 +165,7 @@ export class Timers {
   }
 
   static id(tenant: string, ruleId: string, key: string): string {
-    return createHash('sha256')
-      .update(`${tenant}\u0000${ruleId}\u0000${key}`)
-      .digest('base64url')
-      .slice(0, 24);
+    return hash('sha256', `${tenant}\u0000${ruleId}\u0000${key}`, 'base64url').slice(0, 24);
   }
 
   /** Arms or re-arms a timer; false when a newer event already armed or cancelled it. */
