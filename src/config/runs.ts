@@ -4,9 +4,8 @@
  */
 import { hash } from 'node:crypto';
 import { encode } from '@msgpack/msgpack';
-import { type ConnectionOptions, Job, type JobsOptions, Queue, QueueKeys } from 'bullmq';
+import { type ConnectionOptions, Queue, QueueKeys } from 'bullmq';
 import { addStandardJob } from 'bullmq/dist/cjs/scripts/addStandardJob-9.js';
-import type { ChainableCommander } from 'ioredis';
 
 export const RUN_QUEUE = 'signalbox-runs';
 
@@ -164,61 +163,6 @@ export function runJobId(tenant: string, eventId: string, ruleId: string, kind =
   return `r-${hash('sha256', `${tenant}\u0000${eventId}\u0000${ruleId}${what}`, 'hex').slice(0, 40)}`;
 }
 
-/** A run job to add, under its derived id (runJobId). */
-export interface RunJobSpec {
-  readonly name: string;
-  readonly data: RunJob;
-  readonly opts: JobsOptions & { readonly jobId: string };
-}
-
-/**
- * Adds run jobs and, in the same MULTI transaction, what `also` queues: the acknowledgement of the
- * stream entries they came from (fired debounce timers). Acknowledged after the jobs in a
- * second round trip, an entry whose reader died in between was read again and its jobs added
- * again; derived ids make that a no-op only while the job is still in Redis, and a completed run
- * job is kept for its last 10,000 (`removeOnComplete`), a few seconds at full speed, so a
- * reader killed under load had the runs of its last batch run twice. In one transaction the jobs and
- * the acknowledgement land together or not at all (a lost connection, or Redis refusing writes:
- * EXECABORT), and what is read again was never added.
- *
- * Redis runs the rest of a transaction when one command in it fails (a BullMQ script's own error,
- * never seen in practice): those jobs are then added again on their own, and an error is thrown
- * when they still cannot be.
- */
-export async function addRunJobs(
-  queue: Queue<RunJob>,
-  jobs: readonly RunJobSpec[],
-  also: (tx: ChainableCommander) => void,
-): Promise<void> {
-  const client = await queue.backend.client;
-  const tx = client.multi();
-  const defaults = queue.defaultJobOptions;
-  const adds = jobs.map((j) => {
-    const job = new Job(queue, j.name, j.data, { ...defaults, ...j.opts }, j.opts.jobId);
-    // Queued at once (the promise settles with EXEC's answer): nothing is awaited before exec.
-    return queue.backend.addJobToTransaction(tx, job.asJSON(), j.opts.jobId).then(
-      () => undefined,
-      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-    );
-  });
-  // BullMQ types its Redis client loosely; it is ioredis's, and so is the transaction.
-  also(tx as unknown as ChainableCommander);
-  await tx.exec();
-  const failed = (await Promise.all(adds)).flatMap((e, i) => (e ? [jobs[i]!] : []));
-  if (failed.length === 0) return;
-  let last: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      await queue.addBulk(failed.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
-      return;
-    } catch (e) {
-      last = e;
-      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-    }
-  }
-  throw new Error(`${failed.length} run job(s) acknowledged but not added: ${String(last)}`);
-}
-
 /**
  * BullMQ's own addStandardJob script (of the installed version, as BullMQ ships it) as a Lua
  * function `bullmqAddJob(KEYS, ARGV)`, for scripts that add run jobs in the same atomic step as
@@ -231,6 +175,23 @@ export async function addRunJobs(
  */
 export const BULLMQ_ADD_JOB_LUA = `local function bullmqAddJob(KEYS, ARGV)
 ${addStandardJob.content}
+end
+`;
+
+/**
+ * BULLMQ_ADD_JOB_LUA and `addRunJob(queue, args, data, opts, jobKey)`, which adds a run job and
+ * returns nil, or, when BullMQ's script fails (a damaged queue key), deletes the job hash the add
+ * may have half made (a retry would take it for the job) and returns the error's text. The
+ * scripts that add run jobs with their own writes (the ingest's COMMIT, the timers' START) call it
+ * before writing anything of their own: a Redis script that fails is not undone.
+ */
+export const ADD_RUN_JOB_LUA = `${BULLMQ_ADD_JOB_LUA}
+local function addRunJob(queue, args, data, opts, jobKey)
+  local existed = redis.call('EXISTS', jobKey)
+  local ok, err = pcall(bullmqAddJob, queue, {args, data, opts})
+  if ok then return nil end
+  if existed == 0 then redis.call('DEL', jobKey) end
+  return 'a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err)
 end
 `;
 

@@ -5,7 +5,7 @@
  * died are claimed after `minIdleMs` (XAUTOCLAIM); on an error (Redis down, a failing handler)
  * it waits and reads its pending entries again.
  */
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { archiveStreamKey, historyStreamKey, timersKey } from './runs.js';
 
 export interface StreamEntry {
@@ -68,20 +68,17 @@ export interface StreamConsumerOptions {
    */
   readonly lingerMs?: number;
   /**
-   * The handler acknowledges the entries itself, in a transaction with its own writes, through the
-   * `ack` it is given (the readers that add run jobs: addRunJobs in runs.ts).
+   * The handler acknowledges (and deletes) the entries itself, in the same script as its own
+   * writes (the reader that starts the runs of fired timers: START in workers/timers.ts).
    */
   readonly ackedByHandler?: boolean;
 }
 
-/** Queues the acknowledgement (and, with `deleteAcked`, the deletion) of a batch on a transaction. */
-export type AckOn = (tx: ChainableCommander) => void;
-
 /**
- * Claiming for readers that start runs (fired debounce timers): their handlers only add BullMQ
- * jobs with derived ids, so a run is never doubled when a live but slow consumer's entries are
- * taken, while the runs of a consumer that died (a SIGKILLed worker: a restarted process reads
- * under a new name) wait 10–12 s rather than a minute.
+ * Claiming for readers that start runs (fired debounce timers): their handler adds a run only for
+ * an entry still pending and acknowledges it in the same script, so a run is never doubled when a
+ * live but slow consumer's entries are taken, while the runs of a consumer that died (a SIGKILLed
+ * worker: a restarted process reads under a new name) wait 10–12 s rather than a minute.
  */
 export const RUN_STARTER_CLAIM = { minIdleMs: 10_000, claimEveryMs: 2_000 } as const;
 
@@ -95,7 +92,7 @@ export class StreamConsumer {
   constructor(
     private readonly redis: Redis,
     private readonly o: StreamConsumerOptions,
-    private readonly handle: (entries: StreamEntry[], ack: AckOn) => Promise<void>,
+    private readonly handle: (entries: StreamEntry[]) => Promise<void>,
   ) {}
 
   async start(): Promise<void> {
@@ -158,10 +155,7 @@ export class StreamConsumer {
         if (raw.length === 0) continue;
         const entries = raw.map(([id, fields]) => ({ id: id.toString(), fields }));
         const ids = entries.map((e) => e.id);
-        await this.handle(entries, (tx) => {
-          tx.xack(this.o.key, this.o.group, ...ids);
-          if (this.o.deleteAcked) tx.xdel(this.o.key, ...ids);
-        });
+        await this.handle(entries);
         if (!this.o.ackedByHandler) {
           acked = this.o.deleteAcked
             ? Promise.all([

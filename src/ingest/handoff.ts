@@ -32,9 +32,9 @@
  */
 import type { Redis } from 'ioredis';
 import {
+  ADD_RUN_JOB_LUA,
   ADMIT_LUA,
   archiveStreamKey,
-  BULLMQ_ADD_JOB_LUA,
   encodeRunJob,
   loopEntity,
   loopKey,
@@ -95,7 +95,7 @@ return out
  * acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
  * job says `loop: ok` or `over` (the worker needs no round trip of its own).
  */
-const COMMIT = `${SEEN}${ADMIT_LUA}${BULLMQ_ADD_JOB_LUA}
+const COMMIT = `${SEEN}${ADMIT_LUA}${ADD_RUN_JOB_LUA}
 local kinds = ARGV[3]
 local n = #kinds
 local members, at = {}, {}
@@ -162,13 +162,8 @@ while a <= #ARGV do
     if counted == 0 then data = data .. '}'
     elseif over[counted] then data = data .. ',"loop":"over"}'
     else data = data .. ',"loop":"ok"}' end
-    local jobKey = ARGV[a + 5]
-    local existed = redis.call('EXISTS', jobKey)
-    local ok, err = pcall(bullmqAddJob, queue, {ARGV[a + 2], data, ARGV[a + 4]})
-    if not ok then
-      if existed == 0 then redis.call('DEL', jobKey) end
-      return redis.error_reply('a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err))
-    end
+    local failed = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5])
+    if failed then return redis.error_reply(failed) end
   end
   a = a + 6
 end

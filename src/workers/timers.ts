@@ -23,14 +23,14 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  addRunJobs,
-  RUN_JOB_KEEP,
+  ADD_RUN_JOB_LUA,
+  encodeRunJob,
   type RunJob,
-  type RunJobSpec,
   runJobId,
+  runQueueKeys,
   timersKey,
 } from '../config/runs.js';
-import { type AckOn, RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { RUN_STARTER_CLAIM, StreamConsumer, type StreamEntry } from '../config/streams.js';
 
 /** KEYS: p, due, t. ARGV: id, due second, event time ms, payload, slot prefix. → 1 armed, 0 older event. */
 const ARM = `
@@ -108,8 +108,46 @@ redis.call('SET', KEYS[6], xcur)
 return fired
 `;
 
+/**
+ * Starts the runs of fired timers. KEYS: the fired stream, then the nine keys of the queue of runs
+ * (BullMQ's addStandardJob). ARGV: the consumer group, then per entry its id, `1` with a job to add
+ * (`0`: an entry that did not decode, only acknowledged), BullMQ's msgpack arguments, the job's
+ * data (JSON), BullMQ's msgpack options and the job's key. → how many entries it handled.
+ *
+ * An entry that is no longer pending in the group was handled already, by a consumer that claimed
+ * it from this one (slow, not dead): it adds nothing, even when that run completed and its job has
+ * left Redis (derived job ids only make an add a no-op while the job is there). Otherwise the job
+ * is added, then the entry acknowledged and deleted, all in this one script. Should an add fail,
+ * its half-made job goes and the script stops there: the entries before it are handled, the rest
+ * stay pending and are read again.
+ */
+const START = `${ADD_RUN_JOB_LUA}
+local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local handled = 0
+for a = 2, #ARGV, 6 do
+  local id = ARGV[a]
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) > 0 then
+    if ARGV[a + 1] == '1' then
+      local failed = addRunJob(queue, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+      if failed then return redis.error_reply(failed) end
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    handled = handled + 1
+  end
+end
+return handled
+`;
+
+/** The consumer group that turns fired timers into runs. */
+const FIRED_GROUP = 'timers';
+
 /** How long a cancel's tombstone is kept: events later than this out of order are not expected. */
 const TOMBSTONE_HOURS = 24;
+
+type StartRedis = Redis & {
+  sbTimerStart(numKeys: number, ...a: Array<string | Buffer>): Promise<number>;
+};
 
 type TimerRedis = Redis & {
   sbTimerArm(...a: Array<string | Buffer | number>): Promise<number>;
@@ -224,13 +262,15 @@ export class Timers {
       reader,
       {
         key: this.k.fired,
-        group: 'timers',
+        group: FIRED_GROUP,
         consumer: `t-${process.pid}`,
         deleteAcked: true,
         ...RUN_STARTER_CLAIM,
         ackedByHandler: true,
       },
-      (entries, ack) => this.enqueue(queue, entries, ack),
+      async (entries) => {
+        await this.startRuns(queue, entries);
+      },
     );
     await this.reader.start();
     this.running = true;
@@ -255,31 +295,34 @@ export class Timers {
   }
 
   /**
-   * Fired timers become run jobs, with ids derived from the timer's event, added in one transaction
-   * with the entries' acknowledgement (addRunJobs: never added twice).
+   * Fired timers become run jobs, with ids derived from the timer's event, each added in the same
+   * script that acknowledges its entry (START: never added twice, not even after a slow reader's
+   * entries were claimed and run). Read by the timers' own reader; public for the tests.
    */
-  private async enqueue(queue: Queue<RunJob>, entries: StreamEntry[], ack: AckOn): Promise<void> {
-    const jobs: RunJobSpec[] = [];
+  async startRuns(queue: Queue<RunJob>, entries: readonly StreamEntry[]): Promise<number> {
+    const q = runQueueKeys(queue.opts.prefix ?? 'bull');
+    const now = Date.now();
+    const args: Array<string | Buffer> = [FIRED_GROUP];
     for (const e of entries) {
-      if (!e.fields) continue;
-      let job: RunJob;
+      let job: RunJob | undefined;
       try {
-        job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
+        if (e.fields) job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
       } catch (err) {
-        // An entry that does not decode is skipped: thrown, it would be read again forever and
-        // hold up every timer behind it.
+        // An entry that does not decode is acknowledged without a run: left pending, it would be
+        // read again forever and hold up every timer behind it.
         this.tickError = err as Error;
+      }
+      if (!job) {
+        args.push(e.id, '0', '', '', '', '');
         continue;
       }
-      jobs.push({
-        name: 'run',
-        data: job,
-        opts: {
-          jobId: runJobId(job.tenant, job.event.id, job.ruleId, 'debounced'),
-          ...RUN_JOB_KEEP,
-        },
-      });
+      const jobId = runJobId(job.tenant, job.event.id, job.ruleId, 'debounced');
+      const [packedArgs, packedOpts] = encodeRunJob(q, 'run', jobId, now);
+      args.push(e.id, '1', packedArgs, JSON.stringify(job), packedOpts, q.jobPrefix + jobId);
     }
-    await addRunJobs(queue, jobs, ack);
+    // On the queue's own connection: the reader's blocks on its next read.
+    const client = (await queue.backend.client) as unknown as StartRedis;
+    if (typeof client.sbTimerStart !== 'function') client.defineCommand('sbTimerStart', { lua: START });
+    return client.sbTimerStart(1 + q.keys.length, this.k.fired, ...q.keys, ...args);
   }
 }

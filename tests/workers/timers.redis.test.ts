@@ -2,7 +2,9 @@
  * The debounce wheel's tombstones: a cancel records its time (so a late, older event neither
  * re-arms nor cancels), and tombstones older than a day are swept by the firing script, unless
  * the timer was armed again meanwhile. Without the sweep, every key ever cancelled ("ticket closed"
- * for a "no update for 7 days" rule) would stay in Redis forever.
+ * for a "no update for 7 days" rule) would stay in Redis forever. And the start of fired timers'
+ * runs: a damaged entry skipped, each run started exactly once whether the reader dies after adding
+ * its jobs, stalls while another claims its entries, or meets a queue it cannot add to.
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
@@ -119,4 +121,74 @@ it('acknowledges fired timers with their run jobs: a reader dying after adding t
   expect(((await redis.xpending(`${p3}:tm:fired`, 'timers')) as [number])[0]).toBe(0);
   await queue.close();
   reader2.disconnect();
+});
+
+it('a slow reader whose fired timers were claimed and run starts nothing when it wakes, even after the run job left Redis', async () => {
+  let now = Date.parse('2026-11-20T10:15:00Z');
+  const p4 = `${prefix}-slow`;
+  const timers = new Timers(redis, p4, () => now);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p4 });
+  await timers.tick(); // the wheel's cursor starts here
+  expect(await timers.arm(Timers.id('acme', 'stale', 'k1'), now + 1000, now, job('slow-1'))).toBe(true);
+  now += 2000;
+  expect(await timers.tick()).toBe(1);
+  const fired = `${p4}:tm:fired`;
+  await redis.xgroup('CREATE', fired, 'timers', '0', 'MKSTREAM');
+  // A reader takes the entry, then stalls (a paused process, a long GC)...
+  const got = (await redis.xreadgroupBuffer('GROUP', 'timers', 'slow', 'STREAMS', fired, '>')) as Array<
+    [Buffer, Array<[Buffer, Buffer[]]>]
+  >;
+  const stale = got[0]![1].map(([id, fields]) => ({ id: id.toString(), fields }));
+  expect(stale.length).toBe(1);
+  // ...another worker claims it (XAUTOCLAIM after RUN_STARTER_CLAIM's idle time) and starts its run.
+  const claimed = (await redis.callBuffer('XCLAIM', fired, 'timers', 'other', '0', stale[0]!.id)) as Array<
+    [Buffer, Buffer[]]
+  >;
+  expect(
+    await timers.startRuns(
+      queue,
+      claimed.map(([id, fields]) => ({ id: id.toString(), fields })),
+    ),
+  ).toBe(1);
+  const jobId = runJobId('acme', 'slow-1', 'stale', 'debounced');
+  const started = await queue.getJob(jobId);
+  expect(started?.data.event.id).toBe('slow-1');
+  expect(started?.name).toBe('run');
+  // The run completes and its job leaves Redis (removeOnComplete keeps the last 10,000).
+  expect(await queue.remove(jobId)).toBe(1);
+  // The slow reader wakes with its copy of the entry: no second run.
+  expect(await timers.startRuns(queue, stale)).toBe(0);
+  expect(await queue.getJob(jobId)).toBeUndefined();
+  expect(((await redis.xpending(fired, 'timers')) as [number])[0]).toBe(0);
+  await queue.close();
+});
+
+it('leaves a fired timer pending, with no half-made job, when its run job cannot be added; a retry starts it once', async () => {
+  let now = Date.parse('2026-11-20T10:15:00Z');
+  const p5 = `${prefix}-damaged`;
+  const timers = new Timers(redis, p5, () => now);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p5 });
+  await timers.tick(); // the wheel's cursor starts here
+  expect(await timers.arm(Timers.id('acme', 'stale', 'k1'), now + 1000, now, job('damaged-1'))).toBe(true);
+  now += 2000;
+  expect(await timers.tick()).toBe(1);
+  const fired = `${p5}:tm:fired`;
+  await redis.xgroup('CREATE', fired, 'timers', '0', 'MKSTREAM');
+  const got = (await redis.xreadgroupBuffer('GROUP', 'timers', 'me', 'STREAMS', fired, '>')) as Array<
+    [Buffer, Array<[Buffer, Buffer[]]>]
+  >;
+  const entries = got[0]![1].map(([id, fields]) => ({ id: id.toString(), fields }));
+  // A damaged queue: its wait list is a string, so BullMQ's add fails half way.
+  const wait = `${p5}:${RUN_QUEUE}:wait`;
+  await redis.set(wait, 'not a list');
+  await expect(timers.startRuns(queue, entries)).rejects.toThrow(/a run job could not be added/);
+  const jobId = runJobId('acme', 'damaged-1', 'stale', 'debounced');
+  expect(await redis.exists(`${p5}:${RUN_QUEUE}:${jobId}`)).toBe(0);
+  expect(((await redis.xpending(fired, 'timers')) as [number])[0]).toBe(1);
+  // Repaired, the entry is read again and its run starts once.
+  await redis.del(wait);
+  expect(await timers.startRuns(queue, entries)).toBe(1);
+  expect((await queue.getJob(jobId))?.data.event.id).toBe('damaged-1');
+  expect(((await redis.xpending(fired, 'timers')) as [number])[0]).toBe(0);
+  await queue.close();
 });
