@@ -179,13 +179,38 @@ end
 `;
 
 /**
- * BULLMQ_ADD_JOB_LUA and `addRunJob(queue, args, data, opts, jobKey)`, which adds a run job and
- * returns nil, or, when BullMQ's script fails (a damaged queue key), deletes the job hash the add
- * may have half made (a retry would take it for the job) and returns the error's text. The
- * scripts that add run jobs with their own writes (the ingest's COMMIT, the timers' START) call it
- * before writing anything of their own: a Redis script that fails is not undone.
+ * BULLMQ_ADD_JOB_LUA and two functions for the scripts that add run jobs with their own writes
+ * (the ingest's COMMIT, the timers' START), which call them before writing anything of their own:
+ * a Redis script that fails is not undone.
+ * - `runJobsBlocked(queue, jobKeys)`: nil when every add can go through, else why not: a key of
+ *   the queue, or a job's key, that holds another type than BullMQ's (a damaged key). Checked for
+ *   all of a call's jobs first, when there are several, so that a failure leaves none of them
+ *   added: one added and then completed and dropped (removeOnComplete) before the sender's retry
+ *   would run twice.
+ * - `addRunJob(queue, args, data, opts, jobKey)`: adds a run job and returns nil, or, when BullMQ's
+ *   script fails all the same, deletes the job hash it may have half made (a retry would take it
+ *   for the job) and returns the error's text.
  */
 export const ADD_RUN_JOB_LUA = `${BULLMQ_ADD_JOB_LUA}
+-- the types of runQueueKeys' nine keys: wait, paused, meta, id, completed, delayed, active, events, marker
+local RUN_QUEUE_TYPES = {'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset'}
+local function runJobsBlocked(queue, jobKeys)
+  -- one add alone leaves nothing behind when it fails (addRunJob)
+  if #jobKeys < 2 then return nil end
+  for i = 1, 9 do
+    local t = redis.call('TYPE', queue[i]).ok
+    if t ~= 'none' and t ~= RUN_QUEUE_TYPES[i] then
+      return 'a run job could not be added: ' .. queue[i] .. ' holds a ' .. t .. ', not a ' .. RUN_QUEUE_TYPES[i]
+    end
+  end
+  for _, k in ipairs(jobKeys) do
+    local t = redis.call('TYPE', k).ok
+    if t ~= 'none' and t ~= 'hash' then
+      return 'a run job could not be added: ' .. k .. ' holds a ' .. t .. ', not a hash'
+    end
+  end
+  return nil
+end
 local function addRunJob(queue, args, data, opts, jobKey)
   local existed = redis.call('EXISTS', jobKey)
   local ok, err = pcall(bullmqAddJob, queue, {args, data, opts})

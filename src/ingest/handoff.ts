@@ -155,6 +155,12 @@ end
 -- retry adds what is missing (a job added already is not added twice: its id is derived). The
 -- job hash an add that failed half way left behind goes, or the retry would take it for the job.
 local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local jobKeys = {}
+for j = a, #ARGV, 6 do
+  if out[tonumber(ARGV[j])] == 'o' then jobKeys[#jobKeys + 1] = ARGV[j + 5] end
+end
+local blocked = runJobsBlocked(queue, jobKeys)
+if blocked then return redis.error_reply(blocked) end
 while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])

@@ -117,12 +117,18 @@ return fired
  * An entry that is no longer pending in the group was handled already, by a consumer that claimed
  * it from this one (slow, not dead): it adds nothing, even when that run completed and its job has
  * left Redis (derived job ids only make an add a no-op while the job is there). Otherwise the job
- * is added, then the entry acknowledged and deleted, all in this one script. Should an add fail,
- * its half-made job goes and the script stops there: the entries before it are handled, the rest
- * stay pending and are read again.
+ * is added, then the entry acknowledged and deleted, all in this one script. A damaged key of the
+ * queue (or of a job) stops it before anything is added (runJobsBlocked): the entries stay pending
+ * and are read again.
  */
 const START = `${ADD_RUN_JOB_LUA}
 local queue = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local jobKeys = {}
+for a = 2, #ARGV, 6 do
+  if ARGV[a + 1] == '1' then jobKeys[#jobKeys + 1] = ARGV[a + 5] end
+end
+local blocked = runJobsBlocked(queue, jobKeys)
+if blocked then return redis.error_reply(blocked) end
 local handled = 0
 for a = 2, #ARGV, 6 do
   local id = ARGV[a]

@@ -406,3 +406,26 @@ it('adds the runs before writing anything else: when an add fails, the event sta
   expect([again.outcome, again.matches]).toEqual(['accepted', ['hot']]);
   expect(await queued(h.prefix)).toEqual([['z1', 'hot', 'ok']]);
 });
+
+it('adds none of the runs of a chunk when one of them cannot be added, so that a retry never runs one twice', async () => {
+  const h = new Handoff(redis, () => engine, { prefix: prefix() });
+  // The second event's job key holds a string (damaged): its add would fail after the first's.
+  const damaged = `${h.prefix}:${RUN_QUEUE}:${runJobId('acme', 'y2', 'hot')}`;
+  await redis.set(damaged, 'not a hash');
+  const [failed] = await Promise.allSettled([h.submitAll([plain('y1', 'HQ'), plain('y2', 'HQ')])]);
+  expect(failed.status).toBe('rejected');
+  expect(String((failed as PromiseRejectedResult).reason)).toMatch(/run job could not be added/);
+  // Not even the first event's run was queued (completed and dropped before the retry, it would
+  // have been queued again); nothing was archived or marked seen.
+  expect(await queued(h.prefix)).toEqual([]);
+  expect(await redis.exists(`${h.prefix}:${RUN_QUEUE}:${runJobId('acme', 'y1', 'hot')}`)).toBe(0);
+  expect((await outbox(h.outboxKey)).events).toEqual([]);
+  // Repaired, the retry queues both runs, once each.
+  await redis.del(damaged);
+  const again = await h.submitAll([plain('y1', 'HQ'), plain('y2', 'HQ')]);
+  expect(again.map((r) => r.outcome)).toEqual(['accepted', 'accepted']);
+  expect(await queued(h.prefix)).toEqual([
+    ['y1', 'hot', 'ok'],
+    ['y2', 'hot', 'ok'],
+  ]);
+});
