@@ -123,23 +123,31 @@ it('acknowledges fired timers with their run jobs: a reader dying after adding t
   reader2.disconnect();
 });
 
-it('a slow reader whose fired timers were claimed and run starts nothing when it wakes, even after the run job left Redis', async () => {
+/**
+ * A wheel under `p` with one timer for event `eventId` fired into its stream, and that stream's
+ * entries read by `consumer` of the timers' group (pending for it, not yet started).
+ */
+async function firedAndRead(p: string, eventId: string, consumer: string) {
   let now = Date.parse('2026-11-20T10:15:00Z');
-  const p4 = `${prefix}-slow`;
-  const timers = new Timers(redis, p4, () => now);
-  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p4 });
+  const timers = new Timers(redis, p, () => now);
+  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p });
   await timers.tick(); // the wheel's cursor starts here
-  expect(await timers.arm(Timers.id('acme', 'stale', 'k1'), now + 1000, now, job('slow-1'))).toBe(true);
+  expect(await timers.arm(Timers.id('acme', 'stale', 'k1'), now + 1000, now, job(eventId))).toBe(true);
   now += 2000;
   expect(await timers.tick()).toBe(1);
-  const fired = `${p4}:tm:fired`;
+  const fired = `${p}:tm:fired`;
   await redis.xgroup('CREATE', fired, 'timers', '0', 'MKSTREAM');
-  // A reader takes the entry, then stalls (a paused process, a long GC)...
-  const got = (await redis.xreadgroupBuffer('GROUP', 'timers', 'slow', 'STREAMS', fired, '>')) as Array<
+  const got = (await redis.xreadgroupBuffer('GROUP', 'timers', consumer, 'STREAMS', fired, '>')) as Array<
     [Buffer, Array<[Buffer, Buffer[]]>]
   >;
-  const stale = got[0]![1].map(([id, fields]) => ({ id: id.toString(), fields }));
-  expect(stale.length).toBe(1);
+  const entries = got[0]![1].map(([id, fields]) => ({ id: id.toString(), fields }));
+  expect(entries.length).toBe(1);
+  return { timers, queue, fired, entries };
+}
+
+it('a slow reader whose fired timers were claimed and run starts nothing when it wakes, even after the run job left Redis', async () => {
+  // A reader takes the entry, then stalls (a paused process, a long GC)...
+  const { timers, queue, fired, entries: stale } = await firedAndRead(`${prefix}-slow`, 'slow-1', 'slow');
   // ...another worker claims it (XAUTOCLAIM after RUN_STARTER_CLAIM's idle time) and starts its run.
   const claimed = (await redis.callBuffer('XCLAIM', fired, 'timers', 'other', '0', stale[0]!.id)) as Array<
     [Buffer, Buffer[]]
@@ -164,20 +172,8 @@ it('a slow reader whose fired timers were claimed and run starts nothing when it
 });
 
 it('leaves a fired timer pending, with no half-made job, when its run job cannot be added; a retry starts it once', async () => {
-  let now = Date.parse('2026-11-20T10:15:00Z');
   const p5 = `${prefix}-damaged`;
-  const timers = new Timers(redis, p5, () => now);
-  const queue = new Queue(RUN_QUEUE, { connection: redis.duplicate(), prefix: p5 });
-  await timers.tick(); // the wheel's cursor starts here
-  expect(await timers.arm(Timers.id('acme', 'stale', 'k1'), now + 1000, now, job('damaged-1'))).toBe(true);
-  now += 2000;
-  expect(await timers.tick()).toBe(1);
-  const fired = `${p5}:tm:fired`;
-  await redis.xgroup('CREATE', fired, 'timers', '0', 'MKSTREAM');
-  const got = (await redis.xreadgroupBuffer('GROUP', 'timers', 'me', 'STREAMS', fired, '>')) as Array<
-    [Buffer, Array<[Buffer, Buffer[]]>]
-  >;
-  const entries = got[0]![1].map(([id, fields]) => ({ id: id.toString(), fields }));
+  const { timers, queue, fired, entries } = await firedAndRead(p5, 'damaged-1', 'me');
   // A damaged queue: its wait list is a string, so BullMQ's add fails half way.
   const wait = `${p5}:${RUN_QUEUE}:wait`;
   await redis.set(wait, 'not a list');
