@@ -310,9 +310,14 @@ export class Timers {
     const now = Date.now();
     const args: Array<string | Buffer> = [FIRED_GROUP];
     for (const e of entries) {
+      // The payload is the run job's JSON (arm): parsed for its id, sent as it is for its data.
+      let text = '';
       let job: RunJob | undefined;
       try {
-        if (e.fields) job = JSON.parse(inflateRawSync(e.fields[3]!).toString('utf8')) as RunJob;
+        if (e.fields) {
+          text = inflateRawSync(e.fields[3]!).toString('utf8');
+          job = JSON.parse(text) as RunJob;
+        }
       } catch (err) {
         // An entry that does not decode is acknowledged without a run: left pending, it would be
         // read again forever and hold up every timer behind it.
@@ -324,7 +329,7 @@ export class Timers {
       }
       const jobId = runJobId(job.tenant, job.event.id, job.ruleId, 'debounced');
       const [packedArgs, packedOpts] = encodeRunJob(q, 'run', jobId, now);
-      args.push(e.id, '1', packedArgs, JSON.stringify(job), packedOpts, q.jobPrefix + jobId);
+      args.push(e.id, '1', packedArgs, text, packedOpts, q.jobPrefix + jobId);
     }
     // On the queue's own connection: the reader's blocks on its next read.
     const client = (await queue.backend.client) as unknown as StartRedis;
