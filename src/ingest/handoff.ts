@@ -525,8 +525,14 @@ export class Handoff {
         }
       }
     }
-    // Match in process, then COMMIT, one script call per chunk.
-    const planned: Planned[] = [];
+    // Match in process, then COMMIT, one script call per chunk, each sent as soon as it is
+    // planned: Redis runs a chunk while this thread plans the next, and a chunk's events are
+    // answered when its own call returns. Planning a whole micro-batch before sending any of it
+    // left Redis idle meanwhile: NDJSON batches of 100 went from 67k to 80–87k events/s (A/B,
+    // same hour), with the machine busy 190% of 200% instead of 145%.
+    const commits: Array<Promise<void>> = [];
+    const again: Pending[] = [];
+    let chunk: Planned[] = [];
     for (const p of batch) {
       if (p.group.failed) continue;
       const hash = p.snapshotKey === null ? NO_HASH : snapshots.get(p);
@@ -534,81 +540,81 @@ export class Handoff {
       // An event that cannot be planned (the ingest checks what it can first) fails its own
       // request, not the others that share this micro-batch.
       try {
-        planned.push(this.plan(p, hash));
+        chunk.push(this.plan(p, hash));
       } catch (e) {
         fail(p, e);
+        continue;
+      }
+      if (chunk.length === CHUNK) {
+        commits.push(this.commit(chunk, buckets, again));
+        chunk = [];
       }
     }
-    if (planned.length === 0) return;
-    const calls: Array<readonly [string[], Array<string | Buffer>]> = [];
-    for (let i = 0; i < planned.length; i += CHUNK) {
-      const keys: string[] = [this.outboxKey, ...this.runQueue.keys, ...buckets.keys];
-      const args: Array<string | Buffer> = [
-        buckets.expireAt,
-        this.snapshotTtl,
-        '',
-        '',
-        '',
-        String(this.now()),
-      ];
-      let kinds = '';
-      const lines: string[] = [];
-      const loopKeys: string[] = [];
-      const loopArgs: string[] = [];
-      const jobArgs: Array<string | Buffer> = [];
-      const end = Math.min(planned.length, i + CHUNK);
-      for (let j = i; j < end; j++) {
-        const pl = planned[j]!;
-        kinds += pl.kind;
-        lines.push(pl.json);
-        if (pl.p.snapshotKey !== null) keys.push(pl.p.snapshotKey);
-        for (const a of pl.args) args.push(a);
-        const position = String(j - i + 1);
-        // The chunk's count of runs to count before this event's.
-        const before = loopKeys.length;
-        for (const [key, windowMs, max, jobId] of pl.loops) {
-          loopKeys.push(key);
-          loopArgs.push(position, windowMs, max, jobId);
-        }
-        for (const job of pl.jobs) {
-          jobArgs.push(
-            position,
-            String(job.counted === 0 ? 0 : before + job.counted),
-            job.args,
-            job.head,
-            job.opts,
-            job.key,
-          );
-        }
-      }
-      args[2] = kinds;
-      args[3] = lines.join('\n');
-      args[4] = String(loopKeys.length);
-      for (const k of loopKeys) keys.push(k);
-      for (const a of loopArgs) args.push(a);
-      for (const a of jobArgs) args.push(a);
-      calls.push([keys, args]);
-    }
-    const commits = await together(this.redis, (r) =>
-      calls.map(([k, a]) => r.sbHandoffCommit(k.length, ...k, ...a)),
-    );
-    const again: Pending[] = [];
-    for (let c = 0; c < commits.length; c++) {
-      const [err, out] = commits[c]!;
-      const end = Math.min(planned.length, (c + 1) * CHUNK);
-      for (let j = c * CHUNK; j < end; j++) {
-        const pl = planned[j]!;
-        const res = err ? undefined : (out as string)[j - c * CHUNK];
-        if (res === 'o') settle(pl.p, pl.result);
-        else if (res === 'd') settle(pl.p, { id: pl.result.id, outcome: 'duplicate', matches: [] });
-        else if (res === 'r') {
-          if (++pl.p.attempts > this.maxRetries)
-            fail(pl.p, new Error(`gave up after ${this.maxRetries} conflicting updates of one entity`));
-          else again.push(pl.p);
-        } else fail(pl.p, err ?? new Error(`unexpected COMMIT answer ${String(res)}`));
-      }
-    }
+    if (chunk.length > 0) commits.push(this.commit(chunk, buckets, again));
+    await Promise.all(commits);
     if (again.length > 0) await this.run(again);
+  }
+
+  /**
+   * COMMITs one chunk of planned events and settles each of them, or puts it in `again` when
+   * another event of its entity committed since READ.
+   */
+  private async commit(
+    chunk: readonly Planned[],
+    buckets: { keys: readonly string[]; expireAt: string },
+    again: Pending[],
+  ): Promise<void> {
+    const keys: string[] = [this.outboxKey, ...this.runQueue.keys, ...buckets.keys];
+    const args: Array<string | Buffer> = [buckets.expireAt, this.snapshotTtl, '', '', '', String(this.now())];
+    let kinds = '';
+    const lines: string[] = [];
+    const loopKeys: string[] = [];
+    const loopArgs: string[] = [];
+    const jobArgs: Array<string | Buffer> = [];
+    for (let j = 0; j < chunk.length; j++) {
+      const pl = chunk[j]!;
+      kinds += pl.kind;
+      lines.push(pl.json);
+      if (pl.p.snapshotKey !== null) keys.push(pl.p.snapshotKey);
+      for (const a of pl.args) args.push(a);
+      const position = String(j + 1);
+      // The chunk's count of runs to count before this event's.
+      const before = loopKeys.length;
+      for (const [key, windowMs, max, jobId] of pl.loops) {
+        loopKeys.push(key);
+        loopArgs.push(position, windowMs, max, jobId);
+      }
+      for (const job of pl.jobs) {
+        jobArgs.push(
+          position,
+          String(job.counted === 0 ? 0 : before + job.counted),
+          job.args,
+          job.head,
+          job.opts,
+          job.key,
+        );
+      }
+    }
+    args[2] = kinds;
+    args[3] = lines.join('\n');
+    args[4] = String(loopKeys.length);
+    for (const k of loopKeys) keys.push(k);
+    for (const a of loopArgs) args.push(a);
+    for (const a of jobArgs) args.push(a);
+    const [err, out] = await settled(
+      (this.redis as ScriptRedis).sbHandoffCommit(keys.length, ...keys, ...args),
+    );
+    for (let j = 0; j < chunk.length; j++) {
+      const pl = chunk[j]!;
+      const res = err ? undefined : (out as string)[j];
+      if (res === 'o') settle(pl.p, pl.result);
+      else if (res === 'd') settle(pl.p, { id: pl.result.id, outcome: 'duplicate', matches: [] });
+      else if (res === 'r') {
+        if (++pl.p.attempts > this.maxRetries)
+          fail(pl.p, new Error(`gave up after ${this.maxRetries} conflicting updates of one entity`));
+        else again.push(pl.p);
+      } else fail(pl.p, err ?? new Error(`unexpected COMMIT answer ${String(res)}`));
+    }
   }
 
   /** Merges the snapshot, decides staleness, matches, and builds the COMMIT arguments. */
