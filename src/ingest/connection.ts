@@ -55,6 +55,12 @@ export interface AdaptedEvent {
    */
   readonly merge: 'replace' | 'patch' | 'delete' | 'none';
   readonly actor: string | null;
+  /**
+   * The event's JSON text as it was received, when it came as one line of its own (a generic
+   * event of NDJSON, or a single-event body without a newline): the archive keeps an event that
+   * starts no run as this text (config/archive.ts) instead of serializing its envelope again.
+   */
+  readonly line?: string;
 }
 
 export type Verified = { readonly ok: true } | { readonly ok: false; readonly reason: string };

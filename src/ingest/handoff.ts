@@ -32,6 +32,12 @@
  */
 import type { Redis } from 'ioredis';
 import {
+  type MatchedEnvelope,
+  matchedEnvelope,
+  plainMatchedEnvelope,
+  receivedLine,
+} from '../config/archive.js';
+import {
   ADD_RUN_JOB_LUA,
   ADMIT_LUA,
   archiveStreamKey,
@@ -45,8 +51,7 @@ import {
   runQueueKeys,
   STREAM_MAXLEN,
 } from '../config/runs.js';
-import { jsonLines } from '../config/streams.js';
-import type { Engine, Envelope } from '../engine/index.js';
+import type { Engine } from '../engine/index.js';
 import type { AdaptedEvent } from './connection.js';
 
 /** Lua: which of the members any of the three dedupe buckets (KEYS b, b + 1, b + 2) holds. */
@@ -229,21 +234,8 @@ export interface HandoffResult {
   readonly matches: readonly string[];
 }
 
-/** What the outbox holds for each event (one JSON line of an NDJSON stream entry). */
-export interface OutboxEntry {
-  readonly envelope: Envelope & { previous: Record<string, unknown> | null; receivedAt: string };
-  readonly outcome: Exclude<Outcome, 'duplicate'>;
-  readonly rules: readonly string[];
-}
-
-/**
- * The events of one archive stream entry, given its field/value list: COMMIT writes a
- * chunk's events as one `e` field of NDJSON, one outbox entry a line. A line that does not parse
- * is skipped; the others still count.
- */
-export function outboxEntries(fields: ReadonlyArray<Buffer | string> | null): OutboxEntry[] {
-  return jsonLines<OutboxEntry>(fields, 'e');
-}
+export type { OutboxEntry } from '../config/archive.js';
+export { outboxEntries } from '../config/archive.js';
 
 export interface HandoffOptions {
   /** Key prefix; tests use their own. */
@@ -351,6 +343,27 @@ const META_VERSION = '#v';
 const NO_HASH: string[] = [];
 const NO_LOOPS: Planned['loops'] = [];
 const NO_JOBS: readonly PlannedJob[] = [];
+
+/**
+ * The matched envelope of an event with an entity: its `data` merged with the entity's last
+ * snapshot (`previous`) as its `merge` says. The same object shape as plainMatchedEnvelope's.
+ */
+function merged(ev: AdaptedEvent, snap: Record<string, unknown> | null, receivedAt: string): MatchedEnvelope {
+  const previous = snap ?? ev.envelope.previous ?? null;
+  let data: Record<string, unknown>;
+  switch (ev.merge) {
+    case 'patch':
+      data = { ...(previous ?? {}), ...ev.envelope.data };
+      break;
+    case 'delete':
+    case 'none':
+      data = previous ? { ...previous, ...ev.envelope.data } : ev.envelope.data;
+      break;
+    default:
+      data = ev.envelope.data;
+  }
+  return matchedEnvelope(ev.envelope, data, previous, receivedAt);
+}
 
 function settle(p: Pending, r: HandoffResult): void {
   const g = p.group;
@@ -631,48 +644,33 @@ export class Handoff {
       else if (f.startsWith('k:')) snap[f.slice(2)] = JSON.parse(v);
     }
     const hasSnap = version !== '0';
-    const previous = hasSnap ? snap : (ev.envelope.previous ?? null);
     // Ordered by the event's time, but never by more than MAX_FUTURE_SKEW_MS past its arrival.
     const ordered = orderingTime(ev.envelope.time, p.receivedMs);
     const timed = Number.isFinite(ordered);
     const eventTime = timed ? ordered : p.receivedMs;
     const stale = hasSnap && timed && snapTime > eventTime;
-    let data: Record<string, unknown>;
-    switch (ev.merge) {
-      case 'patch':
-        data = { ...(previous ?? {}), ...ev.envelope.data };
-        break;
-      case 'delete':
-      case 'none':
-        data = previous ? { ...previous, ...ev.envelope.data } : ev.envelope.data;
-        break;
-      default:
-        data = ev.envelope.data;
-    }
-    // A literal, not a spread: one object shape for every event (matching and JSON.stringify
-    // both take their fast paths; the spread cost 1 µs more per event).
-    const e = ev.envelope;
-    const envelope = {
-      id: e.id,
-      tenant: e.tenant,
-      source: e.source,
-      type: e.type,
-      time: e.time,
-      data,
-      raw: e.raw,
-      self: e.self,
-      previous,
-      receivedAt: p.receivedAt,
-    };
+    const envelope =
+      p.snapshotKey === null
+        ? plainMatchedEnvelope(ev.envelope, p.receivedAt)
+        : merged(ev, hasSnap ? snap : null, p.receivedAt);
     const engine = this.engine();
     const rules = stale && !this.matchStale ? [] : engine.match(envelope);
     const cancel = stale ? [] : engine.cancels(envelope, rules);
     const outcome = stale ? 'stale' : 'accepted';
-    const envJson = JSON.stringify(envelope);
-    const json = `{"envelope":${envJson},"outcome":"${outcome}","rules":${JSON.stringify(rules)}}`;
+    const runs = rules.length > 0 || cancel.length > 0;
+    // An event with no snapshot and no run is archived as it came, when it came as one line of
+    // JSON (config/archive.ts): its envelope follows from it, and serializing it again was the
+    // largest single cost of the ingest on NDJSON batches.
+    let envJson = '';
+    let json: string;
+    if (!runs && p.snapshotKey === null && ev.line !== undefined) {
+      json = receivedLine(ev.line, envelope.tenant, p.receivedAt, outcome);
+    } else {
+      envJson = JSON.stringify(envelope);
+      json = `{"envelope":${envJson},"outcome":"${outcome}","rules":${JSON.stringify(rules)}}`;
+    }
     const result: HandoffResult = { id: ev.envelope.id, outcome, matches: rules };
     const loops = rules.length > 0 ? this.loops(engine, envelope, rules) : NO_LOOPS;
-    const runs = rules.length > 0 || cancel.length > 0;
     const jobs = runs ? this.jobs(envelope, envJson, rules, cancel, loops, p.snapshotKey) : NO_JOBS;
     if (p.snapshotKey === null) return { p, result, kind: 'p', json, args: [p.member], loops, jobs };
     const args = [p.member, version, String(eventTime), ev.merge, stale ? '1' : '0', '0'];

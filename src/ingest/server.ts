@@ -14,6 +14,7 @@
 
 import uWS from 'uWebSockets.js';
 import { threadId } from 'node:worker_threads';
+import { genericEnvelope } from '../config/archive.js';
 import { checkEnvelope, MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { autotask } from './adapters/autotask.js';
 import { connectwise } from './adapters/connectwise.js';
@@ -339,6 +340,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
         let items: unknown[];
         if (/^application\/x-ndjson/i.test(contentType)) {
           items = [];
+          const lines: string[] = [];
           const errors: Array<{ index: number; error: string }> = [];
           // Line by line without split/replace/trim copies: this loop runs per event.
           for (let at = 0, index = 0; at < text.length; index++) {
@@ -350,11 +352,12 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             if (l.length === 0 || (l.charCodeAt(0) <= 32 && l.trim() === '')) continue;
             try {
               items[index] = JSON.parse(l);
+              lines[index] = l;
             } catch (e) {
               errors.push({ index, error: `malformed JSON: ${(e as Error).message}` });
             }
           }
-          return finish(items, errors);
+          return finish(items, errors, lines);
         }
         let parsed: unknown;
         try {
@@ -364,15 +367,19 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           reply(400, { error: `malformed JSON: ${(e as Error).message}` });
           return;
         }
-        items = Array.isArray(parsed) ? parsed : [parsed];
-        return finish(items, []);
+        if (Array.isArray(parsed)) return finish(parsed, []);
+        // One event: its text is its archive line when it has no newline (config/archive.ts).
+        return finish([parsed], [], text.includes('\n') ? undefined : [text]);
       })().catch(() => reply(500, { error: 'internal error' }));
 
+      /** `lines`: each item's JSON text, when it came as one line of its own. */
       async function finish(
         items: unknown[],
         errors: Array<{ index: number; error: string }>,
+        lines?: readonly string[],
       ): Promise<void> {
         const good: AdaptedEvent[] = [];
+        const iso = new Date(receivedAt).toISOString();
         items.forEach((item, index) => {
           if (item === undefined) return;
           const c = checkEnvelope(item);
@@ -397,21 +404,13 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             return;
           }
           good.push({
-            envelope: {
-              id: e.id,
-              tenant: tenant!,
-              source: e.source as PsaSource,
-              type: e.type,
-              time: e.time ?? new Date(receivedAt).toISOString(),
-              data: e.data,
-              raw: e.raw ?? null,
-              self: e.self === true,
-              previous: e.previous ?? null,
-            },
+            // generic sources are not PSAs: AdaptedEvent's source type names only the adapters'
+            envelope: genericEnvelope(e, tenant!, iso) as AdaptedEvent['envelope'],
             entity: '',
             entityId: '',
             merge: 'none',
             actor: null,
+            line: lines?.[index],
           });
         });
         errors.sort((a, b) => a.index - b.index);

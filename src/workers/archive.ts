@@ -8,7 +8,8 @@
  * and days older than the retention are dropped whole (cheap: no row deletes).
  */
 import type { Redis } from 'ioredis';
-import { jsonLines, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { outboxEntries } from '../config/archive.js';
+import { StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
@@ -81,10 +82,13 @@ export class ArchiveDrain {
     return this.reader.stop();
   }
 
-  /** The rows of one stream entry: one per event (an entry holds a chunk's events as NDJSON). */
+  /**
+   * The rows of one stream entry: one per event (an entry holds a chunk's events as NDJSON, each
+   * line an envelope or the event as received: config/archive.ts).
+   */
   private rows(e: StreamEntry): Row[] {
-    return jsonLines<{ envelope?: Record<string, unknown> }>(e.fields, 'e').flatMap((entry) =>
-      entry?.envelope && typeof entry.envelope === 'object' ? this.row(entry.envelope) : [],
+    return outboxEntries(e.fields).flatMap((entry) =>
+      this.row(entry.envelope as unknown as Record<string, unknown>),
     );
   }
 

@@ -55,6 +55,7 @@ const RULES = [
     when: 'changed(ticket.status_id) and ticket.status_id == 9 and raw.event == "ticket status changed"',
   },
   { id: 'any-new', tenant: 'acme', source: '*', on: 'ticket.created' },
+  { id: 'arch-hit', tenant: 'arch', source: 'app', on: 'thing.hit' },
   {
     id: 'rmm-offline',
     tenant: 'acme',
@@ -104,7 +105,8 @@ beforeAll(async () => {
   server = await startIngest({
     connections: { get: (s: PsaSource, id: string) => byKey.get(`${s}/${id}`) },
     apiKeys: {
-      tenantOf: (k) => (k === 'generic-key' ? 'acme' : k === 'deep-key' ? 'deep' : undefined),
+      tenantOf: (k) =>
+        k === 'generic-key' ? 'acme' : k === 'deep-key' ? 'deep' : k === 'archive-key' ? 'arch' : undefined,
     },
     handoff,
     ready: async () => (await redis.ping()) === 'PONG',
@@ -302,6 +304,81 @@ describe('bad input', () => {
     const limited = await post('/v1/events', many, { authorization: 'Bearer generic-key' });
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('archives a generic event that starts no run as the text it came as, and reads it back as its envelope', async () => {
+    const nd = [
+      '{"id":"a1","source":"app","type":"thing.done","data":{"x":1,"nested":{"y":[1,"two",null]}}}',
+      // spaces, a CRLF end, the key's own tenant, previous, raw (non-ASCII, U+2028) and self
+      '{ "id" : "a2", "tenant":"arch", "source":"app","type":"thing.done","time":"2026-11-20T10:00:00Z","data":{"x":2},"previous":{"x":1,"old":true},"raw":{"orig":"\u00e9é\u2028"},"self":true }\r',
+      '{"id":"a3","source":"app","type":"thing.hit","data":{"x":3}}',
+    ].join('\n');
+    const auth = { authorization: 'Bearer archive-key' };
+    const a = await post('/v1/events', nd, { ...auth, 'content-type': 'application/x-ndjson' });
+    expect(a.body).toMatchObject({ accepted: 3, matched: 1, results: [{ id: 'a3', rules: ['arch-hit'] }] });
+    const one = '{"id":"a4","source":"app","type":"thing.done","data":{"k":"v"}}';
+    expect((await post('/v1/events', one, auth)).status).toBe(202);
+    const pretty = JSON.stringify({ id: 'a5', source: 'app', type: 'thing.done', data: { k: 'w' } }, null, 2);
+    expect((await post('/v1/events', pretty, auth)).status).toBe(202);
+    const array = JSON.stringify([{ id: 'a6', source: 'app', type: 'thing.done', data: { k: 'z' } }]);
+    expect((await post('/v1/events', array, auth)).status).toBe(202);
+
+    const entries = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
+    const lines = entries.flatMap(([, f]) => f[1]!.split('\n')).filter((l) => l.includes('"tenant":"arch"'));
+    const form = (id: string) => {
+      const l = lines.find((x) => x.includes(`"${id}"`))!;
+      return l.startsWith('{"in":') ? 'as received' : l.startsWith('{"envelope":') ? 'envelope' : l;
+    };
+    // One line of JSON that starts no run: kept as it came (CRLF cut). A run needs the envelope.
+    expect(['a1', 'a2', 'a3', 'a4', 'a5', 'a6'].map(form)).toEqual([
+      'as received',
+      'as received',
+      'envelope',
+      'as received',
+      'envelope',
+      'envelope',
+    ]);
+    expect(lines.some((l) => l.startsWith(`{"in":${nd.split('\n')[1]!.slice(0, -1)},`))).toBe(true);
+
+    const archived = new Map(
+      (await outbox()).filter((e) => e.envelope.tenant === 'arch').map((e) => [e.envelope.id, e]),
+    );
+    const at = (id: string) => archived.get(id)!.envelope.receivedAt;
+    const envelope = (id: string, e: Record<string, unknown>) => ({
+      id,
+      tenant: 'arch',
+      source: 'app',
+      type: 'thing.done',
+      time: at(id),
+      raw: null,
+      self: false,
+      previous: null,
+      receivedAt: at(id),
+      ...e,
+    });
+    expect(Number.isNaN(Date.parse(at('a1')))).toBe(false);
+    expect(archived.get('a1')).toEqual({
+      envelope: envelope('a1', { data: { x: 1, nested: { y: [1, 'two', null] } } }),
+      outcome: 'accepted',
+      rules: [],
+    });
+    expect(archived.get('a2')?.envelope).toEqual(
+      envelope('a2', {
+        time: '2026-11-20T10:00:00Z',
+        data: { x: 2, old: true },
+        previous: { x: 1, old: true },
+        raw: { orig: 'éé\u2028' },
+        self: true,
+      }),
+    );
+    expect(archived.get('a3')).toEqual({
+      envelope: envelope('a3', { type: 'thing.hit', data: { x: 3 } }),
+      outcome: 'accepted',
+      rules: ['arch-hit'],
+    });
+    expect(archived.get('a4')?.envelope).toEqual(envelope('a4', { data: { k: 'v' } }));
+    expect(archived.get('a5')?.envelope).toEqual(envelope('a5', { data: { k: 'w' } }));
+    expect(archived.get('a6')?.envelope).toEqual(envelope('a6', { data: { k: 'z' } }));
   });
 
   it('an event nested too deeply or with an id too long to store fails alone, not the events with it', async () => {
