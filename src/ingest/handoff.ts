@@ -609,7 +609,8 @@ export class Handoff {
       }
     }
     args[2] = kinds;
-    args[3] = lines.join('\n');
+    // As bytes: ioredis measures a string argument three times and copies it twice more.
+    args[3] = Buffer.from(lines.join('\n'));
     args[4] = String(loopKeys.length);
     for (const k of loopKeys) keys.push(k);
     for (const a of loopArgs) args.push(a);
@@ -645,7 +646,8 @@ export class Handoff {
     }
     const hasSnap = version !== '0';
     // Ordered by the event's time, but never by more than MAX_FUTURE_SKEW_MS past its arrival.
-    const ordered = orderingTime(ev.envelope.time, p.receivedMs);
+    // Only an event with an entity has a snapshot to be stale against and a time to record.
+    const ordered = p.snapshotKey === null ? Number.NaN : orderingTime(ev.envelope.time, p.receivedMs);
     const timed = Number.isFinite(ordered);
     const eventTime = timed ? ordered : p.receivedMs;
     const stale = hasSnap && timed && snapTime > eventTime;
