@@ -11,8 +11,11 @@
  *   JSON.stringify of the envelope was 15% of the ingest's CPU on NDJSON batches. The text is
  *   one line of valid JSON (it parsed, and a line holds no newline), so it nests as it is.
  *
- * Both read back as the same OutboxEntry.
+ * Both read back as the same OutboxEntry. A stream entry holds a chunk's lines in its `e` field, or,
+ * for a large chunk, names the key that holds them (`k`) and, when some of the chunk's events did
+ * not commit, which did (`c`, one character per line, `o` for committed): readArchive reads both.
  */
+import type { Redis } from 'ioredis';
 import { jsonLines } from './streams.js';
 
 /** A generic event's envelope as the ingest makes it from what was sent (checkEnvelope's). */
@@ -143,4 +146,51 @@ export function outboxEntries(fields: ReadonlyArray<Buffer | string> | null): Ou
     } else if (l.envelope !== null && typeof l.envelope === 'object') out.push(l);
   }
   return out;
+}
+
+type Fields = ReadonlyArray<Buffer | string> | null;
+
+function fieldOf(fields: Fields, name: string): string | undefined {
+  if (!fields) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2)
+    if (fields[i]!.toString() === name) return fields[i + 1]!.toString();
+  return undefined;
+}
+
+/**
+ * The events of archive stream entries (their field lists, as XRANGE or XREADGROUP give them), in
+ * order, with the NDJSON of those that name a key read in one MGET; and those keys, for the
+ * archive drain to delete once it has written the events. A key that is gone (deleted by a drain
+ * that wrote its events and then failed to acknowledge the entry) gives no events.
+ */
+export async function readArchive(
+  redis: Redis,
+  entries: readonly Fields[],
+): Promise<{ events: OutboxEntry[]; keys: string[] }> {
+  const keys: string[] = [];
+  for (const f of entries) {
+    const k = fieldOf(f, 'k');
+    if (k !== undefined) keys.push(k);
+  }
+  const texts = keys.length > 0 ? await redis.mgetBuffer(...keys) : [];
+  const events: OutboxEntry[] = [];
+  let t = 0;
+  for (const f of entries) {
+    if (fieldOf(f, 'k') === undefined) {
+      for (const e of outboxEntries(f)) events.push(e);
+      continue;
+    }
+    const text = texts[t++]?.toString();
+    if (text === undefined) continue;
+    const committed = fieldOf(f, 'c');
+    const lines =
+      committed === undefined
+        ? text
+        : text
+            .split('\n')
+            .filter((_, i) => committed[i] === 'o')
+            .join('\n');
+    for (const e of outboxEntries(['e', lines])) events.push(e);
+  }
+  return { events, keys };
 }

@@ -30,6 +30,7 @@
  *   chunk's events share one stream entry (outboxEntries reads it). Per-event arguments cost ioredis and Redis about 2 µs an
  *   event each; a Lua table.concat of them as much again.
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   type MatchedEnvelope,
@@ -82,10 +83,11 @@ return out
 
 /**
  * COMMIT for many events. KEYS: the archive stream, the nine keys of the queue of runs (BullMQ's
- * addStandardJob), the three dedupe buckets (current first), the snapshot key of each event that
- * has an entity, then one loop breaker window per run to count. ARGV: when the current bucket
- * expires (unix seconds), the snapshot ttl, the kinds (one character per event), the chunk's
- * outbox entries as NDJSON, how many runs to count, now (ms); then per event its dedupe member
+ * addStandardJob), the three dedupe buckets (current first), the key holding the chunk's NDJSON
+ * (when it is not an argument), the snapshot key of each event that has an entity, then one loop
+ * breaker window per run to count. ARGV: when the current bucket expires (unix seconds), the
+ * snapshot ttl, the kinds (one character per event), the chunk's outbox entries as NDJSON (or ''
+ * when a key holds them), how many runs to count, now (ms); then per event its dedupe member
  * and, for events with an entity, expected version, event time, mode, stale, n and n field/value
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
@@ -94,7 +96,12 @@ return out
  * one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
- * otherwise the lines of the events that did not commit are cut out first. The runs of the
+ * otherwise the lines of the events that did not commit are cut out first. A chunk's NDJSON past
+ * INLINE_ARCHIVE_BYTES is not an argument: the hand-off SETs it in a key of its own just before
+ * (same connection, same write) and the archive entry names the key (`k`) and, when some events
+ * did not commit, which did (`c`: this script's answer), for outboxEntries to read. Every byte
+ * of a string a script sees costs Redis about 1 ns (its Lua hashes each string whole, measured
+ * with perf: 15% of Redis's CPU on NDJSON batches), and a SET of the same bytes almost nothing. The runs of the
  * events that committed are counted by the loop breaker and their jobs added to the queue of runs
  * (BullMQ's own script, `BULLMQ_ADD_JOB_LUA`) in this same script, first: an event is never
  * acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
@@ -114,9 +121,18 @@ end
 -- 1. Which events commit, before anything is written: new (not a duplicate, nor a repeat within
 -- the chunk) and, with an entity, at the snapshot version they were matched against. A chunk's
 -- earlier event of the same entity moves the version on (as its write below will).
+-- The chunk's NDJSON in a key (ARGV[4] empty): it must be there; should this script fail, it goes.
+local textKey = ARGV[4] == '' and KEYS[14] or nil
+local function failed(why)
+  if textKey then redis.call('DEL', textKey) end
+  return redis.error_reply(why)
+end
+if textKey and redis.call('EXISTS', textKey) == 0 then
+  return redis.error_reply('the chunk text ' .. textKey .. ' is not in Redis')
+end
 local dup = seen(members, 11)
 local out, mine, sks, vers, current = {}, {}, {}, {}, {}
-local k = 14
+local k = 15
 for e = 1, n do
   local a = at[e]
   local c = string.byte(kinds, e)
@@ -165,7 +181,7 @@ for j = a, #ARGV, 6 do
   if out[tonumber(ARGV[j])] == 'o' then jobKeys[#jobKeys + 1] = ARGV[j + 5] end
 end
 local blocked = runJobsBlocked(queue, jobKeys)
-if blocked then return redis.error_reply(blocked) end
+if blocked then return failed(blocked) end
 while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])
@@ -173,8 +189,8 @@ while a <= #ARGV do
     if counted == 0 then data = data .. '}'
     elseif over[counted] then data = data .. ',"loop":"over"}'
     else data = data .. ',"loop":"ok"}' end
-    local failed = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5])
-    if failed then return redis.error_reply(failed) end
+    local err = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5])
+    if err then return failed(err) end
   end
   a = a + 6
 end
@@ -204,27 +220,48 @@ end
 if nadd > 0 then
   redis.call('SADD', KEYS[11], unpack(added))
   redis.call('EXPIREAT', KEYS[11], ARGV[1])
-  local blob = ARGV[4]
-  if nadd < n then
-    -- the lines of the events that committed
-    local parts, np, pos = {}, 0, 1
-    for e = 1, n do
-      local nl = string.find(blob, '\\n', pos, true) or (#blob + 1)
-      if out[e] == 'o' then
-        np = np + 1
-        parts[np] = string.sub(blob, pos, nl - 1)
-      end
-      pos = nl + 1
+  if textKey then
+    -- kept until the archive drain has written it (its TTL only reclaims a chunk never committed)
+    redis.call('PERSIST', textKey)
+    if nadd < n then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'k', textKey, 'c', table.concat(out))
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'k', textKey)
     end
-    blob = table.concat(parts, '\\n')
+  else
+    local blob = ARGV[4]
+    if nadd < n then
+      -- the lines of the events that committed
+      local parts, np, pos = {}, 0, 1
+      for e = 1, n do
+        local nl = string.find(blob, '\\n', pos, true) or (#blob + 1)
+        if out[e] == 'o' then
+          np = np + 1
+          parts[np] = string.sub(blob, pos, nl - 1)
+        end
+        pos = nl + 1
+      end
+      blob = table.concat(parts, '\\n')
+    end
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'e', blob)
   end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', '${STREAM_MAXLEN}', '*', 'e', blob)
+elseif textKey then
+  redis.call('DEL', textKey)
 end
 return table.concat(out)
 `;
 
 /** Events per script call: bounds how long one call holds Redis. */
 const CHUNK = 256;
+
+/**
+ * A chunk's NDJSON up to this many bytes is a COMMIT argument; past it, a key of its own (see
+ * COMMIT). Each way costs Redis about the same at 4–5 KB: a SET and PERSIST against 1 ns a byte.
+ */
+export const INLINE_ARCHIVE_BYTES = 8 * 1024;
+
+/** How long a chunk's NDJSON key lives when its COMMIT never ran (the COMMIT that did persists it). */
+const UNCOMMITTED_TEXT_TTL_SECONDS = 24 * 3600;
 
 export type Outcome = 'accepted' | 'duplicate' | 'stale';
 
@@ -396,6 +433,9 @@ export class Handoff {
   /** Micro-batches between READ and the end of COMMIT. */
   private inflight = 0;
   private readonly maxInflight: number;
+  /** Keys for chunks' NDJSON: this hand-off's own prefix, and a counter. */
+  private readonly textKeys: string;
+  private textSeq = 0;
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
   private iso = '';
@@ -407,6 +447,7 @@ export class Handoff {
   ) {
     this.prefix = opts.prefix ?? 'sb';
     this.outboxKey = archiveStreamKey(this.prefix);
+    this.textKeys = `${this.prefix}:ab:${randomBytes(6).toString('hex')}:`;
     this.runQueue = runQueueKeys(this.prefix);
     this.bucketSeconds = Math.max(1, Math.ceil((opts.dedupeTtlSeconds ?? 7 * 24 * 3600) / 2));
     this.snapshotTtl = String(opts.snapshotTtlSeconds ?? 90 * 24 * 3600);
@@ -577,7 +618,7 @@ export class Handoff {
     buckets: { keys: readonly string[]; expireAt: string },
     again: Pending[],
   ): Promise<void> {
-    const keys: string[] = [this.outboxKey, ...this.runQueue.keys, ...buckets.keys];
+    const keys: string[] = [this.outboxKey, ...this.runQueue.keys, ...buckets.keys, ''];
     const args: Array<string | Buffer> = [buckets.expireAt, this.snapshotTtl, '', '', '', String(this.now())];
     let kinds = '';
     const lines: string[] = [];
@@ -610,14 +651,23 @@ export class Handoff {
     }
     args[2] = kinds;
     // As bytes: ioredis measures a string argument three times and copies it twice more.
-    args[3] = Buffer.from(lines.join('\n'));
+    const text = Buffer.from(lines.join('\n'));
+    const inline = text.length <= INLINE_ARCHIVE_BYTES;
+    const textKey = inline ? `${this.prefix}:ab:-` : `${this.textKeys}${++this.textSeq}`;
+    keys[13] = textKey;
+    args[3] = inline ? text : '';
     args[4] = String(loopKeys.length);
     for (const k of loopKeys) keys.push(k);
     for (const a of loopArgs) args.push(a);
     for (const a of jobArgs) args.push(a);
-    const [err, out] = await settled(
-      (this.redis as ScriptRedis).sbHandoffCommit(keys.length, ...keys, ...args),
-    );
+    const [err, out] = inline
+      ? await settled((this.redis as ScriptRedis).sbHandoffCommit(keys.length, ...keys, ...args))
+      : (
+          await together(this.redis, (r) => [
+            r.set(textKey, text, 'EX', UNCOMMITTED_TEXT_TTL_SECONDS),
+            r.sbHandoffCommit(keys.length, ...keys, ...args),
+          ])
+        )[1]!;
     for (let j = 0; j < chunk.length; j++) {
       const pl = chunk[j]!;
       const res = err ? undefined : (out as string)[j];

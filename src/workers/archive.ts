@@ -8,7 +8,7 @@
  * and days older than the retention are dropped whole (cheap: no row deletes).
  */
 import type { Redis } from 'ioredis';
-import { outboxEntries } from '../config/archive.js';
+import { type OutboxEntry, readArchive } from '../config/archive.js';
 import { StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
@@ -47,7 +47,7 @@ export class ArchiveDrain {
   writeError: Error | undefined;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     key: string,
     private readonly db: Db,
     private readonly o: ArchiveOptions = {},
@@ -65,7 +65,7 @@ export class ArchiveDrain {
         lingerMs: o.lingerMs ?? DRAIN_LINGER_MS,
         deleteAcked: true,
       },
-      (entries) => this.write(entries.flatMap((e) => this.rows(e))),
+      (entries) => this.drain(entries),
     );
   }
 
@@ -83,13 +83,19 @@ export class ArchiveDrain {
   }
 
   /**
-   * The rows of one stream entry: one per event (an entry holds a chunk's events as NDJSON, each
-   * line an envelope or the event as received: config/archive.ts).
+   * Writes the events of stream entries (a chunk's events each, as NDJSON, inline or in a key of
+   * their own: config/archive.ts), then deletes the keys: once written, a redelivered entry whose
+   * key is gone has nothing left to write.
    */
-  private rows(e: StreamEntry): Row[] {
-    return outboxEntries(e.fields).flatMap((entry) =>
-      this.row(entry.envelope as unknown as Record<string, unknown>),
+  private async drain(entries: StreamEntry[]): Promise<void> {
+    const { events, keys } = await readArchive(
+      this.redis,
+      entries.map((e) => e.fields),
     );
+    await this.write(
+      events.flatMap((e: OutboxEntry) => this.row(e.envelope as unknown as Record<string, unknown>)),
+    );
+    if (keys.length > 0) await this.redis.unlink(...keys);
   }
 
   private row(env: Record<string, unknown>): Row[] {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { outboxEntries } from '../../src/ingest/handoff.js';
+import { readArchive } from '../../src/config/archive.js';
 import { FakePsa, HALO } from '../workers/fakes/psa.js';
 import { serveEnv, spawnServe } from './serve-env.js';
 
@@ -136,8 +136,12 @@ it.each([1, 2])(
     const entries = (await redis.xrange(`${env.SIGNALBOX_REDIS_PREFIX}:outbox`, '-', '+')) as Array<
       [string, string[]]
     >;
+    const { events } = await readArchive(
+      redis,
+      entries.map(([, f]) => f),
+    );
     redis.disconnect();
-    const envs = entries.flatMap(([, f]) => outboxEntries(f).map((e) => e.envelope as Record<string, any>));
+    const envs = events.map((e) => e.envelope as Record<string, any>);
     const first = envs.find((e) => e.id === 'halo:d-1')!;
     const second = envs.find((e) => e.id === 'halo:d-2')!;
     expect(first.type).toBe('ticket.updated');

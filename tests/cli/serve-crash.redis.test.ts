@@ -7,8 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
+import { readArchive } from '../../src/config/archive.js';
 import { archiveStreamKey, RUN_QUEUE, runJobId } from '../../src/config/runs.js';
-import { outboxEntries } from '../../src/ingest/handoff.js';
 import { applyOfflineRule, serveEnv, spawnServe } from './serve-env.js';
 
 const port = 30_000 + ((process.pid + 7_919) % 20_000);
@@ -75,11 +75,15 @@ it('loses no acknowledged event and starts every committed match once when serve
   // the kill cut off).
   const archived = new Map<string, number>();
   const matching = new Set<string>();
-  for (const [, fields] of await redis.xrangeBuffer(archiveStreamKey(prefix), '-', '+')) {
-    for (const e of outboxEntries(fields)) {
-      archived.set(e.envelope.id, (archived.get(e.envelope.id) ?? 0) + 1);
-      if (e.rules.includes('offline')) matching.add(e.envelope.id);
-    }
+  const stream = await redis.xrangeBuffer(archiveStreamKey(prefix), '-', '+');
+  for (const e of (
+    await readArchive(
+      redis,
+      stream.map(([, f]) => f),
+    )
+  ).events) {
+    archived.set(e.envelope.id, (archived.get(e.envelope.id) ?? 0) + 1);
+    if (e.rules.includes('offline')) matching.add(e.envelope.id);
   }
   expect([...acked].filter((id) => !archived.has(id))).toEqual([]);
   expect([...archived.values()].every((n) => n === 1)).toBe(true);

@@ -6,8 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { readArchive } from '../../src/config/archive.js';
 import { Engine } from '../../src/engine/index.js';
-import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
+import { Handoff } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
 const prefix = `sbc${process.pid}${randomBytes(3).toString('hex')}`;
@@ -75,5 +76,12 @@ it('serves others while clients stall or abort mid-body, and stays up', async ()
   expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
   // Nothing of the aborted bodies was taken.
   const archived = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
-  expect(archived.flatMap(([, f]) => outboxEntries(f)).length).toBe(51);
+  expect(
+    (
+      await readArchive(
+        redis,
+        archived.map(([, f]) => f),
+      )
+    ).events.length,
+  ).toBe(51);
 });

@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
+import { readArchive } from '../../src/config/archive.js';
 import { RUN_QUEUE, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
-import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
+import { Handoff } from '../../src/ingest/handoff.js';
 import { startIngest } from '../../src/ingest/server.js';
 
 const port = 20_000 + (process.pid % 20_000);
@@ -130,7 +131,12 @@ it('loses no acknowledged event when Redis is killed mid-load', { timeout: 120_0
 
   // Every event is in the archive exactly once, and one run per event is queued, none twice.
   const entries = (await redis.xrange(handoff.outboxKey, '-', '+')) as Array<[string, string[]]>;
-  const archived = entries.flatMap(([, f]) => outboxEntries(f).map((e) => e.envelope.id));
+  const archived = (
+    await readArchive(
+      redis,
+      entries.map(([, f]) => f),
+    )
+  ).events.map((e) => e.envelope.id);
   expect(new Set(archived).size).toBe(archived.length);
   expect([...archived].sort()).toEqual([...ids].sort());
   // Queued by the same COMMIT that archived them: nothing left to wait for.

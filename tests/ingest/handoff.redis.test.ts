@@ -7,11 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { readArchive } from '../../src/config/archive.js';
 import { loopKey, RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { AdaptedEvent } from '../../src/ingest/connection.js';
-import { Handoff, outboxEntries } from '../../src/ingest/handoff.js';
+import { Handoff, INLINE_ARCHIVE_BYTES } from '../../src/ingest/handoff.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 let redis: Redis;
@@ -62,6 +63,11 @@ const { rules } = compileRuleSet([
 ]);
 const engine = new Engine(rules);
 
+/** Bytes of padding in the events of `plain` and `ticket`: past INLINE_ARCHIVE_BYTES a chunk, its
+ * NDJSON goes in a key of its own. Tests of both ways set it. */
+let pad = 0;
+const padding = () => (pad > 0 ? { note: 'x'.repeat(pad) } : {});
+
 function plain(id: string, site = 'Branch'): AdaptedEvent {
   return {
     envelope: {
@@ -70,7 +76,7 @@ function plain(id: string, site = 'Branch'): AdaptedEvent {
       source: 'rmm' as never,
       type: 'device.offline',
       time: '2026-11-20T10:00:00.000Z',
-      data: { id: `dev-${id}`, site },
+      data: { id: `dev-${id}`, site, ...padding() },
       raw: null,
       self: false,
     },
@@ -89,7 +95,7 @@ function ticket(id: string, entityId: string, data: Record<string, unknown>, tim
       source: 'psa' as never,
       type: 'ticket.updated',
       time,
-      data,
+      data: { ...data, ...padding() },
       raw: null,
       self: false,
     },
@@ -100,13 +106,37 @@ function ticket(id: string, entityId: string, data: Record<string, unknown>, tim
   };
 }
 
+/** The keys holding chunks' NDJSON under a prefix, and their TTLs. */
+async function texts(prefix: string): Promise<number[]> {
+  const keys = await redis.keys(`${prefix}:ab:*`);
+  return Promise.all(keys.map((k) => redis.ttl(k)));
+}
+
+/** The archive written as arguments (`e`) or in keys (`k`), per stream entry; `c` when partial. */
+async function ways(key: string): Promise<string[]> {
+  const entries = (await redis.xrange(key, '-', '+')) as Array<[string, string[]]>;
+  return entries.map(([, f]) => f.filter((_, i) => i % 2 === 0).join('+'));
+}
+
 async function outbox(key: string) {
   const entries = (await redis.xrange(key, '-', '+')) as Array<[string, string[]]>;
-  return { entries, events: entries.flatMap(([, f]) => outboxEntries(f)) };
+  return {
+    entries,
+    events: (
+      await readArchive(
+        redis,
+        entries.map(([, f]) => f),
+      )
+    ).events,
+  };
 }
 
 beforeAll(() => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+});
+
+afterEach(() => {
+  pad = 0;
 });
 
 afterAll(async () => {
@@ -201,41 +231,54 @@ it('fails an event it cannot plan with its own submit only, not the others of th
   expect(archived.map((e) => e.envelope.id)).toEqual(['ok-1', 'ok-2', 'ok-3']);
 });
 
-it('answers duplicates within a batch, across batches and among entity events, and archives each id once', async () => {
-  const h = new Handoff(redis, () => engine, { prefix: prefix() });
-  expect((await h.submit(plain('seen-before'))).outcome).toBe('accepted');
-  const batch = [
-    plain('a'),
-    plain('seen-before'),
-    plain('a', 'HQ'), // same id again in the same batch: the first wins, it does not match
-    ticket('t1', '42', { id: 42, priority: 3 }, '2026-11-20T10:00:00.000Z'),
-    ticket('t1', '42', { id: 42, priority: 1 }, '2026-11-20T10:01:00.000Z'),
-    plain('b'),
-    plain('c', 'HQ'),
-  ];
-  const results = await h.submitAll(batch);
-  expect(results.map((r) => [r.id, r.outcome])).toEqual([
-    ['a', 'accepted'],
-    ['seen-before', 'duplicate'],
-    ['a', 'duplicate'],
-    ['t1', 'accepted'],
-    ['t1', 'duplicate'],
-    ['b', 'accepted'],
-    ['c', 'accepted'],
-  ]);
-  expect(results.every((r) => r.outcome === 'accepted' || r.matches.length === 0)).toBe(true);
-  expect(results[6]!.matches).toEqual(['hot']);
-  const { events } = await outbox(h.outboxKey);
-  expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b', 'c']);
-  // Of the two events that matched, only the one that committed has its run queued.
-  expect(await queued(h.prefix)).toEqual([['c', 'hot', 'ok']]);
-  // The snapshot was written once, by the first t1.
-  expect(await redis.hget(`${h.prefix}:s:acme:psa:ticket:42`, 'k:priority')).toBe('3');
-  // Replaying the whole batch later: all duplicates, nothing archived again.
-  const again = await h.submitAll(batch);
-  expect(again.map((r) => r.outcome)).toEqual(batch.map(() => 'duplicate'));
-  expect((await outbox(h.outboxKey)).events.length).toBe(5);
-});
+const BOTH_WAYS = [
+  { way: 'as an argument', bytes: 0 },
+  { way: 'in a key of its own', bytes: INLINE_ARCHIVE_BYTES / 4 },
+];
+
+it.each(BOTH_WAYS)(
+  'answers duplicates within a batch, across batches and among entity events, and archives each id once (the chunk $way)',
+  async ({ bytes }) => {
+    pad = bytes;
+    const h = new Handoff(redis, () => engine, { prefix: prefix() });
+    expect((await h.submit(plain('seen-before'))).outcome).toBe('accepted');
+    const batch = [
+      plain('a'),
+      plain('seen-before'),
+      plain('a', 'HQ'), // same id again in the same batch: the first wins, it does not match
+      ticket('t1', '42', { id: 42, priority: 3 }, '2026-11-20T10:00:00.000Z'),
+      ticket('t1', '42', { id: 42, priority: 1 }, '2026-11-20T10:01:00.000Z'),
+      plain('b'),
+      plain('c', 'HQ'),
+    ];
+    const results = await h.submitAll(batch);
+    expect(results.map((r) => [r.id, r.outcome])).toEqual([
+      ['a', 'accepted'],
+      ['seen-before', 'duplicate'],
+      ['a', 'duplicate'],
+      ['t1', 'accepted'],
+      ['t1', 'duplicate'],
+      ['b', 'accepted'],
+      ['c', 'accepted'],
+    ]);
+    expect(results.every((r) => r.outcome === 'accepted' || r.matches.length === 0)).toBe(true);
+    expect(results[6]!.matches).toEqual(['hot']);
+    const { events } = await outbox(h.outboxKey);
+    expect(events.map((e) => e.envelope.id)).toEqual(['seen-before', 'a', 't1', 'b', 'c']);
+    // Of the two events that matched, only the one that committed has its run queued.
+    expect(await queued(h.prefix)).toEqual([['c', 'hot', 'ok']]);
+    // The snapshot was written once, by the first t1.
+    expect(await redis.hget(`${h.prefix}:s:acme:psa:ticket:42`, 'k:priority')).toBe('3');
+    // Replaying the whole batch later: all duplicates, nothing archived again.
+    const again = await h.submitAll(batch);
+    expect(again.map((r) => r.outcome)).toEqual(batch.map(() => 'duplicate'));
+    expect((await outbox(h.outboxKey)).events.length).toBe(5);
+    // The chunk with duplicates names which of its events committed; the one of none has no entry
+    // and leaves no key. A key that holds committed events has no TTL: it lasts until drained.
+    expect(await ways(h.outboxKey)).toEqual(bytes === 0 ? ['e', 'e'] : ['e', 'k+c']);
+    expect(await texts(h.prefix)).toEqual(bytes === 0 ? [] : [-1]);
+  },
+);
 
 it('mixes plain and entity events in one chunk: snapshots, previous and matches per entity', async () => {
   const h = new Handoff(redis, () => engine, { prefix: prefix() });
@@ -404,23 +447,29 @@ it('queues each run as the RunJob workers read: the envelope as archived, the sn
   }
 });
 
-it('adds the runs before writing anything else: when an add fails, the event stays new and a retry queues its run', async () => {
-  const h = new Handoff(redis, () => engine, { prefix: prefix() });
-  // A damaged queue key (a string where BullMQ keeps its wait list): BullMQ's add fails.
-  const wait = `${h.prefix}:${RUN_QUEUE}:wait`;
-  await redis.set(wait, 'not a list');
-  const [failed] = await Promise.allSettled([h.submit(plain('z1', 'HQ'))]);
-  expect(failed.status).toBe('rejected');
-  expect(String((failed as PromiseRejectedResult).reason)).toMatch(/run job could not be added/);
-  // Nothing of the event was written: not seen, not archived.
-  expect((await outbox(h.outboxKey)).events).toEqual([]);
-  expect(await redis.keys(`${h.prefix}:dd:*`)).toEqual([]);
-  // Repaired, the sender's retry is a new event, and its run is queued.
-  await redis.del(wait);
-  const again = await h.submit(plain('z1', 'HQ'));
-  expect([again.outcome, again.matches]).toEqual(['accepted', ['hot']]);
-  expect(await queued(h.prefix)).toEqual([['z1', 'hot', 'ok']]);
-});
+it.each(BOTH_WAYS)(
+  'adds the runs before writing anything else: when an add fails, the event stays new and a retry queues its run (the chunk $way)',
+  async ({ bytes }) => {
+    pad = bytes * 4;
+    const h = new Handoff(redis, () => engine, { prefix: prefix() });
+    // A damaged queue key (a string where BullMQ keeps its wait list): BullMQ's add fails.
+    const wait = `${h.prefix}:${RUN_QUEUE}:wait`;
+    await redis.set(wait, 'not a list');
+    const [failed] = await Promise.allSettled([h.submit(plain('z1', 'HQ'))]);
+    expect(failed.status).toBe('rejected');
+    expect(String((failed as PromiseRejectedResult).reason)).toMatch(/run job could not be added/);
+    // Nothing of the event was written: not seen, not archived.
+    expect((await outbox(h.outboxKey)).events).toEqual([]);
+    expect(await redis.keys(`${h.prefix}:dd:*`)).toEqual([]);
+    expect(await texts(h.prefix)).toEqual([]);
+    // Repaired, the sender's retry is a new event, and its run is queued.
+    await redis.del(wait);
+    const again = await h.submit(plain('z1', 'HQ'));
+    expect([again.outcome, again.matches]).toEqual(['accepted', ['hot']]);
+    expect(await queued(h.prefix)).toEqual([['z1', 'hot', 'ok']]);
+    expect(await ways(h.outboxKey)).toEqual([bytes === 0 ? 'e' : 'k']);
+  },
+);
 
 it('adds none of the runs of a chunk when one of them cannot be added, so that a retry never runs one twice', async () => {
   const h = new Handoff(redis, () => engine, { prefix: prefix() });

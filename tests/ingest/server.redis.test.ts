@@ -9,10 +9,11 @@ import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readArchive } from '../../src/config/archive.js';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { Connection, PsaSource } from '../../src/ingest/connection.js';
-import { Handoff, type OutboxEntry, outboxEntries } from '../../src/ingest/handoff.js';
+import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -82,7 +83,12 @@ async function post(path: string, body: Buffer | string, headers: Record<string,
 
 async function outbox(): Promise<OutboxEntry[]> {
   const entries = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
-  return entries.flatMap(([, f]) => outboxEntries(f));
+  return (
+    await readArchive(
+      redis,
+      entries.map(([, f]) => f),
+    )
+  ).events;
 }
 
 async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { receivedLine } from '../../src/config/archive.js';
 import type { Db } from '../../src/store/index.js';
 import { migrate } from '../../src/store/index.js';
 import { ArchiveDrain } from '../../src/workers/archive.js';
@@ -75,4 +76,50 @@ it('drains the stream into day partitions once per event and keeps only the rete
   const left = await db.query<{ id: string }>('select id from events order by id');
   expect(left.rows.map((r) => r.id)).toEqual(['b']);
   await drain.stop();
+});
+
+it('drains chunks kept in keys of their own and events archived as received, then deletes the keys', async () => {
+  const stream = `${key}2`;
+  const text = (n: string) => `${stream}:ab:${n}`;
+  const t = new Date(now).toISOString();
+  const drain = new ArchiveDrain(redis.duplicate(), stream, db, { now: () => now, blockMs: 50 });
+  await drain.start();
+  const asReceived = (id: string) =>
+    receivedLine(`{"id":"${id}","source":"app","type":"thing.done","data":{"x":1}}`, 'acme', t, 'accepted');
+  await redis.set(text('1'), [entry('k1', t), entry('k2', t)].join('\n'));
+  await redis.set(text('2'), [entry('k3', t), entry('k4', t), asReceived('k5')].join('\n'));
+  await redis.xadd(stream, '*', 'k', text('1'));
+  await redis.xadd(stream, '*', 'k', text('2'), 'c', 'odo'); // k4 did not commit
+  await redis.xadd(stream, '*', 'k', text('gone')); // written and deleted by an earlier delivery
+  await redis.xadd(stream, '*', 'e', asReceived('k6'));
+  await eventually('drained', async () => drain.written >= 5);
+  const rows = await db.query<{
+    id: string;
+    source: string;
+    time: string;
+    envelope: Record<string, unknown>;
+  }>("select id, source, envelope from events where id like 'k%' order by id");
+  expect(rows.rows.map((r) => [r.id, r.source])).toEqual([
+    ['k1', 'halo'],
+    ['k2', 'halo'],
+    ['k3', 'halo'],
+    ['k5', 'app'],
+    ['k6', 'app'],
+  ]);
+  expect(rows.rows.find((r) => r.id === 'k6')?.envelope).toEqual({
+    id: 'k6',
+    tenant: 'acme',
+    source: 'app',
+    type: 'thing.done',
+    time: t,
+    data: { x: 1 },
+    raw: null,
+    self: false,
+    previous: null,
+    receivedAt: t,
+  });
+  await eventually('stream emptied', async () => (await redis.xlen(stream)) === 0);
+  expect(await redis.exists(text('1'), text('2'))).toBe(0);
+  await drain.stop();
+  await redis.del(stream);
 });
