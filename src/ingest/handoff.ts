@@ -91,7 +91,7 @@ return out
  * and, for events with an entity, expected version, event time, mode, stale, n and n field/value
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
- * counted), BullMQ's msgpack arguments, the job's JSON data without its closing brace, BullMQ's
+ * counted), BullMQ's msgpack arguments, the job's JSON data (a counted run's with `"loop":"ok"`), BullMQ's
  * msgpack options, its job's key. Kinds: `p` plain (no entity), `s` with an entity. The answer is
  * one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
  *
@@ -186,9 +186,8 @@ while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])
     local data = ARGV[a + 3]
-    if counted == 0 then data = data .. '}'
-    elseif over[counted] then data = data .. ',"loop":"over"}'
-    else data = data .. ',"loop":"ok"}' end
+    -- a counted run's data ends ,"loop":"ok"} (a new string costs a hash of every byte: only then)
+    if counted ~= 0 and over[counted] then data = string.sub(data, 1, -6) .. '"over"}' end
     local err = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5])
     if err then return failed(err) end
   end
@@ -335,8 +334,8 @@ interface PlannedJob {
   /** BullMQ's msgpack arguments and options (encodeRunJob). */
   readonly args: Buffer;
   readonly opts: Buffer;
-  /** Its RunJob as JSON without the closing brace (COMMIT adds the loop breaker's verdict). */
-  readonly head: string;
+  /** Its RunJob as JSON; a counted run's says `"loop":"ok"`, which COMMIT turns to `over` when so. */
+  readonly data: string;
 }
 
 /** The connection with the two scripts defined on it (the constructor does). */
@@ -643,7 +642,7 @@ export class Handoff {
           position,
           String(job.counted === 0 ? 0 : before + job.counted),
           job.args,
-          job.head,
+          job.data,
           job.opts,
           job.key,
         );
@@ -766,14 +765,14 @@ export class Handoff {
         counted = ++l;
       } else jobId = runJobId(tenant, envelope.id, ruleId);
       const [args, opts] = encodeRunJob(this.runQueue, 'run', jobId, now);
-      const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}`;
-      out.push({ key: this.runQueue.jobPrefix + jobId, counted, args, opts, head });
+      const data = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}${counted === 0 ? '}' : ',"loop":"ok"}'}`;
+      out.push({ key: this.runQueue.jobPrefix + jobId, counted, args, opts, data });
     }
     for (const ruleId of cancel) {
       const id = runJobId(tenant, envelope.id, ruleId, 'cancel');
       const [args, opts] = encodeRunJob(this.runQueue, 'cancel', id, now);
-      const head = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}`;
-      out.push({ key: this.runQueue.jobPrefix + id, counted: 0, args, opts, head });
+      const data = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}}`;
+      out.push({ key: this.runQueue.jobPrefix + id, counted: 0, args, opts, data });
     }
     return out;
   }
