@@ -112,9 +112,21 @@ export interface OutboxEntry {
   readonly rules: readonly string[];
 }
 
+/** The end of the last line receivedLine made: a request's events share tenant and arrival. */
+let lastTenant = '';
+let lastAt = '';
+let lastOutcome = '';
+let lastTail = '';
+
 /** The archive line of an event kept as received: `text` is its JSON, one line. */
 export function receivedLine(text: string, tenant: string, receivedAt: string, outcome: string): string {
-  return `{"in":${text},"tenant":${JSON.stringify(tenant)},"receivedAt":${JSON.stringify(receivedAt)},"outcome":"${outcome}","rules":[]}`;
+  if (tenant !== lastTenant || receivedAt !== lastAt || outcome !== lastOutcome) {
+    lastTenant = tenant;
+    lastAt = receivedAt;
+    lastOutcome = outcome;
+    lastTail = `,"tenant":${JSON.stringify(tenant)},"receivedAt":${JSON.stringify(receivedAt)},"outcome":${JSON.stringify(outcome)},"rules":[]}`;
+  }
+  return `{"in":${text}${lastTail}`;
 }
 
 type Line =
