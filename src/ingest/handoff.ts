@@ -27,7 +27,7 @@
  *   bucket expires.
  * - The chunk's outbox entries travel as one NDJSON argument, not one argument per event, and
  *   go to the archive with one XADD per chunk, as they came when all of them committed: a
- *   chunk's events share one stream entry (outboxEntries reads it). Per-event arguments cost ioredis and Redis about 2 µs an
+ *   chunk's events share one stream entry (readArchive reads it). Per-event arguments cost ioredis and Redis about 2 µs an
  *   event each; a Lua table.concat of them as much again.
  */
 import { randomBytes } from 'node:crypto';
@@ -99,7 +99,7 @@ return out
  * otherwise the lines of the events that did not commit are cut out first. A chunk's NDJSON past
  * INLINE_ARCHIVE_BYTES is not an argument: the hand-off SETs it in a key of its own just before
  * (same connection, same write) and the archive entry names the key (`k`) and, when some events
- * did not commit, which did (`c`: this script's answer), for outboxEntries to read. Every byte
+ * did not commit, which did (`c`: this script's answer), for readArchive to read. Every byte
  * of a string a script sees costs Redis about 1 ns (its Lua hashes each string whole, measured
  * with perf: 15% of Redis's CPU on NDJSON batches), and a SET of the same bytes almost nothing. The runs of the
  * events that committed are counted by the loop breaker and their jobs added to the queue of runs
@@ -269,9 +269,6 @@ export interface HandoffResult {
   readonly outcome: Outcome;
   readonly matches: readonly string[];
 }
-
-export type { OutboxEntry } from '../config/archive.js';
-export { outboxEntries } from '../config/archive.js';
 
 export interface HandoffOptions {
   /** Key prefix; tests use their own. */

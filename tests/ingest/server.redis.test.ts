@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readArchive } from '../../src/config/archive.js';
+import { type OutboxEntry, readArchive } from '../../src/config/archive.js';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { Connection, PsaSource } from '../../src/ingest/connection.js';
-import { Handoff, type OutboxEntry } from '../../src/ingest/handoff.js';
+import { Handoff } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
