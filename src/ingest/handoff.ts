@@ -30,8 +30,8 @@
  *   chunk's events share one stream entry (readArchive reads it). Per-event arguments cost ioredis and Redis about 2 µs an
  *   event each; a Lua table.concat of them as much again.
  */
-import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { hash, randomBytes } from 'node:crypto';
+import { Command, type Redis } from 'ioredis';
 import {
   type MatchedEnvelope,
   matchedEnvelope,
@@ -250,6 +250,8 @@ end
 return table.concat(out)
 `;
 
+const COMMIT_SHA = hash('sha1', COMMIT, 'hex');
+
 /** Events per script call: bounds how long one call holds Redis. */
 const CHUNK = 256;
 
@@ -369,6 +371,57 @@ function together(redis: Redis, send: (r: ScriptRedis) => Array<Promise<unknown>
   } finally {
     if (cork) socket.uncork();
   }
+}
+
+/**
+ * A command sent as the bytes packCommand made of it. ioredis encodes a command's arguments by
+ * measuring each string three times and copying it twice more (MixedBuffers): for COMMIT's few
+ * hundred arguments a chunk, packing them here took the ingest's CPU per event on NDJSON batches
+ * from 8.4–8.8 to 7.2–7.6 µs (A/B at 60,000 events/s). A test checks the bytes against ioredis's.
+ */
+class PackedCommand extends Command {
+  constructor(
+    name: string,
+    private readonly bytes: Buffer,
+  ) {
+    super(name, [], { replyEncoding: 'utf8' });
+  }
+
+  override toWritable(): Buffer {
+    return this.bytes;
+  }
+}
+
+/** A command in Redis's protocol (RESP): each argument measured once and written once. */
+export function packCommand(parts: ReadonlyArray<string | Buffer>): Buffer {
+  const n = parts.length;
+  const lens = new Array<number>(n);
+  let size = 1 + digits(n) + 2;
+  for (let i = 0; i < n; i++) {
+    const p = parts[i]!;
+    const len = typeof p === 'string' ? Buffer.byteLength(p) : p.length;
+    lens[i] = len;
+    size += 1 + digits(len) + 2 + len + 2;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let o = buf.write(`*${n}\r\n`, 0, 'latin1');
+  for (let i = 0; i < n; i++) {
+    const p = parts[i]!;
+    o += buf.write(`$${lens[i]}\r\n`, o, 'latin1');
+    o += typeof p === 'string' ? buf.write(p, o) : p.copy(buf, o);
+    buf[o++] = 13;
+    buf[o++] = 10;
+  }
+  return buf;
+}
+
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
 }
 
 const META_TIME = '#t';
@@ -656,12 +709,21 @@ export class Handoff {
     for (const k of loopKeys) keys.push(k);
     for (const a of loopArgs) args.push(a);
     for (const a of jobArgs) args.push(a);
+    // EVALSHA as packed bytes; should Redis not have the script (restarted), ioredis's own
+    // command for it sends EVAL, which loads it.
+    const packed = packCommand(['evalsha', COMMIT_SHA, String(keys.length), ...keys, ...args]);
+    const commit = (r: ScriptRedis) =>
+      (r.sendCommand(new PackedCommand('evalsha', packed)) as Promise<unknown>).catch((e: unknown) =>
+        String((e as Error).message).startsWith('NOSCRIPT')
+          ? r.sbHandoffCommit(keys.length, ...keys, ...args)
+          : Promise.reject(e),
+      );
     const [err, out] = inline
-      ? await settled((this.redis as ScriptRedis).sbHandoffCommit(keys.length, ...keys, ...args))
+      ? await settled(commit(this.redis as ScriptRedis))
       : (
           await together(this.redis, (r) => [
             r.set(textKey, text, 'EX', UNCOMMITTED_TEXT_TTL_SECONDS),
-            r.sbHandoffCommit(keys.length, ...keys, ...args),
+            commit(r),
           ])
         )[1]!;
     for (let j = 0; j < chunk.length; j++) {

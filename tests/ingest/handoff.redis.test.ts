@@ -6,13 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Command, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { readArchive } from '../../src/config/archive.js';
 import { loopKey, RUN_QUEUE, type RunJob, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { AdaptedEvent } from '../../src/ingest/connection.js';
-import { Handoff, INLINE_ARCHIVE_BYTES } from '../../src/ingest/handoff.js';
+import { Handoff, INLINE_ARCHIVE_BYTES, packCommand } from '../../src/ingest/handoff.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 let redis: Redis;
@@ -492,4 +492,43 @@ it('adds none of the runs of a chunk when one of them cannot be added, so that a
     ['y1', 'hot', 'ok'],
     ['y2', 'hot', 'ok'],
   ]);
+});
+
+it('packs COMMIT as ioredis itself would write it, byte for byte', () => {
+  const parts = [
+    'evalsha',
+    'f'.repeat(40),
+    '2',
+    'k:é',
+    '',
+    Buffer.from([0, 1, 2, 255]),
+    'x'.repeat(300),
+    '€ 😀',
+  ];
+  const theirs = new Command('evalsha', parts.slice(1)).toWritable({});
+  expect(packCommand(parts).equals(Buffer.isBuffer(theirs) ? theirs : Buffer.from(theirs))).toBe(true);
+});
+
+it('loads COMMIT again when Redis has lost its scripts (a restart), and goes on', async () => {
+  const own = new Redis(REDIS_URL);
+  try {
+    const h = new Handoff(own, () => engine, { prefix: prefix() });
+    expect((await h.submit(plain('before', 'HQ'))).outcome).toBe('accepted');
+    await own.script('FLUSH');
+    // NOSCRIPT for the packed EVALSHA: ioredis's own command sends EVAL, which loads it again.
+    expect((await h.submit(plain('after', 'HQ'))).outcome).toBe('accepted');
+    expect((await h.submit(plain('again', 'HQ'))).outcome).toBe('accepted');
+    expect((await outbox(h.outboxKey)).events.map((e) => e.envelope.id)).toEqual([
+      'before',
+      'after',
+      'again',
+    ]);
+    expect(await queued(h.prefix)).toEqual([
+      ['after', 'hot', 'ok'],
+      ['again', 'hot', 'ok'],
+      ['before', 'hot', 'ok'],
+    ]);
+  } finally {
+    own.disconnect();
+  }
 });
