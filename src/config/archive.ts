@@ -16,7 +16,7 @@
  * not commit, which did (`c`, one character per line, `o` for committed): readArchive reads both.
  */
 import type { Redis } from 'ioredis';
-import { jsonLines } from './streams.js';
+import { field, jsonLines } from './streams.js';
 
 /** A generic event's envelope as the ingest makes it from what was sent (checkEnvelope's). */
 export interface GenericEnvelope {
@@ -162,13 +162,6 @@ export function outboxEntries(fields: ReadonlyArray<Buffer | string> | null): Ou
 
 type Fields = ReadonlyArray<Buffer | string> | null;
 
-function fieldOf(fields: Fields, name: string): string | undefined {
-  if (!fields) return undefined;
-  for (let i = 0; i + 1 < fields.length; i += 2)
-    if (fields[i]!.toString() === name) return fields[i + 1]!.toString();
-  return undefined;
-}
-
 /**
  * The events of archive stream entries (their field lists, as XRANGE or XREADGROUP give them), in
  * order, with the NDJSON of those that name a key read in one MGET; and those keys, for the
@@ -179,28 +172,27 @@ export async function readArchive(
   redis: Redis,
   entries: readonly Fields[],
 ): Promise<{ events: OutboxEntry[]; keys: string[] }> {
-  const keys: string[] = [];
-  for (const f of entries) {
-    const k = fieldOf(f, 'k');
-    if (k !== undefined) keys.push(k);
-  }
+  // Per entry, the key that holds its NDJSON, when one does.
+  const named = entries.map((f) => field(f, 'k')?.toString());
+  const keys = named.filter((k): k is string => k !== undefined);
   const texts = keys.length > 0 ? await redis.mgetBuffer(...keys) : [];
   const events: OutboxEntry[] = [];
   let t = 0;
-  for (const f of entries) {
-    if (fieldOf(f, 'k') === undefined) {
+  for (let i = 0; i < entries.length; i++) {
+    const f = entries[i]!;
+    if (named[i] === undefined) {
       for (const e of outboxEntries(f)) events.push(e);
       continue;
     }
     const text = texts[t++]?.toString();
     if (text === undefined) continue;
-    const committed = fieldOf(f, 'c');
+    const committed = field(f, 'c')?.toString();
     const lines =
       committed === undefined
         ? text
         : text
             .split('\n')
-            .filter((_, i) => committed[i] === 'o')
+            .filter((_, j) => committed[j] === 'o')
             .join('\n');
     for (const e of outboxEntries(['e', lines])) events.push(e);
   }

@@ -14,11 +14,13 @@ export interface StreamEntry {
   readonly fields: Buffer[] | null;
 }
 
-/** The value of one field of an entry. */
-export function field(e: StreamEntry, name: string): Buffer | undefined {
-  const f = e.fields;
-  if (!f) return undefined;
-  for (let i = 0; i + 1 < f.length; i += 2) if (f[i]!.toString() === name) return f[i + 1];
+/** The value of one field of an entry, given its field/value list (XRANGE's or XREADGROUP's). */
+export function field<T extends Buffer | string>(
+  fields: ReadonlyArray<T> | null,
+  name: string,
+): T | undefined {
+  if (!fields) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1];
   return undefined;
 }
 

@@ -484,6 +484,8 @@ export class Handoff {
   private readonly maxInflight: number;
   /** Keys for chunks' NDJSON: this hand-off's own prefix, and a counter. */
   private readonly textKeys: string;
+  /** COMMIT's key for a chunk's NDJSON when it is an argument instead: never touched. */
+  private readonly noTextKey: string;
   private textSeq = 0;
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
@@ -497,6 +499,7 @@ export class Handoff {
     this.prefix = opts.prefix ?? 'sb';
     this.outboxKey = archiveStreamKey(this.prefix);
     this.textKeys = `${this.prefix}:ab:${randomBytes(6).toString('hex')}:`;
+    this.noTextKey = `${this.prefix}:ab:-`;
     this.runQueue = runQueueKeys(this.prefix);
     this.bucketSeconds = Math.max(1, Math.ceil((opts.dedupeTtlSeconds ?? 7 * 24 * 3600) / 2));
     this.snapshotTtl = String(opts.snapshotTtlSeconds ?? 90 * 24 * 3600);
@@ -699,10 +702,10 @@ export class Handoff {
       }
     }
     args[2] = kinds;
-    // As bytes: ioredis measures a string argument three times and copies it twice more.
+    // As bytes: its size in bytes decides where it goes, and the SET and packCommand take it as is.
     const text = Buffer.from(lines.join('\n'));
     const inline = text.length <= INLINE_ARCHIVE_BYTES;
-    const textKey = inline ? `${this.prefix}:ab:-` : `${this.textKeys}${++this.textSeq}`;
+    const textKey = inline ? this.noTextKey : `${this.textKeys}${++this.textSeq}`;
     keys[13] = textKey;
     args[3] = inline ? text : '';
     args[4] = String(loopKeys.length);
