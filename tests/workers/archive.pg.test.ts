@@ -91,7 +91,13 @@ it('drains chunks kept in keys of their own and events archived as received, the
   await redis.xadd(stream, '*', 'k', text('1'));
   await redis.xadd(stream, '*', 'k', text('2'), 'c', 'odo'); // k4 did not commit
   await redis.xadd(stream, '*', 'k', text('gone')); // written and deleted by an earlier delivery
-  await redis.xadd(stream, '*', 'e', asReceived('k6'));
+  // Beside a good line, damaged ones (an `in` that is not an event, text that is not JSON) are skipped.
+  await redis.xadd(
+    stream,
+    '*',
+    'e',
+    [asReceived('k6'), '{"in":7,"tenant":"acme","receivedAt":"x"}', '{"in":'].join('\n'),
+  );
   await eventually('drained', async () => drain.written >= 5);
   const rows = await db.query<{
     id: string;
@@ -120,6 +126,7 @@ it('drains chunks kept in keys of their own and events archived as received, the
   });
   await eventually('stream emptied', async () => (await redis.xlen(stream)) === 0);
   expect(await redis.exists(text('1'), text('2'))).toBe(0);
+  expect(drain.written).toBe(5); // k1, k2, k3, k5, k6: nothing of the damaged lines
   await drain.stop();
   await redis.del(stream);
 });
