@@ -28,13 +28,12 @@ import {
   allowsPrivateNetworks,
   ConnectionStore,
   type Db,
-  migrate,
   RuleStore,
   type SecretBox,
 } from '../store/index.js';
 import { PsaAccess } from '../workers/psa-access.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, openCommandDb } from './env.js';
+import { commandEnv, openStore } from './env.js';
 
 export interface AdminPlane {
   readonly http: AdminHttpServer;
@@ -140,9 +139,8 @@ export async function runAdmin(argv: readonly string[], io: CommandIo): Promise<
     return 2;
   }
   const env = commandEnv();
-  const db = await openCommandDb(env);
+  const db = await openStore(env);
   try {
-    await migrate(db);
     const keys = new ApiKeys(db);
     if (verb === 'create') {
       const role = arg(rest, 'role') as Role | undefined;

@@ -1,7 +1,17 @@
 /** Environment for the commands: var/local.env (written by deploy/local/up.sh) under the real one. */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { type Db, openDb, openPostgres, SecretBox } from '../store/index.js';
+import { Redis } from 'ioredis';
+import { type Db, migrate, openDb, openPostgres, SecretBox } from '../store/index.js';
+import { checkNoEviction, RedisPolicyError } from '../workers/worker.js';
+
+/**
+ * Something outside the command stops it from starting (a Redis or database it cannot reach or
+ * use): main prints `signalbox <command>: <message>` and exits 2, with no stack trace.
+ */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
 
 export function commandEnv(): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -15,10 +25,90 @@ export function commandEnv(): Record<string, string | undefined> {
 }
 
 /** The rule store's database: DATABASE_URL (in SIGNALBOX_DB_SCHEMA when set), else embedded. */
-export function openCommandDb(env = commandEnv()): Promise<Db> {
+function openCommandDb(env = commandEnv()): Promise<Db> {
   if (env.DATABASE_URL && env.SIGNALBOX_DB_SCHEMA)
     return openPostgres({ url: env.DATABASE_URL, schema: env.SIGNALBOX_DB_SCHEMA });
   return openDb({ DATABASE_URL: env.DATABASE_URL });
+}
+
+/**
+ * openCommandDb with the migrations applied. A database that cannot be reached, logged in to or
+ * migrated is a StartupError that names it (password masked) and gives the server's reason.
+ */
+export async function openStore(env = commandEnv()): Promise<Db> {
+  let db: Db | undefined;
+  try {
+    db = await openCommandDb(env);
+    await migrate(db);
+    return db;
+  } catch (e) {
+    await db?.close().catch(() => {});
+    const where = env.DATABASE_URL
+      ? `the database at ${shownUrl(env.DATABASE_URL)}`
+      : 'the embedded database (var/db)';
+    throw new StartupError(`cannot open ${where}: ${reason(e)}`);
+  }
+}
+
+/**
+ * Checks the Redis at `url` once, before anything starts: that it answers, and that it will not
+ * evict queued runs (design.md). Throws a StartupError that says which of these failed, where a
+ * first command would otherwise fail with ioredis's "max retries per request" and a stack trace.
+ */
+export async function checkRedis(url: string): Promise<void> {
+  if (!/^(rediss?:\/\/|\/)/.test(url))
+    throw new StartupError(
+      `REDIS_URL must be a redis:// or rediss:// URL or a socket path, not ${JSON.stringify(url)}`,
+    );
+  let cause: Error | undefined;
+  let redis: Redis;
+  try {
+    redis = new Redis(url, {
+      lazyConnect: true,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 5_000,
+    });
+  } catch (e) {
+    throw new StartupError(`REDIS_URL ${JSON.stringify(shownUrl(url))}: ${reason(e)}`);
+  }
+  redis.on('error', (e: Error) => {
+    cause ??= e;
+  });
+  try {
+    await redis.connect();
+  } catch (e) {
+    redis.disconnect();
+    throw new StartupError(`cannot reach Redis at ${shownUrl(url)}: ${reason(cause ?? e)}`);
+  }
+  try {
+    await checkNoEviction(redis);
+  } catch (e) {
+    // A Redis that needs a password, or one that refuses CONFIG (some managed services rename it).
+    throw new StartupError(
+      e instanceof RedisPolicyError ? e.message : `Redis at ${shownUrl(url)} answered: ${reason(e)}`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** A URL as it may be printed: its password masked. */
+export function shownUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.startsWith('/') ? url : '(not a URL)';
+  }
+}
+
+/** An error's reason in words: Node's connection errors to "localhost" are AggregateErrors with no message. */
+function reason(e: unknown): string {
+  if (e instanceof AggregateError && !e.message) return e.errors.map(reason).join('; ');
+  const err = e as { message?: string; code?: string };
+  return err.message || err.code || String(e);
 }
 
 /**

@@ -5,6 +5,7 @@ import './v8-flags.js';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { runAdmin } from './admin.js';
 import { runDemo } from './demo.js';
+import { StartupError } from './env.js';
 import { isIngestThread, runIngestThread } from './ingest-thread.js';
 import { runMatch } from './match.js';
 import { runRules } from './rules.js';
@@ -35,6 +36,16 @@ commands:
 if (!isMainThread && isIngestThread(workerData)) void runIngestThread(workerData);
 
 export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    return await command(argv);
+  } catch (e) {
+    if (!(e instanceof StartupError)) throw e;
+    process.stderr.write(`signalbox ${argv[0]}: ${e.message}\n`);
+    return 2;
+  }
+}
+
+async function command(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'demo':

@@ -18,8 +18,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { compileRuleSet } from '../engine/index.js';
-import { migrate, RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
-import { openCommandDb } from './env.js';
+import { RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
+import { openStore } from './env.js';
 
 export interface RulesIo {
   readonly stdout: NodeJS.WritableStream;
@@ -121,9 +121,8 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
     return 2;
   }
 
-  const db = await openCommandDb();
+  const db = await openStore();
   try {
-    await migrate(db);
     const store = new RuleStore(db);
     let changed = 0;
     for (const { doc } of docs) {
@@ -164,9 +163,8 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
 }
 
 async function exportRules(tenant: string | undefined, io: RulesIo): Promise<number> {
-  const db = await openCommandDb();
+  const db = await openStore();
   try {
-    await migrate(db);
     const store = new RuleStore(db);
     const tenants = tenant
       ? [tenant]

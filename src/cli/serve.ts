@@ -28,14 +28,13 @@ import {
   allowsPrivateNetworks,
   ConnectionStore,
   type Db,
-  migrate,
   RuleStore,
   type SecretBox,
 } from '../store/index.js';
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
+import { checkRedis, commandEnv, envProblem, openStore, secretBox } from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
@@ -116,30 +115,21 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     return 2;
   }
 
-  let svc: RunningService;
-  try {
-    svc = await startService(
-      {
-        env,
-        host,
-        port,
-        threads,
-        adminPort,
-        grpcPort,
-        file,
-        secrets,
-        worker: !argv.includes('--no-worker'),
-        admin: !argv.includes('--no-admin'),
-      },
-      io,
-    );
-  } catch (e) {
-    if (e instanceof ServiceError) {
-      io.stderr.write(`signalbox serve: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
-  }
+  const svc = await startService(
+    {
+      env,
+      host,
+      port,
+      threads,
+      adminPort,
+      grpcPort,
+      file,
+      secrets,
+      worker: !argv.includes('--no-worker'),
+      admin: !argv.includes('--no-admin'),
+    },
+    io,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -148,10 +138,6 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   io.stdout.write('signalbox: shutting down\n');
   await svc.close();
   return 0;
-}
-
-export class ServiceError extends Error {
-  override readonly name = 'ServiceError';
 }
 
 export interface ServiceOptions {
@@ -190,17 +176,10 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   // Keys are compared by hash, as the database stores them.
   const hash = (k: string) => digest('sha256', k, 'hex');
   const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
+  await checkRedis(env.REDIS_URL!);
+  const db = await openStore(env);
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
-  const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-  if (policy !== 'noeviction') {
-    redis.disconnect();
-    throw new ServiceError(
-      `Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs could be evicted`,
-    );
-  }
-  const db = await openCommandDb(env);
-  await migrate(db);
   const live = new LiveRules(new RuleStore(db));
   await live.start();
   const connectionStore = new ConnectionStore(db, secrets);

@@ -9,10 +9,9 @@
  * and SIGNALBOX_MAIL_FROM serve `email` steps without a connection.
  */
 import type { Db } from '../store/index.js';
-import { migrate } from '../store/index.js';
 import { DEFAULT_FETCHERS, RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { commandEnv, envProblem, openCommandDb, secretBox } from './env.js';
+import { checkRedis, commandEnv, envProblem, openStore, StartupError, secretBox } from './env.js';
 
 /** Starts the workers of this process from the environment (serve uses it too). */
 export function workerFromEnv(
@@ -77,18 +76,14 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
     );
     return 2;
   }
-  const db = await openCommandDb(env);
-  await migrate(db);
+  await checkRedis(env.REDIS_URL);
+  const db = await openStore(env);
   let w: RunningWorker;
   try {
     w = await workerFromEnv(env, db, concurrency, fetchers);
   } catch (e) {
     await db.close();
-    if (e instanceof RedisPolicyError) {
-      io.stderr.write(`signalbox worker: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
+    throw e instanceof RedisPolicyError ? new StartupError(e.message) : e;
   }
   io.stdout.write(
     `signalbox worker: running (pid ${process.pid}, concurrency ${concurrency}, ${fetchers} fetch loop${fetchers === 1 ? '' : 's'})\n`,

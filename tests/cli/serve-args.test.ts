@@ -4,8 +4,10 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 
@@ -92,17 +94,73 @@ it('a worker says what is missing: Redis, or a Postgres server', async () => {
   expect(one.stderr).toMatch(/signalbox worker: set DATABASE_URL/);
 });
 
+/** A port nothing listens on now: the system picks it, then it is closed. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a throwaway redis-server and resolves once it answers PING (a fixed sleep was flaky in CI). */
+async function startRedis(extra: string[]): Promise<number> {
+  const port = await freePort();
+  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...extra], {
+    stdio: 'ignore',
+  });
+  for (let tries = 0; ; tries++) {
+    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      if ((await client.ping()) === 'PONG') break;
+    } catch (e) {
+      if (tries > 200) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      client.disconnect();
+    }
+  }
+  return port;
+}
+
+it('says so, with exit 2 and no stack trace, when Redis or the database cannot be reached', async () => {
+  const closed = await freePort();
+  for (const cmd of [['serve', '--port', '0'], ['worker']]) {
+    const r = await run(cmd, { ...process.env, REDIS_URL: `redis://127.0.0.1:${closed}` });
+    expect(r.code, cmd[0]).toBe(2);
+    expect(r.stderr).toBe(
+      `signalbox ${cmd[0]}: cannot reach Redis at redis://127.0.0.1:${closed}: connect ECONNREFUSED 127.0.0.1:${closed}\n`,
+    );
+  }
+  const notRedis = await run(['serve'], { ...process.env, REDIS_URL: 'http://127.0.0.1:6390' });
+  expect(notRedis.code).toBe(2);
+  expect(notRedis.stderr).toMatch(/signalbox serve: REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+  // Every command that opens the store names the database, with its password masked.
+  const db = `postgres://someone:s3cret@127.0.0.1:${closed}/signalbox`;
+  for (const cmd of [
+    ['serve', '--port', '0'],
+    ['worker'],
+    ['rules', 'export'],
+    ['admin', 'keys', 'list', '--tenant', 't'],
+  ]) {
+    const r = await run(cmd, { ...process.env, DATABASE_URL: db }, elsewhere);
+    expect(r.code, cmd.join(' ')).toBe(2);
+    expect(r.stderr).toBe(
+      `signalbox ${cmd[0]}: cannot open the database at postgres://someone:***@127.0.0.1:${closed}/signalbox: connect ECONNREFUSED 127.0.0.1:${closed}\n`,
+    );
+  }
+});
+
 it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
-  const port = 40_000 + (process.pid % 20_000);
-  redis = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'],
-    { stdio: 'ignore' },
-  );
-  await new Promise((r) => setTimeout(r, 300));
+  const port = await startRedis(['--maxmemory-policy', 'allkeys-lru']);
   const r = await run(['serve', '--port', '0'], { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` });
-  expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/maxmemory-policy noeviction \(it has allkeys-lru\)/);
+  expect(r.code).toBe(2);
   // The worker too (it needs Postgres first: a schema of its own, dropped after).
   const pgUrl = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
   const schema = `sb_wargs_${process.pid}`;
