@@ -1,6 +1,7 @@
 /** Environment for the commands: var/local.env (written by deploy/local/up.sh) under the real one. */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { type Db, migrate, openDb, openPostgres, SecretBox } from '../store/index.js';
 import { checkNoEviction, RedisPolicyError } from '../workers/worker.js';
@@ -90,6 +91,34 @@ export async function checkRedis(url: string): Promise<void> {
     );
   } finally {
     redis.disconnect();
+  }
+}
+
+/**
+ * Checks that each fixed port can be listened on at `host`, before anything is opened: a port
+ * another process holds (a second `serve`, whose uWebSockets.js socket would otherwise share the
+ * ingest port through SO_REUSEPORT and take half the webhooks) is a StartupError naming it.
+ * Port 0 (the system picks) is skipped.
+ */
+export async function checkPorts(
+  host: string,
+  ports: ReadonlyArray<readonly [number, string]>,
+): Promise<void> {
+  for (const [port, what] of ports) {
+    if (port === 0) continue;
+    await new Promise<void>((resolve, reject) => {
+      const probe = createServer();
+      probe.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new StartupError(
+            e.code === 'EADDRINUSE'
+              ? `port ${port} (${what}) on ${host} is in use by another process`
+              : `cannot listen on ${host}:${port} (${what}): ${reason(e)}`,
+          ),
+        ),
+      );
+      probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+    });
   }
 }
 

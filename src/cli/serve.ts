@@ -34,7 +34,7 @@ import {
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { checkRedis, commandEnv, envProblem, openStore, secretBox } from './env.js';
+import { checkPorts, checkRedis, commandEnv, envProblem, openStore, secretBox } from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
@@ -176,6 +176,15 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   // Keys are compared by hash, as the database stores them.
   const hash = (k: string) => digest('sha256', k, 'hex');
   const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
+  await checkPorts(host, [
+    [port, 'ingest'],
+    ...(o.admin === false
+      ? []
+      : ([
+          [adminPort, 'admin API'],
+          [grpcPort, 'gRPC admin API'],
+        ] as const)),
+  ]);
   await checkRedis(env.REDIS_URL!);
   const db = await openStore(env);
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });

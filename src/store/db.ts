@@ -3,7 +3,7 @@
  * embedded default (PGlite, a real Postgres build running in process, under ./var/db), so that
  * the same migrations and the same repositories serve both (design.md).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 
@@ -200,7 +200,10 @@ class PostgresDb implements Db {
 class PgliteDb implements Db {
   readonly kind = 'pglite' as const;
   readonly namespace = '';
-  constructor(private readonly db: PGlite) {}
+  constructor(
+    private readonly db: PGlite,
+    private readonly unlock: () => void = () => {},
+  ) {}
 
   async query<T>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> {
     const r = await this.db.query<T>(sql, params as unknown[]);
@@ -231,7 +234,60 @@ class PgliteDb implements Db {
   }
 
   async close(): Promise<void> {
-    await this.db.close();
+    try {
+      await this.db.close();
+    } finally {
+      this.unlock();
+    }
+  }
+}
+
+/** Another process has the embedded database open. */
+export class DataDirInUseError extends Error {
+  override readonly name = 'DataDirInUseError';
+}
+
+/**
+ * Takes `<dataDir>.lock` for this process: PGlite's data directory belongs to one process (two
+ * writing it corrupt it, and neither sees the other's rule notifications), and PGlite itself does
+ * not check. A lock left by a process that is gone (SIGKILL, a crash) is taken over. Returns the
+ * release.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const path = `${dataDir}.lock`;
+  const mine = String(process.pid);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(path, mine, { flag: 'wx' });
+      return () => {
+        try {
+          if (readFileSync(path, 'utf8') === mine) unlinkSync(path);
+        } catch {}
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw e;
+    }
+    let holder = Number.NaN;
+    try {
+      holder = Number(readFileSync(path, 'utf8'));
+    } catch {}
+    if (Number.isInteger(holder) && holder > 0 && isRunning(holder)) {
+      throw new DataDirInUseError(
+        `in use by process ${holder}${holder === process.pid ? ' (this one)' : ''}; the embedded database takes one process at a time: stop that one or use its admin API, or set DATABASE_URL to share a Postgres server (if process ${holder} is not Signalbox, delete ${path})`,
+      );
+    }
+    try {
+      unlinkSync(path); // left by a process that is gone
+    } catch {}
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -258,12 +314,26 @@ export async function openPostgres(opts: PostgresOptions): Promise<Db> {
   return new PostgresDb(pool, opts);
 }
 
-/** The embedded default: a data directory (created if missing), or `memory://` for tests. */
+/**
+ * The embedded default: a data directory (created if missing, held by this process through
+ * `<dataDir>.lock` until close), or `memory://` for tests.
+ */
 export async function openPglite(dataDir: string): Promise<Db> {
-  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
-  const db = new PGlite(dataDir);
-  await db.waitReady;
-  return new PgliteDb(db);
+  if (dataDir.startsWith('memory://')) {
+    const db = new PGlite(dataDir);
+    await db.waitReady;
+    return new PgliteDb(db);
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const unlock = lockDataDir(dataDir);
+  try {
+    const db = new PGlite(dataDir);
+    await db.waitReady;
+    return new PgliteDb(db, unlock);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
 }
 
 /** DATABASE_URL when set, else the embedded database under `dataDir` (default ./var/db). */

@@ -13,6 +13,7 @@ export {
   tenantSettings,
 } from './connections.js';
 export {
+  DataDirInUseError,
   type Db,
   openDb,
   openPglite,

@@ -156,6 +156,34 @@ it('says so, with exit 2 and no stack trace, when Redis or the database cannot b
   }
 });
 
+it('names a fixed port that another process holds', async () => {
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+  const taken = (holder.address() as AddressInfo).port;
+  try {
+    for (const [args, what] of [
+      [['--port', String(taken)], 'ingest'],
+      [['--port', '0', '--admin-port', String(taken)], 'admin API'],
+      [['--port', '0', '--admin-port', '0', '--grpc-port', String(taken)], 'gRPC admin API'],
+    ] as const) {
+      const r = await run(['serve', ...args]);
+      expect(r.stderr).toBe(
+        `signalbox serve: port ${taken} (${what}) on 127.0.0.1 is in use by another process\n`,
+      );
+      expect(r.code).toBe(2);
+    }
+    // With --no-admin the admin ports are not needed, so not checked: it goes on to Redis.
+    const r = await run(['serve', '--port', '0', '--admin-port', String(taken), '--no-admin'], {
+      ...process.env,
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+    });
+    expect(r.stderr).toMatch(/^signalbox serve: cannot reach Redis at /);
+    expect(r.code).toBe(2);
+  } finally {
+    holder.close();
+  }
+});
+
 it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
   const port = await startRedis(['--maxmemory-policy', 'allkeys-lru']);
   const r = await run(['serve', '--port', '0'], { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` });
@@ -178,6 +206,50 @@ it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () =
   expect(w.stderr).toMatch(
     /signalbox worker: Redis must run with maxmemory-policy noeviction \(it has allkeys-lru\)/,
   );
+});
+
+it('a second command on the embedded database is refused while serve holds it, and let in after', {
+  timeout: 60_000,
+}, async () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'sb-embedded-'));
+  const env = {
+    ...process.env,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6390',
+    DATABASE_URL: '',
+  };
+  const serve = spawn(
+    process.execPath,
+    [BIN, 'serve', '--port', '0', '--admin-port', '0', '--grpc-port', '0', '--no-worker'],
+    { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    serve.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('listening on')) resolve();
+    });
+    serve.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
+  });
+  expect(out).toContain('rules in var/db (embedded)');
+  const refused = await run(['rules', 'export'], env, cwd);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toBe(
+    `signalbox rules: cannot open the embedded database (var/db): in use by process ${serve.pid}; the embedded database takes one process at a time: stop that one or use its admin API, or set DATABASE_URL to share a Postgres server (if process ${serve.pid} is not Signalbox, delete var/db.lock)\n`,
+  );
+  // A second serve on its ingest port is refused too: uWebSockets.js listens with SO_REUSEPORT,
+  // which would otherwise let the two share the port and split the webhooks between them.
+  const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+  const second = await run(['serve', '--port', String(port), '--no-admin'], env, cwd);
+  expect(second.code).toBe(2);
+  expect(second.stderr).toBe(
+    `signalbox serve: port ${port} (ingest) on 127.0.0.1 is in use by another process\n`,
+  );
+  const exited = new Promise((r) => serve.once('exit', r));
+  serve.kill('SIGTERM');
+  await exited;
+  const after = await run(['rules', 'export'], env, cwd);
+  expect(after.stderr).toBe('');
+  expect(after.code).toBe(0);
 });
 
 it('demo says where to run it from', async () => {
