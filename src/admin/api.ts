@@ -5,7 +5,7 @@
  */
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
-import { AdminError, type FieldError } from './errors.js';
+import { AdminError, type FieldError, passingFailure } from './errors.js';
 import { type ApiKeys, allows } from './keys.js';
 import { inputSchema, OPERATIONS, type Operation } from './ops.js';
 import type { AdminService } from './service.js';
@@ -55,6 +55,18 @@ export class AdminApi {
 
   /** Runs one operation for the holder of `key`. */
   async invoke(
+    op: Operation,
+    key: string | undefined,
+    input: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
+    try {
+      return await this.run(op, key, input);
+    } catch (e) {
+      throw passingFailure(e) ?? e;
+    }
+  }
+
+  private async run(
     op: Operation,
     key: string | undefined,
     input: Record<string, unknown>,

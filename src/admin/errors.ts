@@ -4,6 +4,7 @@
  * and, for rule errors, where in the expression.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { isConnectionError } from '../store/index.js';
 
 export const ADMIN_ERRORS = {
   invalid_argument: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
@@ -37,6 +38,8 @@ export class AdminError extends Error {
     readonly code: AdminErrorCode,
     message: string,
     readonly details: readonly FieldError[] = [],
+    /** For a passing failure (a store that is down): when to try again, sent as Retry-After. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -56,5 +59,20 @@ export class AdminError extends Error {
 
 export const invalid = (field: string, reason: string, extra: Partial<FieldError> = {}): AdminError =>
   new AdminError('invalid_argument', `${field}: ${reason}`, [{ field, reason, ...extra }]);
+
+/**
+ * The store (Postgres) or Redis could not be reached: `unavailable` (HTTP 503 with Retry-After,
+ * gRPC UNAVAILABLE), which clients retry, rather than `internal`. The reason (an address) stays
+ * out of the answer: callers are tenants, not operators.
+ */
+export function passingFailure(e: unknown): AdminError | undefined {
+  if (isConnectionError(e))
+    return new AdminError('unavailable', 'the rule store is unreachable; try again shortly', [], 5);
+  const name = (e as { name?: unknown } | null)?.name;
+  const message = (e as { message?: unknown } | null)?.message;
+  if (name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.')
+    return new AdminError('unavailable', 'the run queue (Redis) is unreachable; try again shortly', [], 5);
+  return undefined;
+}
 
 export const notFound = (what: string): AdminError => new AdminError('not_found', `${what} not found`);

@@ -44,7 +44,9 @@ function send(
 }
 
 function sendError(res: ServerResponse, e: AdminError, headers: Record<string, string> = {}): void {
-  send(res, e.httpStatus, { error: e.toJSON() }, headers);
+  const retry: Record<string, string> =
+    e.retryAfterSeconds === undefined ? {} : { 'retry-after': String(e.retryAfterSeconds) };
+  send(res, e.httpStatus, { error: e.toJSON() }, { ...headers, ...retry });
 }
 
 /** Reads a JSON body: 415 without a JSON content type, 413 past the limit (before reading it all). */

@@ -60,7 +60,9 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
   const prefix = o.prefix ?? 'sb';
   const keys = new ApiKeys(o.db);
   const connections = new ConnectionStore(o.db, o.secrets);
-  const queueRedis = o.redis?.duplicate({ maxRetriesPerRequest: null });
+  // Fails a command once a reconnect has failed (ioredis's default waits for Redis forever, and
+  // the admin call with it): a call that queues runs answers `unavailable` while Redis is down.
+  const queueRedis = o.redis?.duplicate({ maxRetriesPerRequest: 1 });
   queueRedis?.on('error', () => {});
   const queue = queueRedis ? openRunQueue(queueRedis, prefix) : undefined;
   const psa =

@@ -39,6 +39,42 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
+/** Socket errors that mean the server could not be reached or went away. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/**
+ * True when `e` says the database could not be reached or went away (connection refused or lost,
+ * the server shutting down or starting), not that the statement was wrong: the caller can answer
+ * "unavailable, try again" rather than "internal error". SQLSTATE class 08 is connection
+ * exceptions; 57P01–57P03 are shutdowns and a server not yet accepting connections.
+ */
+export function isConnectionError(e: unknown): boolean {
+  if (e instanceof AggregateError) return e.errors.some(isConnectionError);
+  const code = (e as { code?: unknown } | null)?.code;
+  if (
+    typeof code === 'string' &&
+    (UNREACHABLE.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code))
+  )
+    return true;
+  const message = (e as { message?: unknown } | null)?.message;
+  // pg's own wording when the socket closes mid-query or no pooled connection could be made
+  return (
+    typeof message === 'string' &&
+    /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(
+      message,
+    )
+  );
+}
+
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function checkChannel(channel: string): void {

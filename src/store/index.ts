@@ -15,6 +15,7 @@ export {
 export {
   DataDirInUseError,
   type Db,
+  isConnectionError,
   openDb,
   openPglite,
   openPostgres,

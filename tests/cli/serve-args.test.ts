@@ -7,9 +7,9 @@ import { mkdtempSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { freePort, startRedisServer } from '../redis-server.js';
 
 const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
 const elsewhere = mkdtempSync(join(tmpdir(), 'sb-args-'));
@@ -94,40 +94,6 @@ it('a worker says what is missing: Redis, or a Postgres server', async () => {
   expect(one.stderr).toMatch(/signalbox worker: set DATABASE_URL/);
 });
 
-/** A port nothing listens on now: the system picks it, then it is closed. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts a throwaway redis-server and resolves once it answers PING (a fixed sleep was flaky in CI). */
-async function startRedis(extra: string[]): Promise<number> {
-  const port = await freePort();
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...extra], {
-    stdio: 'ignore',
-  });
-  for (let tries = 0; ; tries++) {
-    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null });
-    client.on('error', () => {});
-    try {
-      await client.connect();
-      if ((await client.ping()) === 'PONG') break;
-    } catch (e) {
-      if (tries > 200) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      client.disconnect();
-    }
-  }
-  return port;
-}
-
 it('says so, with exit 2 and no stack trace, when Redis or the database cannot be reached', async () => {
   const closed = await freePort();
   for (const cmd of [['serve', '--port', '0'], ['worker']]) {
@@ -185,7 +151,8 @@ it('names a fixed port that another process holds', async () => {
 });
 
 it('refuses a Redis that may evict queued runs', { timeout: 30_000 }, async () => {
-  const port = await startRedis(['--maxmemory-policy', 'allkeys-lru']);
+  const port = await freePort();
+  redis = await startRedisServer(port, ['--maxmemory-policy', 'allkeys-lru']);
   const r = await run(['serve', '--port', '0'], { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` });
   expect(r.stderr).toMatch(/maxmemory-policy noeviction \(it has allkeys-lru\)/);
   expect(r.code).toBe(2);

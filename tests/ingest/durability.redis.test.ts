@@ -3,7 +3,7 @@
  * serving; after it returns (appendonly on), no acknowledged event is missing from the archive
  * (the outbox) and every match of every acknowledged event is queued exactly once.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,52 +15,25 @@ import { RUN_QUEUE, runJobId } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import { Handoff } from '../../src/ingest/handoff.js';
 import { startIngest } from '../../src/ingest/server.js';
+import { freePort, startRedisServer } from '../redis-server.js';
 
-const port = 20_000 + (process.pid % 20_000);
+let port = 0;
 const dir = mkdtempSync(join(tmpdir(), 'sb-redis-'));
 let redisProcess: ChildProcess | undefined;
 
-function startRedis(): Promise<void> {
-  redisProcess = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-  return waitUntil(async () => {
-    const r = new Redis({ port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    r.on('error', () => {});
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  });
-}
-
-async function waitUntil(f: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** Redis with appendonly (the condition), on the same port and data each time. */
+async function startRedis(): Promise<void> {
+  port ||= await freePort();
+  redisProcess = await startRedisServer(port, [
+    '--dir',
+    dir,
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+  ]);
 }
 
 function client(): Redis {
