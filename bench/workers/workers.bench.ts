@@ -193,7 +193,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   mkdirSync('var/bench', { recursive: true });
   writeFileSync(
     'var/bench/e2e-connections.json',
-    JSON.stringify({ connections: [], apiKeys: [{ tenant: 'bench', key: 'bench-key' }] }),
+    JSON.stringify({ connections: [], apiKeys: [{ tenant: 'bench', key: 'bench-key-0123456789' }] }),
   );
   const env = {
     ...process.env,
@@ -259,7 +259,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
                     return {
                       ...req,
                       body: next(),
-                      headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
+                      headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key-0123456789' },
                     };
                   },
                 },

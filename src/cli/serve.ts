@@ -15,11 +15,10 @@
  *    "apiKeys": [{"tenant": "acme", "key": "…"}]}
  */
 import { hash as digest } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { streamGauges, watchedStreams } from '../config/streams.js';
-import type { Connection, PsaSource } from '../ingest/connection.js';
+import type { PsaSource } from '../ingest/connection.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
 import { startIngest } from '../ingest/server.js';
@@ -34,15 +33,11 @@ import {
 import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
+import { type ConnectionsFile, readConnectionsFile } from './connections-file.js';
 import { checkPorts, checkRedis, commandEnv, envProblem, openStore, secretBox } from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
-
-export interface ConnectionsFile {
-  connections?: Connection[];
-  apiKeys?: Array<{ tenant: string; key: string }>;
-}
 
 export async function runServe(argv: readonly string[], io: CommandIo): Promise<number> {
   const unknown = unknownOption(argv, [
@@ -101,9 +96,9 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   const path = arg(argv, 'connections');
   if (path) {
     try {
-      file = JSON.parse(readFileSync(path, 'utf8')) as ConnectionsFile;
+      file = readConnectionsFile(path);
     } catch (e) {
-      io.stderr.write(`signalbox serve: cannot read connections file ${path}: ${(e as Error).message}\n`);
+      io.stderr.write(`signalbox serve: ${(e as Error).message}\n`);
       return 2;
     }
   }

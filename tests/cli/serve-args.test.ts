@@ -3,7 +3,7 @@
  * and a message that says what is wrong, before anything starts listening or taking jobs.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,8 @@ import { freePort, startRedisServer } from '../redis-server.js';
 const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
 const elsewhere = mkdtempSync(join(tmpdir(), 'sb-args-'));
 let redis: ChildProcess | undefined;
+const badConnections = join(elsewhere, 'bad-connections.json');
+writeFileSync(badConnections, JSON.stringify({ connections: [{ tenant: 'a', id: 'x', source: 'kaseya' }] }));
 
 afterAll(() => {
   redis?.kill('SIGKILL');
@@ -40,6 +42,10 @@ it('refuses bad options with exit 2 and a reason', async () => {
     [['serve', '--threads', '1.5'], /--threads must be a whole number/],
     [['serve', '--threads', '2', '--port', '0'], /--threads needs a fixed --port/],
     [['serve', '--connections', join(elsewhere, 'missing.json')], /cannot read connections file/],
+    [
+      ['serve', '--connections', badConnections],
+      /connections file .* is not valid:\n {2}connections\[0\]\.source: must be one of connectwise, autotask, halo\n$/,
+    ],
     [['worker', '--bogus'], /signalbox worker: unknown option --bogus/],
     [['worker', '--concurrency', '0'], /--concurrency must be a whole number from 1 to 1000/],
     [['worker', '--concurrency', 'many'], /--concurrency must be a whole number/],

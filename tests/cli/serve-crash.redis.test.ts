@@ -34,7 +34,7 @@ const serveArgs = [
 it('loses no acknowledged event and starts every committed match once when serve is killed mid-load', {
   timeout: 120_000,
 }, async () => {
-  await applyOfflineRule(dir, env, 'crash-test-key');
+  await applyOfflineRule(dir, env, 'crash-test-key-0123456789');
   const first = await spawnServe(serveArgs, { env, cwd: dir });
   children.push(first.child);
 
@@ -47,7 +47,7 @@ it('loses no acknowledged event and starts every committed match once when serve
       try {
         const r = await fetch(`${first.ingest}/v1/events`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: 'Bearer crash-test-key' },
+          headers: { 'content-type': 'application/json', authorization: 'Bearer crash-test-key-0123456789' },
           body: JSON.stringify({
             id,
             source: 'rmm',
@@ -102,7 +102,7 @@ it('loses no acknowledged event and starts every committed match once when serve
   children.push(second.child);
   const again = await fetch(`${second.ingest}/v1/events`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer crash-test-key' },
+    headers: { 'content-type': 'application/json', authorization: 'Bearer crash-test-key-0123456789' },
     body: JSON.stringify({
       id: [...matching][0],
       source: 'rmm',

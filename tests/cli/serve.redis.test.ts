@@ -38,7 +38,7 @@ function fresh(path: string): Promise<string> {
 async function post(
   id: string,
   status: string,
-  key = 'serve-test-key',
+  key = 'serve-test-key-0123456789',
 ): Promise<{ status: number; rules: string[] }> {
   const r = await fetch(`http://127.0.0.1:${port}/v1/events`, {
     method: 'POST',
@@ -54,7 +54,7 @@ async function post(
 }
 
 it('serves on two threads, with live rules in each', { timeout: 60_000 }, async () => {
-  await applyOfflineRule(dir, env, 'serve-test-key');
+  await applyOfflineRule(dir, env, 'serve-test-key-0123456789');
 
   child = spawn(
     process.execPath,
@@ -136,7 +136,7 @@ it('serves on two threads, with live rules in each', { timeout: 60_000 }, async 
 it('starts a server thread that died again, with the rules and keys of the moment', {
   timeout: 60_000,
 }, async () => {
-  const connections = await applyOfflineRule(dir, env, 'serve-test-key');
+  const connections = await applyOfflineRule(dir, env, 'serve-test-key-0123456789');
   // In this process, from the CLI bundle: the extra threads load the bundle, and a test can only
   // end one of them from inside.
   if (isStale()) await build();
