@@ -17,7 +17,10 @@ export async function paced(
   rate: number,
   seconds: number,
   body: () => string | { body: string; headers: Record<string, string> },
-  headers: Record<string, string> = { 'content-type': 'application/json', authorization: 'Bearer bench-key-0123456789' },
+  headers: Record<string, string> = {
+    'content-type': 'application/json',
+    authorization: 'Bearer bench-key-0123456789',
+  },
 ): Promise<{ '2xx': number; non2xx: number; latency: { p50: number; p99: number } }> {
   const MAX_SOCKETS = 64;
   const total = rate * seconds;

@@ -259,7 +259,10 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
                     return {
                       ...req,
                       body: next(),
-                      headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key-0123456789' },
+                      headers: {
+                        'content-type': 'application/json',
+                        authorization: 'Bearer bench-key-0123456789',
+                      },
                     };
                   },
                 },

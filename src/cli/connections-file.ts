@@ -104,7 +104,8 @@ function meaning(file: ConnectionsFile): string[] {
   (file.connections ?? []).forEach((c, i) => {
     const at = `connections[${i}]`;
     for (const b of blocks)
-      if (b !== c.source && c[b] !== undefined) out.push(`${at}.${b}: not for a connection whose source is ${c.source}`);
+      if (b !== c.source && c[b] !== undefined)
+        out.push(`${at}.${b}: not for a connection whose source is ${c.source}`);
     const origin = c.connectwise?.keyOrigin;
     if (origin !== undefined && !URL.canParse(origin))
       out.push(`${at}.connectwise.keyOrigin: ${JSON.stringify(origin)} is not a URL`);

@@ -114,10 +114,11 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
       }),
   });
   let ended = false;
-  const end = (): void => {
+  const end = async (): Promise<void> => {
     if (ended) return;
     ended = true;
-    server.close();
+    // Requests in flight are answered first (their commits need the connection).
+    await server.close().catch(() => {});
     redis.disconnect();
     parentPort!.close();
   };
@@ -125,12 +126,12 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
   // an uncaught error: the native server's poll handle is still open then, and Node aborts the
   // whole process ("uv_loop_close() while having open handles"), the main thread's requests with
   // it. Instead it stops taking connections and ends on its own: requests in flight are answered,
-  // idle connections close within uWS's 10 s idle timeout.
+  // then its connections are closed (server.close).
   process.on('uncaughtException', (e) => {
     if (!ended) {
       parentPort!.postMessage({ type: 'crashed', message: e.stack ?? String(e) } satisfies ThreadRequest);
     }
-    end();
+    void end();
   });
   parentPort!.on('message', (m: RuleMessage) => {
     if (m.type === 'fetched') fetches.get(m.n)?.(m.record);
@@ -145,7 +146,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     } else if (m.type === 'rule') {
       const c = m.doc ? compile(m.tenant, m.doc) : undefined;
       engine.apply(c ? { upsert: [c] } : { remove: [{ tenant: m.tenant, id: m.id }] });
-    } else end();
+    } else void end();
   });
   parentPort!.postMessage({ type: 'listening', thread: threadId, port: server.port } satisfies ThreadRequest);
 }

@@ -304,7 +304,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     threads: workers,
     async close() {
       await Promise.all(workers.map((w) => w.stop()));
-      server.close();
+      await server.close();
       await admin?.close();
       await stored.stop();
       await workers_?.close();

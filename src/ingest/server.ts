@@ -68,7 +68,14 @@ export interface IngestOptions {
 export interface IngestServer {
   readonly port: number;
   readonly metrics: IngestMetrics;
-  close(): void;
+  /**
+   * Stops taking connections and drains: each request in flight is answered (after its commit),
+   * with `Connection: close`, and so is any request that arrives meanwhile on a connection already
+   * open; then, once none is in flight or after `graceMs` (default 10 s), every connection left
+   * (idle keep-alive ones) is closed. Under steady keep-alive traffic a server that only closed its
+   * listen socket never ended: its clients' connections stayed busy.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -119,6 +126,9 @@ class TokenBuckets {
 
 type Reply = (status: number, body: unknown, headers?: Record<string, string>) => void;
 
+/** How long a draining server waits for requests on open connections after the last one came. */
+const DRAIN_QUIET_MS = 100;
+
 export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   if (!uwsIsNative() && !opts.allowFallback) {
     throw new Error(
@@ -152,22 +162,36 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     });
   }
 
+  // Draining (close): requests not yet answered, and who waits for them to be none.
+  let draining = false;
+  let inflight = 0;
+  let lastStart = 0;
+  let drained: (() => void) | undefined;
+  const settled = (): void => {
+    if (--inflight === 0) drained?.();
+  };
+
   function replier(res: uWS.HttpResponse, route: string): { reply: Reply; aborted: () => boolean } {
     let aborted = false;
     let done = false;
+    inflight++;
+    if (draining) lastStart = Date.now();
     res.onAborted(() => {
       aborted = true;
+      if (!done) settled();
     });
     const reply: Reply = (status, body, headers = {}) => {
       if (aborted || done) return;
       done = true;
       metrics.requests.inc({ route, status: String(status) });
+      const close = draining || headers.connection === 'close';
       res.cork(() => {
         res.writeStatus(String(status));
         res.writeHeader('content-type', 'application/json');
         for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
-        res.end(JSON.stringify(body), headers.connection === 'close');
+        res.end(JSON.stringify(body), close);
       });
+      settled();
     };
     return { reply, aborted: () => aborted };
   }
@@ -475,6 +499,26 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   return {
     port: uWS.us_socket_local_port(listen),
     metrics,
-    close: () => uWS.us_listen_socket_close(listen),
+    async close(graceMs = 10_000) {
+      if (draining) return;
+      draining = true;
+      uWS.us_listen_socket_close(listen);
+      // Until none is in flight and none has come on an open connection for DRAIN_QUIET_MS (each
+      // such answer closes its connection, so busy connections end one by one), or the grace ends.
+      const until = Date.now() + graceMs;
+      lastStart = Date.now();
+      while (Date.now() < until && (inflight > 0 || Date.now() - lastStart < DRAIN_QUIET_MS)) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, inflight > 0 ? until - Date.now() : DRAIN_QUIET_MS);
+          drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        drained = undefined;
+      }
+      // App.close (uWS 20.30: every socket, listen ones included) is missing from its typings.
+      (app as unknown as { close(): void }).close();
+    },
   };
 }
