@@ -122,6 +122,16 @@ export async function checkPorts(
   }
 }
 
+/**
+ * Called once a command has closed everything it opened: should a library still hold the event
+ * loop (BullMQ's lock and stalled-check timers, once Redis is gone, wait on a connection that
+ * never comes back), the process exits anyway after `ms` with its exit code. Unreferenced: a clean
+ * exit does not wait for it.
+ */
+export function exitIfLingering(ms = 2_000): void {
+  setTimeout(() => process.exit(), ms).unref();
+}
+
 /** A URL as it may be printed: its password masked. */
 export function shownUrl(url: string): string {
   try {

@@ -34,7 +34,15 @@ import { PsaAccess } from '../workers/psa-access.js';
 import { type AdminPlane, ensureFirstKey, startAdminPlane } from './admin.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
 import { type ConnectionsFile, readConnectionsFile } from './connections-file.js';
-import { checkPorts, checkRedis, commandEnv, envProblem, openStore, secretBox } from './env.js';
+import {
+  checkPorts,
+  checkRedis,
+  commandEnv,
+  envProblem,
+  exitIfLingering,
+  openStore,
+  secretBox,
+} from './env.js';
 import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js';
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
@@ -132,6 +140,7 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
   });
   io.stdout.write('signalbox: shutting down\n');
   await svc.close();
+  exitIfLingering();
   return 0;
 }
 

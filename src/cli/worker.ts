@@ -11,7 +11,15 @@
 import type { Db } from '../store/index.js';
 import { DEFAULT_FETCHERS, RedisPolicyError, type RunningWorker, startWorker } from '../workers/worker.js';
 import { arg, type CommandIo, unknownOption } from './args.js';
-import { checkRedis, commandEnv, envProblem, openStore, StartupError, secretBox } from './env.js';
+import {
+  checkRedis,
+  commandEnv,
+  envProblem,
+  exitIfLingering,
+  openStore,
+  StartupError,
+  secretBox,
+} from './env.js';
 
 /** Starts the workers of this process from the environment (serve uses it too). */
 export function workerFromEnv(
@@ -95,5 +103,6 @@ export async function runWorker(argv: readonly string[], io: CommandIo): Promise
   io.stdout.write('signalbox worker: finishing active runs\n');
   await w.close();
   await db.close();
+  exitIfLingering();
   return 0;
 }

@@ -55,7 +55,11 @@ export interface RunningWorker {
   readonly drain: HistoryDrain | undefined;
   readonly archive: ArchiveDrain | undefined;
   readonly rules: RuleCache;
-  close(): Promise<void>;
+  /**
+   * Stops taking runs and lets the active ones finish, for up to `graceMs` (CLOSE_GRACE_MS), or
+   * not at all while Redis is unreachable; then drops its connections.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export class RedisPolicyError extends Error {
@@ -73,6 +77,12 @@ export async function checkNoEviction(redis: Redis): Promise<void> {
 }
 
 const SETTINGS_TTL_MS = 30_000;
+
+/**
+ * How long close() lets active runs finish before dropping its connections: under Kubernetes's
+ * default 30 s between SIGTERM and SIGKILL.
+ */
+export const CLOSE_GRACE_MS = 25_000;
 
 /**
  * A BullMQ worker fetches one job per round trip; on a busy machine one fetch loop fell behind a
@@ -127,11 +137,13 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   // reconnect while Redis is down (18 stack traces in 4 s from one worker). The outage is told
   // once, when it starts and when it ends (onRedis); the parts go on when Redis is back.
   let redisDown = false;
+  let onDown: (() => void) | undefined;
   const watch = (c: Redis): Redis => {
     c.on('error', (e: Error) => {
       if (redisDown) return;
       redisDown = true;
       o.onRedis?.(false, e);
+      onDown?.();
     });
     c.on('ready', () => {
       if (!redisDown) return;
@@ -267,26 +279,53 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     await archive.start();
   }
 
+  const clients = [
+    redis,
+    queueRedis,
+    timerRedis,
+    drainRedis,
+    archiveRedis,
+    ...loops.map((l) => l.connection),
+  ];
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  const close = (graceMs = CLOSE_GRACE_MS): Promise<void> =>
     (closing ??= (async () => {
       stopped = true;
       // Graceful: stop taking jobs and let the active ones finish (BullMQ waits for them).
-      await Promise.all(workers.map((w) => w.close()));
-      await timers.stop();
-      await drain?.stop();
-      await archive?.stop();
-      await rules.stop();
-      await queue.close();
-      for (const c of [
-        redis,
-        queueRedis,
-        timerRedis,
-        drainRedis,
-        archiveRedis,
-        ...loops.map((l) => l.connection),
-      ])
-        c.disconnect();
+      const rest = async (): Promise<void> => {
+        await timers.stop();
+        await drain?.stop();
+        await archive?.stop();
+        await rules.stop();
+        await queue.close();
+      };
+      const graceful = (async () => {
+        await Promise.all(workers.map((w) => w.close()));
+        await rest();
+      })();
+      graceful.catch(() => {});
+      // Without Redis nothing can finish (every step's end is written there) and BullMQ's close
+      // waits for it for ever: past the grace, or at once while Redis is down, the connections are
+      // dropped. A run cut short is taken again by another worker once its lock expires, and
+      // repeats its in-flight step with the same idempotency key.
+      let timer: NodeJS.Timeout | undefined;
+      const forced = new Promise<boolean>((resolve) => {
+        if (redisDown) resolve(true);
+        onDown = () => resolve(true);
+        timer = setTimeout(() => resolve(true), graceMs);
+      });
+      const cut = await Promise.race([graceful.then(() => false), forced]);
+      clearTimeout(timer);
+      if (cut) {
+        for (const w of workers) w.close(true).catch(() => {});
+        for (const c of clients) c.disconnect();
+        // The parts after the workers are stopped too (their loops would go on retrying).
+        await Promise.race([
+          Promise.allSettled([graceful, rest()]),
+          new Promise((r) => setTimeout(r, 1_000).unref()),
+        ]);
+      }
+      for (const c of clients) c.disconnect();
     })());
   return { workers, queue, timers, drain, archive, rules, close };
 }
