@@ -43,7 +43,7 @@ export const EXAMPLES: Record<string, Record<string, unknown>> = {
   },
   Backtest: { document: { ...P1, id: undefined }, from: '2026-11-01T00:00:00Z', to: '2026-11-08T00:00:00Z', samples: 5 },
   GetRule: { id: 'p1-escalated' },
-  UpdateRule: { id: 'p1-escalated', document: { ...P1, id: undefined, when: 'ticket.priority_id <= 2 and changed(ticket.status_id) and ticket.status_id == 21' } },
+  UpdateRule: { id: 'p1-escalated', document: { ...P1, id: undefined, when: 'ticket.priority_id <= 2 and changed(ticket.status_id) and ticket.status_id == 21' }, expectedVersion: 1 },
   DeleteRule: { id: 'p1-escalated' },
   ListRuleVersions: { id: 'p1-escalated' },
   ActivateRule: { id: 'p1-escalated' },

@@ -121,8 +121,22 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/rules/{id}',
     role: 'editor',
     tag: 'rules',
-    summary: 'Save a new version of a rule; a document that does not compile changes nothing',
-    input: { properties: { id, document: object, status: ruleStatus }, required: ['id', 'document'] },
+    summary:
+      'Save a new version of a rule; a document that does not compile changes nothing. With expectedVersion (the version you read), a rule saved by someone else since is refused (failed_precondition), not overwritten',
+    input: {
+      properties: {
+        id,
+        document: object,
+        status: ruleStatus,
+        expectedVersion: {
+          type: 'integer',
+          minimum: 1,
+          description:
+            'save only if the rule is at this version now (the one you read): a concurrent edit is refused',
+        },
+      },
+      required: ['id', 'document'],
+    },
     call: (s, c, i: Any) => s.updateRule(c, i),
   },
   {

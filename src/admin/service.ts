@@ -28,6 +28,7 @@ import {
   type StoredRule,
   setTenantSettings,
   tenantSettings,
+  VersionConflict,
 } from '../store/index.js';
 import { AdminError, type FieldError, invalid, notFound } from './errors.js';
 import type { ApiKeyInfo, ApiKeys, Caller, Role } from './keys.js';
@@ -275,7 +276,14 @@ export class AdminService {
   }
 
   /** A new version. A document that does not compile changes nothing: the old version stays. */
-  async updateRule(c: Caller, i: { id: string; document: Obj; status?: RuleStatus }): Promise<Obj> {
+  /**
+   * With `expectedVersion` (the version the editor read), a rule changed by someone else since
+   * is not overwritten: `failed_precondition`, with the version it is at now.
+   */
+  async updateRule(
+    c: Caller,
+    i: { id: string; document: Obj; status?: RuleStatus; expectedVersion?: number },
+  ): Promise<Obj> {
     if (i.document.id !== undefined && i.document.id !== i.id)
       throw invalid('document.id', `must be "${i.id}" (the rule being updated) or absent`);
     const doc = { ...i.document, id: i.id };
@@ -283,7 +291,21 @@ export class AdminService {
     const cur = await this.d.rules.get(c.tenant, i.id);
     if (!cur) throw notFound(`rule "${i.id}"`);
     const status = i.status ?? this.docStatus(doc) ?? cur.status;
-    return ruleView(await this.d.rules.save(c.tenant, this.stored(doc), { actor: c.keyId, status }));
+    try {
+      return ruleView(
+        await this.d.rules.save(c.tenant, this.stored(doc), {
+          actor: c.keyId,
+          status,
+          ...(i.expectedVersion !== undefined ? { expectedVersion: i.expectedVersion } : {}),
+        }),
+      );
+    } catch (e) {
+      if (!(e instanceof VersionConflict)) throw e;
+      const reason = `the rule is at version ${e.current} now; get it again and apply your change to that`;
+      throw new AdminError('failed_precondition', `${e.message}: someone else saved it since`, [
+        { field: 'expectedVersion', reason },
+      ]);
+    }
   }
 
   private docStatus(doc: Obj): RuleStatus | undefined {

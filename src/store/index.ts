@@ -26,4 +26,11 @@ export {
 export { pgJson, UNSTORABLE_REASON, unstorablePath, writeDroppingRefused } from './json.js';
 export { migrate } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
-export { type Actor, type RuleChangeNotice, type RuleStatus, RuleStore, type StoredRule } from './rules.js';
+export {
+  type Actor,
+  type RuleChangeNotice,
+  type RuleStatus,
+  RuleStore,
+  type StoredRule,
+  VersionConflict,
+} from './rules.js';

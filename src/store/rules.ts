@@ -68,6 +68,22 @@ function toRule(r: Row): StoredRule {
   };
 }
 
+/** A save that expected another version than the rule's current one (a concurrent edit). */
+export class VersionConflict extends Error {
+  override readonly name = 'VersionConflict';
+  constructor(
+    readonly id: string,
+    readonly current: number,
+    readonly expected: number,
+  ) {
+    super(
+      current === 0
+        ? `rule "${id}" does not exist (expected version ${expected})`
+        : `rule "${id}" is at version ${current}, not ${expected}`,
+    );
+  }
+}
+
 export class RuleStore {
   /** The notification channel; NOTIFY is database-wide, so it carries the schema. */
   readonly channel: string;
@@ -90,7 +106,11 @@ export class RuleStore {
   async save(
     tenant: string,
     document: Record<string, unknown>,
-    opts: Actor & { status?: RuleStatus },
+    opts: Actor & {
+      status?: RuleStatus;
+      /** Save only if the rule is at this version now (0: only if it does not exist). */
+      expectedVersion?: number;
+    },
   ): Promise<StoredRule> {
     const id = document.id;
     if (typeof id !== 'string') throw new TypeError('a rule document needs a string id');
@@ -101,6 +121,9 @@ export class RuleStore {
         [tenant, id],
       );
       const prev = cur.rows[0];
+      // Checked under the row lock: two editors who read version n cannot both save n + 1.
+      if (opts.expectedVersion !== undefined && (prev?.version ?? 0) !== opts.expectedVersion)
+        throw new VersionConflict(id, prev?.version ?? 0, opts.expectedVersion);
       const version = (prev?.version ?? 0) + 1;
       const docStatus = typeof document.status === 'string' ? (document.status as RuleStatus) : undefined;
       const status = opts.status ?? docStatus ?? prev?.status ?? 'draft';

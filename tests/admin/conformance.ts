@@ -126,6 +126,48 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           expect(err(await call('viewer', 'GetRule', { id })).code).toBe('not_found');
         });
 
+        it('expectedVersion refuses to overwrite an edit made since the editor read the rule', async () => {
+          const id = rid('concurrent');
+          ok(await call('editor', 'CreateRule', { document: rule(id) }));
+          // Two editors read version 1; the first saves version 2.
+          const first = ok(
+            await call('editor', 'UpdateRule', {
+              id,
+              document: rule(id, { when: 'ticket.priority <= 2' }),
+              expectedVersion: 1,
+            }),
+          );
+          expect(first.version).toBe(2);
+          // The second, still holding version 1, is refused and changes nothing.
+          const refused = err(
+            await call('admin', 'UpdateRule', {
+              id,
+              document: rule(id, { when: 'ticket.priority == 3' }),
+              expectedVersion: 1,
+            }),
+          );
+          expect(refused).toMatchObject({
+            code: 'failed_precondition',
+            message: `rule "${id}" is at version 2, not 1: someone else saved it since`,
+            details: [
+              {
+                field: 'expectedVersion',
+                reason: 'the rule is at version 2 now; get it again and apply your change to that',
+              },
+            ],
+          });
+          const now = ok(await call('viewer', 'GetRule', { id }));
+          expect(now).toMatchObject({ version: 2, document: { when: 'ticket.priority <= 2' } });
+          // Against the version it read again, it saves; without expectedVersion, the last write wins.
+          expect(
+            ok(await call('admin', 'UpdateRule', { id, document: rule(id), expectedVersion: 2 })).version,
+          ).toBe(3);
+          expect(ok(await call('admin', 'UpdateRule', { id, document: rule(id) })).version).toBe(4);
+          expect(
+            err(await call('admin', 'UpdateRule', { id, document: rule(id), expectedVersion: 0 })).code,
+          ).toBe('invalid_argument');
+        });
+
         it('a string holding U+0000 (Postgres stores none) is refused with its field', async () => {
           const id = rid('nul');
           const bad = err(

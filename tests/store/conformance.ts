@@ -3,7 +3,14 @@
  * conformance tests): real Postgres in a schema of its own, and the embedded PGlite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, MIGRATIONS, migrate, type RuleChangeNotice, RuleStore } from '../../src/store/index.js';
+import {
+  type Db,
+  MIGRATIONS,
+  migrate,
+  type RuleChangeNotice,
+  RuleStore,
+  VersionConflict,
+} from '../../src/store/index.js';
 
 /** Subscribes (resolving once LISTEN is in place), then waits for a notice that satisfies `pred`. */
 async function nextNotice(
@@ -83,6 +90,39 @@ export function storeConformance(name: string, open: () => Promise<Db>): void {
         [1, 'test'],
         [2, 'test'],
       ]);
+    });
+
+    it('of two saves that expect the same version, exactly one is kept', async () => {
+      await rules.ensureTenant('racing');
+      await rules.save(
+        'racing',
+        { id: 'race', source: 'halo', when: 'ticket.priority == 1' },
+        { actor: 'test' },
+      );
+      const saves = await Promise.allSettled(
+        [2, 3].map((p) =>
+          rules.save(
+            'racing',
+            { id: 'race', source: 'halo', when: `ticket.priority == ${p}` },
+            { actor: 'test', expectedVersion: 1 },
+          ),
+        ),
+      );
+      const kept = saves.filter((s) => s.status === 'fulfilled');
+      const refused = saves.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      expect(kept).toHaveLength(1);
+      expect(refused).toHaveLength(1);
+      expect(refused[0]!.reason).toBeInstanceOf(VersionConflict);
+      expect(refused[0]!.reason).toMatchObject({ current: 2, expected: 1 });
+      expect((await rules.versions('racing', 'race')).map((v) => v.version)).toEqual([1, 2]);
+      // 0: only if the rule does not exist yet.
+      await expect(
+        rules.save('racing', { id: 'race', source: 'halo' }, { actor: 'test', expectedVersion: 0 }),
+      ).rejects.toThrow('rule "race" is at version 2, not 0');
+      expect(
+        (await rules.save('racing', { id: 'fresh', source: 'halo' }, { actor: 'test', expectedVersion: 0 }))
+          .version,
+      ).toBe(1);
     });
 
     it('the database refuses to change a saved version', async () => {
