@@ -30,6 +30,7 @@ import {
   tenantSettings,
   VersionConflict,
 } from '../store/index.js';
+import { connectionProblems } from './connection-kinds.js';
 import { AdminError, type FieldError, invalid, notFound } from './errors.js';
 import type { ApiKeyInfo, ApiKeys, Caller, Role } from './keys.js';
 import { TEMPLATES, template } from './templates.js';
@@ -835,6 +836,14 @@ export class AdminService {
       secret?: Record<string, string>;
     },
   ): Promise<Obj> {
+    const problems = connectionProblems(i.kind, i.settings, i.secret);
+    if (problems.length > 0) {
+      throw new AdminError(
+        'invalid_argument',
+        problems.map((p) => `${p.field}: ${p.reason}`).join('; '),
+        problems,
+      );
+    }
     await this.d.rules.ensureTenant(c.tenant);
     const saved = await this.d.connections.put(
       c.tenant,

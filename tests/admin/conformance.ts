@@ -335,6 +335,61 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           expect(err(await call('viewer', 'GetConnection', { id })).code).toBe('not_found');
         });
 
+        it('connections: a setting or secret its kind does not have, or of the wrong type, is refused by field', async () => {
+          const id = rid('typo');
+          const refused = err(
+            await call('admin', 'PutConnection', {
+              id,
+              kind: 'halo',
+              settings: {
+                apiURL: 'https://halo.example.com/api',
+                authUrl: 'halo.example.com/auth',
+                selfActors: 'agent-1',
+              },
+              secret: { clientsecret: 'x' },
+            }),
+          );
+          expect(refused.code).toBe('invalid_argument');
+          expect(refused.details).toEqual([
+            {
+              field: 'settings.apiURL',
+              reason:
+                'not a setting of a halo connection (its settings: apiUrl, authUrl, clientId, tenant, scope, webhookUsername, selfActors, rateLimit)',
+            },
+            { field: 'settings.authUrl', reason: 'must be an http(s) URL without credentials' },
+            { field: 'settings.selfActors', reason: 'must be a list of non-empty strings' },
+            {
+              field: 'secret.clientsecret',
+              reason:
+                'not a secret of a halo connection (its secrets: clientSecret, webhookPassword, webhookUrlSecret)',
+            },
+          ]);
+          expect(err(await call('viewer', 'GetConnection', { id })).code).toBe('not_found');
+          for (const [kind, settings, field] of [
+            ['smtp', { host: 'mail.example.com', port: '587' }, 'settings.port'],
+            ['connectwise', { keyOrigin: 'https://cw.example.com/keys' }, 'settings.keyOrigin'],
+            ['autotask', { rateLimit: { max: 100 } }, 'settings.rateLimit'],
+            ['slack', { url: 'https://hooks.slack.com/x' }, 'settings.url'],
+          ] as const) {
+            const e = err(await call('admin', 'PutConnection', { id, kind, settings }));
+            expect(
+              e.details.map((d) => d.field),
+              kind,
+            ).toEqual([field]);
+          }
+          // generic connections hold anything; the others, what they document.
+          ok(await call('admin', 'PutConnection', { id, kind: 'generic', settings: { anything: [1] } }));
+          ok(
+            await call('admin', 'PutConnection', {
+              id,
+              kind: 'smtp',
+              settings: { host: 'mail.example.com', port: 587, secure: false, from: 'noc@msp.example' },
+              secret: { user: 'u', pass: 'p' },
+            }),
+          );
+          ok(await call('admin', 'DeleteConnection', { id }));
+        });
+
         it("tenant B's key sees nothing of tenant A, even by guessing ids", async () => {
           const id = rid('secret-rule');
           ok(await call('editor', 'CreateRule', { document: rule(id), status: 'active' }));
