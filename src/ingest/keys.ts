@@ -49,9 +49,10 @@ export class KeyFetcher {
       return false;
     }
     if (u.username || u.password) return false;
+    // A stored origin that is not a URL (saved before the admin API checked it) allows nothing extra.
     return (
       OFFICIAL_ORIGINS.has(u.origin) ||
-      (extraOrigin !== undefined && u.origin === new URL(extraOrigin).origin)
+      (extraOrigin !== undefined && URL.canParse(extraOrigin) && u.origin === new URL(extraOrigin).origin)
     );
   }
 

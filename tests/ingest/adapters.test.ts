@@ -264,6 +264,9 @@ describe('ConnectWise', () => {
       expect(KeyFetcher.allowed('https://api-eu.myconnectwise.net/v4_6_release/key')).toBe(true);
       expect(KeyFetcher.allowed('https://sandbox-au.myconnectwise.net/x')).toBe(true);
       expect(KeyFetcher.allowed('http://api-na.myconnectwise.net/x')).toBe(false);
+      // A stored keyOrigin that is not a URL allows nothing extra (it used to throw on every webhook).
+      expect(KeyFetcher.allowed('https://cw.example.com/key', 'cw.example.com')).toBe(false);
+      expect(KeyFetcher.allowed('https://api-eu.myconnectwise.net/key', 'not a url')).toBe(true);
     });
 
     /** The answer to a callback whose key_url is `path` on the connection's configured origin. */
