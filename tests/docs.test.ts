@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/engine/index.js';
+import { freePort } from './redis-server.js';
 
 it('docs/errors.md lists exactly the error codes the code defines', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
@@ -76,4 +77,53 @@ it('docs/admin.md: every operation with curl and grpcurl, valid example inputs, 
     expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\| ${http} \\|`, 'm'));
   }
   for (const t of TEMPLATES) expect(doc, t.id).toContain(`| \`${t.id}\` | ${t.category} |`);
+});
+
+it('docs/operations.md lists exactly the environment settings the code reads, and the units run valid commands', async () => {
+  const { readdirSync, statSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { execFile } = await import('node:child_process');
+  const src = new URL('../src/', import.meta.url).pathname;
+  const files = (dir: string): string[] =>
+    readdirSync(dir).flatMap((f) =>
+      statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : [join(dir, f)],
+    );
+  const read = new Set<string>();
+  for (const f of files(src).filter((f) => f.endsWith('.ts')))
+    for (const m of readFileSync(f, 'utf8').matchAll(
+      /\benv\.([A-Z][A-Z0-9_]+)|\benv\[['"]([A-Z][A-Z0-9_]+)['"]\]/g,
+    ))
+      read.add(m[1] ?? m[2]!);
+  const doc = readFileSync(new URL('../docs/operations.md', import.meta.url), 'utf8');
+  const documented = [...doc.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!);
+  expect(documented.sort()).toEqual([...read].sort());
+  // Each setting of the example environment file is one the code reads.
+  const example = readFileSync(new URL('../deploy/systemd/signalbox.env.example', import.meta.url), 'utf8');
+  for (const m of example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)) expect(read, m[1]).toContain(m[1]);
+  // The units' command lines parse: with a Redis that is not there, each gets as far as saying so.
+  const bin = new URL('../bin/signalbox.js', import.meta.url).pathname;
+  for (const unit of ['signalbox-serve.service', 'signalbox-worker@.service']) {
+    const text = readFileSync(new URL(`../deploy/systemd/${unit}`, import.meta.url), 'utf8');
+    const line = /^ExecStart=\/opt\/signalbox\/bin\/signalbox\.js (.+)$/m.exec(text)![1]!;
+    // The units' fixed ports, swapped for free ones: one in use here would stop the command first.
+    const args: string[] = [];
+    for (const a of line.split(' '))
+      args.push(/^\d{4,5}$/.test(a) && args.at(-1)?.endsWith('port') ? String(await freePort()) : a);
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(
+        process.execPath,
+        [bin, ...args],
+        {
+          env: {
+            ...process.env,
+            REDIS_URL: 'redis://127.0.0.1:1',
+            DATABASE_URL: 'postgres://x@127.0.0.1:1/x',
+          },
+        },
+        (e, _o, stderr) => resolve({ code: e ? Number((e as { code?: number }).code) : 0, stderr }),
+      ),
+    );
+    expect(r.stderr, unit).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+    expect(r.code, unit).toBe(2);
+  }
 });
