@@ -24,6 +24,7 @@ commands:
   serve [--port 8080] [--connections FILE]          run the ingest server (Redis: REDIS_URL or deploy/local)
         [--admin-port 8081] [--grpc-port 8082]      and the admin API (HTTP JSON, gRPC), unless --no-admin
         [--no-worker] [--no-admin]                  and the workers, unless --no-worker
+        [--host 127.0.0.1] [--admin-host HOST]      where the ingest and the admin API listen
   admin keys create|list|revoke --tenant T ...      manage API keys (first admin key: var/admin.key)
   worker [--concurrency 50]                         run workflows from the run queue (needs DATABASE_URL)
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules

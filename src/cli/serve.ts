@@ -2,6 +2,7 @@
  * `signalbox serve`: the ingest server and its live rule index in one process.
  *
  *   signalbox serve [--host 127.0.0.1] [--port 8080] [--admin-port 8081] [--grpc-port 8082]
+ *                   [--admin-host HOST (default: --host)]
  *                   [--no-admin] [--no-worker] [--connections connections.json]
  *
  * Redis: REDIS_URL, else the local one deploy/local/up.sh started (var/local.env). The rule
@@ -50,6 +51,7 @@ import { workerFromEnv } from './worker.js';
 export async function runServe(argv: readonly string[], io: CommandIo): Promise<number> {
   const unknown = unknownOption(argv, [
     'host',
+    'admin-host',
     'port',
     'connections',
     'threads',
@@ -69,6 +71,9 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     return 2;
   }
   const host = arg(argv, 'host') ?? '127.0.0.1';
+  // The admin API on another interface than the ingest: webhooks from the internet (through a
+  // proxy), the admin API on a private network.
+  const adminHost = arg(argv, 'admin-host') ?? host;
   const adminPort = Number(arg(argv, 'admin-port') ?? process.env.SIGNALBOX_ADMIN_PORT ?? 8081);
   const grpcPort = Number(arg(argv, 'grpc-port') ?? process.env.SIGNALBOX_GRPC_PORT ?? 8082);
   for (const [name, p] of [
@@ -122,6 +127,7 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
     {
       env,
       host,
+      adminHost,
       port,
       threads,
       adminPort,
@@ -147,6 +153,8 @@ export async function runServe(argv: readonly string[], io: CommandIo): Promise<
 export interface ServiceOptions {
   readonly env: Record<string, string | undefined>;
   readonly host: string;
+  /** Where the admin API listens (default: host). */
+  readonly adminHost?: string;
   readonly port: number;
   readonly threads: number;
   readonly adminPort: number;
@@ -176,19 +184,17 @@ export interface RunningService {
  */
 export async function startService(o: ServiceOptions, io: CommandIo): Promise<RunningService> {
   const { env, host, port, threads, adminPort, grpcPort, file, secrets } = o;
+  const adminHost = o.adminHost ?? host;
   const connections = new Map((file.connections ?? []).map((c) => [`${c.source}/${c.id}`, c]));
   // Keys are compared by hash, as the database stores them.
   const hash = (k: string) => digest('sha256', k, 'hex');
   const apiKeys = new Map((file.apiKeys ?? []).map((k) => [hash(k.key), k.tenant]));
-  await checkPorts(host, [
-    [port, 'ingest'],
-    ...(o.admin === false
-      ? []
-      : ([
-          [adminPort, 'admin API'],
-          [grpcPort, 'gRPC admin API'],
-        ] as const)),
-  ]);
+  await checkPorts(host, [[port, 'ingest']]);
+  if (o.admin !== false)
+    await checkPorts(adminHost, [
+      [adminPort, 'admin API'],
+      [grpcPort, 'gRPC admin API'],
+    ]);
   await checkRedis(env.REDIS_URL!);
   const db = await openStore(env);
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
@@ -290,7 +296,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
           secrets,
           redis,
           prefix,
-          host,
+          host: adminHost,
           httpPort: adminPort,
           grpcPort,
           psa,
@@ -299,7 +305,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   if (admin) {
     if (o.firstKey !== false) await ensureFirstKey(admin.keys, io);
     io.stdout.write(
-      `signalbox: admin API on http://${host}:${admin.http.port}/v1 (OpenAPI: /v1/openapi.json) and gRPC ${host}:${admin.grpc.port}\n`,
+      `signalbox: admin API on http://${adminHost}:${admin.http.port}/v1 (OpenAPI: /v1/openapi.json) and gRPC ${adminHost}:${admin.grpc.port}\n`,
     );
   }
   io.stdout.write(

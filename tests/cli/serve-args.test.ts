@@ -192,7 +192,19 @@ it('a second command on the embedded database is refused while serve holds it, a
   };
   const serve = spawn(
     process.execPath,
-    [BIN, 'serve', '--port', '0', '--admin-port', '0', '--grpc-port', '0', '--no-worker'],
+    [
+      BIN,
+      'serve',
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--grpc-port',
+      '0',
+      '--no-worker',
+      '--admin-host',
+      '127.0.0.2',
+    ],
     { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -204,6 +216,10 @@ it('a second command on the embedded database is refused while serve holds it, a
     serve.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
   });
   expect(out).toContain('rules in var/db (embedded)');
+  // --admin-host: the admin API on its own interface, the ingest on --host's.
+  const adminPort = Number(/admin API on http:\/\/127\.0\.0\.2:(\d+)\/v1/.exec(out)?.[1]);
+  expect((await fetch(`http://127.0.0.2:${adminPort}/healthz`)).status).toBe(200);
+  await expect(fetch(`http://127.0.0.1:${adminPort}/healthz`)).rejects.toThrow();
   const refused = await run(['rules', 'export'], env, cwd);
   expect(refused.code).toBe(2);
   expect(refused.stderr).toBe(
