@@ -42,9 +42,13 @@ export class AdminApi {
   private readonly validators = new Map<string, Validate>();
   readonly byName = new Map<string, Operation>();
 
+  private lastOutageLog = Number.NEGATIVE_INFINITY;
+
   constructor(
     readonly service: AdminService,
     private readonly keys: ApiKeys,
+    /** Told, at most once a minute, why calls answer `unavailable` (the store or Redis is down). */
+    private readonly onOutage?: (reason: string) => void,
   ) {
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     for (const op of OPERATIONS) {
@@ -62,7 +66,17 @@ export class AdminApi {
     try {
       return await this.run(op, key, input);
     } catch (e) {
-      throw passingFailure(e) ?? e;
+      const passing = passingFailure(e);
+      if (!passing) throw e;
+      // The answer names no address (callers are tenants); the operator's log says what failed.
+      const now = Date.now();
+      if (this.onOutage && now - this.lastOutageLog >= 60_000) {
+        this.lastOutageLog = now;
+        this.onOutage(
+          `${passing.message.replace(/; try again shortly$/, '')} (${(e as Error).message || String(e)})`,
+        );
+      }
+      throw passing;
     }
   }
 

@@ -52,6 +52,8 @@ export interface AdminPlaneOptions {
   readonly httpPort?: number;
   readonly grpcPort?: number;
   readonly onError?: (e: unknown) => void;
+  /** Why calls answer `unavailable` (Postgres or Redis down), at most once a minute. */
+  readonly onOutage?: (reason: string) => void;
   /** The process's PSA client for connection checks (default: one of its own, given Redis). */
   readonly psa?: PsaAccess;
 }
@@ -79,7 +81,7 @@ export async function startAdminPlane(o: AdminPlaneOptions): Promise<AdminPlane>
     adapt: (source, tenant, body) => adaptUnverified(source, tenant, body),
     ...(psa ? { check: (tenant, id) => psa.check(tenant, id) } : {}),
   });
-  const api = new AdminApi(service, keys);
+  const api = new AdminApi(service, keys, o.onOutage);
   const host = o.host ?? '127.0.0.1';
   const http = await startAdminHttp(api, {
     host,

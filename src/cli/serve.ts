@@ -301,6 +301,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
           grpcPort,
           psa,
           onError: (e) => io.stderr.write(`signalbox admin: ${(e as Error)?.stack ?? String(e)}\n`),
+          onOutage: (reason) => io.stderr.write(`signalbox admin: answering unavailable: ${reason}\n`),
         });
   if (admin) {
     if (o.firstKey !== false) await ensureFirstKey(admin.keys, io);

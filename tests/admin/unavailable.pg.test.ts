@@ -25,6 +25,8 @@ let db: Db;
 let plane: AdminPlane;
 let client: AdminClient;
 let key: string;
+/** What the operator's log was told. */
+const outages: string[] = [];
 
 /** Forwards proxyPort to the real Postgres; `cut` drops every connection and stops listening. */
 function openProxy(port: number): Promise<void> {
@@ -56,7 +58,11 @@ beforeAll(async () => {
   via.port = String(proxyPort);
   db = await openPostgres({ url: via.toString(), schema });
   await migrate(db);
-  plane = await startAdminPlane({ db, secrets: new SecretBox(randomBytes(32)) });
+  plane = await startAdminPlane({
+    db,
+    secrets: new SecretBox(randomBytes(32)),
+    onOutage: (reason) => outages.push(reason),
+  });
   key = (await plane.keys.create('acme', 'admin', 'k', 'test')).key;
   client = new AdminClient(plane.http.port, plane.grpc.port);
 });
@@ -94,6 +100,11 @@ it('answers unavailable while Postgres is down, and serves again once it is back
   });
   expect(res.status).toBe(503);
   expect(res.headers.get('retry-after')).toBe('5');
+  // Five refused calls, one line for the operator, with the reason the answers leave out.
+  expect(outages).toHaveLength(1);
+  expect(outages[0]).toMatch(
+    /^the rule store is unreachable \(.*(ECONNRESET|ECONNREFUSED|Connection terminated).*\)$/,
+  );
   // A bad key is still found out once the store is back: nothing was cached as valid meanwhile.
   await openProxy(proxyPort);
   for (const t of ['http', 'grpc'] as const) {
