@@ -47,6 +47,12 @@ export function workerFromEnv(
           ? 'signalbox workers: Redis is reachable again\n'
           : `signalbox workers: Redis is unreachable (${e?.message ?? 'error'}); runs wait until it is back\n`,
       ),
+    onStore: (up, e) =>
+      process.stderr.write(
+        up
+          ? 'signalbox workers: Postgres is reachable again; the waiting history and events are being written\n'
+          : `signalbox workers: Postgres is unreachable (${e?.message ?? 'error'}); run history and archived events wait in Redis\n`,
+      ),
   });
 }
 

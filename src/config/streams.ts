@@ -74,6 +74,32 @@ export interface StreamConsumerOptions {
    * writes (the reader that starts the runs of fired timers: START in workers/timers.ts).
    */
   readonly ackedByHandler?: boolean;
+  /** Told when the handler fails and when it works again (the drains: a Postgres outage). */
+  readonly watch?: OutageWatch;
+}
+
+/**
+ * Reports an outage of what a handler writes to once when it starts (the first failure that
+ * `counts`) and once when it ends (the next success), rather than on every retry.
+ */
+export class OutageWatch {
+  private down = false;
+  constructor(
+    private readonly report: (up: boolean, error?: Error) => void,
+    private readonly counts: (e: unknown) => boolean,
+  ) {}
+
+  failed(e: unknown): void {
+    if (this.down || !this.counts(e)) return;
+    this.down = true;
+    this.report(false, e as Error);
+  }
+
+  worked(): void {
+    if (!this.down) return;
+    this.down = false;
+    this.report(true);
+  }
 }
 
 /**
@@ -157,7 +183,13 @@ export class StreamConsumer {
         if (raw.length === 0) continue;
         const entries = raw.map(([id, fields]) => ({ id: id.toString(), fields }));
         const ids = entries.map((e) => e.id);
-        await this.handle(entries);
+        try {
+          await this.handle(entries);
+        } catch (e) {
+          this.o.watch?.failed(e);
+          throw e;
+        }
+        this.o.watch?.worked();
         if (!this.o.ackedByHandler) {
           acked = this.o.deleteAcked
             ? Promise.all([

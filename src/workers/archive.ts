@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { type OutboxEntry, readArchive } from '../config/archive.js';
-import { StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { type OutageWatch, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
@@ -22,6 +22,8 @@ export interface ArchiveOptions {
   /** Days of events kept (default 30). */
   readonly retentionDays?: number;
   readonly now?: () => number;
+  /** Told when writing to Postgres fails and when it works again. */
+  readonly watch?: OutageWatch;
 }
 
 interface Row {
@@ -64,6 +66,7 @@ export class ArchiveDrain {
         blockMs: o.blockMs ?? 200,
         lingerMs: o.lingerMs ?? DRAIN_LINGER_MS,
         deleteAcked: true,
+        ...(o.watch ? { watch: o.watch } : {}),
       },
       (entries) => this.drain(entries),
     );

@@ -8,7 +8,7 @@
  */
 import type { Redis } from 'ioredis';
 import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
-import { jsonLines, StreamConsumer } from '../config/streams.js';
+import { jsonLines, type OutageWatch, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
 
@@ -201,7 +201,14 @@ export class HistoryDrain {
     redis: Redis,
     key: string,
     private readonly db: Db,
-    opts: { group?: string; consumer?: string; batch?: number; blockMs?: number; lingerMs?: number } = {},
+    opts: {
+      group?: string;
+      consumer?: string;
+      batch?: number;
+      blockMs?: number;
+      lingerMs?: number;
+      watch?: OutageWatch;
+    } = {},
   ) {
     this.reader = new StreamConsumer(
       redis,
@@ -216,6 +223,7 @@ export class HistoryDrain {
         lingerMs: opts.lingerMs ?? DRAIN_LINGER_MS,
         // Acknowledged records are of no further use.
         deleteAcked: true,
+        ...(opts.watch ? { watch: opts.watch } : {}),
       },
       async (entries) => {
         const runs = entries.flatMap((e) => jsonLines<RunRecord>(e.fields, 'r'));

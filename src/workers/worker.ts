@@ -6,7 +6,15 @@
 import { type Job, type Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { archiveStreamKey, openRunQueue, RUN_QUEUE, type RunJob } from '../config/runs.js';
-import { ConnectionStore, type Db, RuleStore, type SecretBox, tenantSettings } from '../store/index.js';
+import { OutageWatch } from '../config/streams.js';
+import {
+  ConnectionStore,
+  type Db,
+  isConnectionError,
+  RuleStore,
+  type SecretBox,
+  tenantSettings,
+} from '../store/index.js';
 import { actionLibrary } from './actions.js';
 import { ArchiveDrain } from './archive.js';
 import { Budgets } from './budget.js';
@@ -45,6 +53,11 @@ export interface WorkerOptions {
   readonly fetchers?: number;
   /** Told when Redis becomes unreachable (with the first error) and when it is back: once each. */
   readonly onRedis?: (up: boolean, error?: Error) => void;
+  /**
+   * Told when the drains find Postgres unreachable (with the first error) and when they write
+   * again: once each. Meanwhile run history and archived events wait in Redis.
+   */
+  readonly onStore?: (up: boolean, error?: Error) => void;
 }
 
 export interface RunningWorker {
@@ -263,10 +276,17 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   rules.onChange = (tenant, id) => syncSoon(tenant, id);
   for (const r of rules.activeIds()) await syncSchedule(r.tenant, r.id);
 
+  // One watch for both drains: one outage, told once.
+  const storeWatch = o.onStore ? new OutageWatch(o.onStore, isConnectionError) : undefined;
   let drain: HistoryDrain | undefined;
   const drainRedis = duplicate();
   if (o.drainHistory !== false) {
-    drain = new HistoryDrain(drainRedis, loops[0]!.history.key, o.db);
+    drain = new HistoryDrain(
+      drainRedis,
+      loops[0]!.history.key,
+      o.db,
+      storeWatch ? { watch: storeWatch } : {},
+    );
     await drain.start();
   }
   // The event archive: the ingest's stream into Postgres (with the history drain, by default).
@@ -275,6 +295,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   if (o.drainArchive ?? o.drainHistory !== false) {
     archive = new ArchiveDrain(archiveRedis, archiveStreamKey(prefix), o.db, {
       ...(o.archiveRetentionDays !== undefined ? { retentionDays: o.archiveRetentionDays } : {}),
+      ...(storeWatch ? { watch: storeWatch } : {}),
     });
     await archive.start();
   }

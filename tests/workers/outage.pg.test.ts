@@ -14,6 +14,8 @@ let h: Harness;
 let rx: Receiver;
 /** While true, every query of the worker's database fails as if Postgres were down. */
 let down = false;
+/** What the worker told about the outage (onStore). */
+const told: string[] = [];
 
 beforeAll(async () => {
   rx = await new Receiver().start();
@@ -25,12 +27,16 @@ beforeAll(async () => {
       if (p === 'query' || p === 'transaction')
         return (...args: unknown[]) =>
           down
-            ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432 (test outage)'))
+            ? Promise.reject(
+                Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432 (test outage)'), {
+                  code: 'ECONNREFUSED',
+                }),
+              )
             : (v as (...a: unknown[]) => unknown).apply(target, args);
       return (v as (...a: unknown[]) => unknown).bind(target);
     },
   }) as Db;
-  await h.start({ db: flaky });
+  await h.start({ db: flaky, onStore: (up, e) => told.push(up ? 'up' : `down: ${e?.message}`) });
 });
 
 afterAll(async () => {
@@ -53,7 +59,12 @@ it('a run that meets Postgres down before its first step runs once Postgres is b
 });
 
 it('history and archived events written while Postgres is down reach it when it returns', async () => {
-  // The rule and the tenant's settings are in the worker's caches from the run above.
+  // The rule and the tenant's settings are in the worker's caches from the run above. Whatever
+  // the drains met of the outage above has ended.
+  await eventually('the last outage told over', () =>
+    told.length === 0 || told.at(-1) === 'up' ? true : undefined,
+  );
+  told.length = 0;
   down = true;
   const at = new Date().toISOString();
   const archived = {
@@ -82,6 +93,8 @@ it('history and archived events written while Postgres is down reach it when it 
     const r = await h.db.query<{ id: string }>("select id from events where id = 'arch-outage'");
     return r.rows.length === 1 ? true : undefined;
   });
+  // Both drains met it several times; it was told once as it began and once as it ended.
+  expect(told).toEqual(['down: connect ECONNREFUSED 127.0.0.1:5432 (test outage)', 'up']);
 });
 
 it('a schedule that cannot be saved (Redis failing) does not end the worker; the next change saves it', async () => {
