@@ -85,7 +85,7 @@ export async function checkRedis(url: string): Promise<void> {
   try {
     await checkNoEviction(redis);
   } catch (e) {
-    // A Redis that needs a password, or one that refuses CONFIG (some managed services rename it).
+    // A Redis that needs a password, or one that refuses INFO too.
     throw new StartupError(
       e instanceof RedisPolicyError ? e.message : `Redis at ${shownUrl(url)} answered: ${reason(e)}`,
     );

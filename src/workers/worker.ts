@@ -79,9 +79,16 @@ export class RedisPolicyError extends Error {
   override readonly name = 'RedisPolicyError';
 }
 
-/** design.md: Redis must not evict, or queued runs and timers could vanish. */
+/**
+ * design.md: Redis must not evict, or queued runs and timers could vanish. Read from INFO, which
+ * managed Redis services answer (several refuse or rename CONFIG); CONFIG GET only where INFO
+ * does not say.
+ */
 export async function checkNoEviction(redis: Redis): Promise<void> {
-  const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+  const info = await redis.info('memory');
+  const policy =
+    /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ??
+    ((await redis.config('GET', 'maxmemory-policy')) as [string, string])[1];
   if (policy !== 'noeviction') {
     throw new RedisPolicyError(
       `Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs and timers could be evicted`,
