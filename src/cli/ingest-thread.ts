@@ -6,7 +6,7 @@
  */
 import { parentPort, threadId } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { streamGauges, watchedStreams } from '../config/streams.js';
+import { backlogGauges } from '../config/streams.js';
 import { type CompiledRule, Engine, RuleCompiler } from '../engine/index.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
 import { Handoff } from '../ingest/handoff.js';
@@ -90,7 +90,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
     ready: async () => loaded && (await redis.ping()) === 'PONG',
     ...(data.rate ? { rate: data.rate } : {}),
-    moreMetrics: () => streamGauges(redis, watchedStreams(data.prefix)),
+    moreMetrics: () => backlogGauges(redis, data.prefix),
     fetchRecord: (conn, ev) =>
       new Promise((resolve) => {
         const n = ++nextFetch;

@@ -18,7 +18,7 @@
 import { hash as digest } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { streamGauges, watchedStreams } from '../config/streams.js';
+import { backlogGauges } from '../config/streams.js';
 import type { PsaSource } from '../ingest/connection.js';
 import { Handoff } from '../ingest/handoff.js';
 import { LiveRules } from '../ingest/live-rules.js';
@@ -232,7 +232,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     ready: async () => live.loaded && (await redis.ping()) === 'PONG',
     ...(rate ? { rate } : {}),
     fetchRecord: (conn, ev) => fetchRecord(conn.tenant, conn.id, ev.entity, ev.entityId),
-    moreMetrics: () => streamGauges(redis, watchedStreams(prefix)),
+    moreMetrics: () => backlogGauges(redis, prefix),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them. One that
   // dies is started again and sent the rules and connections as they are then (supervise.ts).

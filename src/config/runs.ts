@@ -6,6 +6,7 @@ import { hash } from 'node:crypto';
 import { encode } from '@msgpack/msgpack';
 import { type ConnectionOptions, Queue, QueueKeys } from 'bullmq';
 import { addStandardJob } from 'bullmq/dist/cjs/scripts/addStandardJob-9.js';
+import type { Redis } from 'ioredis';
 
 export const RUN_QUEUE = 'signalbox-runs';
 
@@ -232,6 +233,33 @@ export interface RunQueueKeys {
 
 const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 const packed = (v: unknown): Buffer => asBuffer(encode(v));
+
+/**
+ * Prometheus gauges of the run queue, read at scrape time: runs waiting to be taken by a worker,
+ * being run, and delayed (a retry's backoff, a `delay` step, a rate budget's wait). A waiting
+ * count that keeps growing is workers that cannot keep up; Redis does not say how old they are.
+ */
+export async function runQueueGauges(redis: Redis, prefix: string): Promise<string> {
+  const k = new QueueKeys(prefix).getKeys(RUN_QUEUE);
+  const res =
+    (await redis
+      .pipeline()
+      .llen(k.wait!)
+      .llen(k.paused!)
+      .zcard(k.prioritized!)
+      .llen(k.active!)
+      .zcard(k.delayed!)
+      .exec()) ?? [];
+  const n = (i: number): number => (res[i]?.[0] ? 0 : Number(res[i]?.[1] ?? 0));
+  return [
+    '# HELP signalbox_runs Runs in the run queue by state: waiting for a worker, active, delayed',
+    '# TYPE signalbox_runs gauge',
+    `signalbox_runs{state="waiting"} ${n(0) + n(1) + n(2)}`,
+    `signalbox_runs{state="active"} ${n(3)}`,
+    `signalbox_runs{state="delayed"} ${n(4)}`,
+    '',
+  ].join('\n');
+}
 
 export function runQueueKeys(prefix: string): RunQueueKeys {
   const k = new QueueKeys(prefix).getKeys(RUN_QUEUE);

@@ -6,7 +6,7 @@
  * it waits and reads its pending entries again.
  */
 import type { Redis } from 'ioredis';
-import { archiveStreamKey, historyStreamKey, timersKey } from './runs.js';
+import { archiveStreamKey, historyStreamKey, runQueueGauges, timersKey } from './runs.js';
 
 export interface StreamEntry {
   readonly id: string;
@@ -291,4 +291,13 @@ export async function streamGauges(redis: Redis, streams: readonly WatchedStream
     ...lag,
     '',
   ].join('\n');
+}
+
+/** What /metrics adds from Redis: the streams' backlogs and the run queue's counts. */
+export async function backlogGauges(redis: Redis, prefix: string): Promise<string> {
+  const parts = await Promise.all([
+    streamGauges(redis, watchedStreams(prefix)),
+    runQueueGauges(redis, prefix),
+  ]);
+  return parts.join('');
 }

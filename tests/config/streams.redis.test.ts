@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
-import { StreamConsumer, type StreamEntry, streamGauges } from '../../src/config/streams.js';
+import { openRunQueue, type RunJob } from '../../src/config/runs.js';
+import { backlogGauges, StreamConsumer, type StreamEntry, streamGauges } from '../../src/config/streams.js';
 
 const prefix = `sbs${process.pid}${randomBytes(3).toString('hex')}`;
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -127,4 +128,25 @@ it('reports each stream backlog for /metrics: length, and pending and lag per gr
   expect(text).not.toContain('stream="history",group');
   expect(text).toContain('signalbox_stream_length{stream="timers"} 0');
   expect(text).toMatch(/# TYPE signalbox_stream_length gauge/);
+});
+
+it('reports the run queue for /metrics: waiting, active and delayed runs', async () => {
+  const q = `${prefix}q`;
+  const conn = redis.duplicate();
+  const queue = openRunQueue(conn, q);
+  const job = (id: string) => ({ tenant: 'acme', ruleId: 'r', event: { id } }) as unknown as RunJob;
+  await queue.add('run', job('a'), { jobId: 'a' });
+  await queue.add('run', job('b'), { jobId: 'b' });
+  await queue.add('run', job('c'), { jobId: 'c', priority: 5 });
+  await queue.add('run', job('d'), { jobId: 'd', delay: 60_000 });
+  const text = await backlogGauges(redis, q);
+  expect(text).toContain('signalbox_runs{state="waiting"} 3');
+  expect(text).toContain('signalbox_runs{state="active"} 0');
+  expect(text).toContain('signalbox_runs{state="delayed"} 1');
+  // The streams' gauges come with them.
+  expect(text).toContain('signalbox_stream_length{stream="archive"} 0');
+  expect(text).toMatch(/# TYPE signalbox_runs gauge\n/);
+  await queue.obliterate({ force: true });
+  await queue.close();
+  conn.disconnect();
 });
