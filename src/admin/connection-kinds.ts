@@ -54,13 +54,15 @@ const isHttpUrl = (v: unknown): boolean => {
   return (u.protocol === 'https:' || u.protocol === 'http:') && !u.username && !u.password;
 };
 
+/** An http(s) origin: scheme, host and port, nothing else (ConnectWise's `keyOrigin`). */
+export const isOrigin = (v: unknown): boolean =>
+  isHttpUrl(v) && new URL(v as string).origin === (v as string).replace(/\/$/, '');
+export const ORIGIN_REASON = 'must be an origin (scheme, host and port only), like https://cw.example.com';
+
 const WANTS: Record<Check, [(v: unknown) => boolean, string]> = {
   text: [(v) => typeof v === 'string' && v !== '', 'must be a non-empty string'],
   url: [isHttpUrl, 'must be an http(s) URL without credentials'],
-  origin: [
-    (v) => isHttpUrl(v) && new URL(v as string).origin === (v as string).replace(/\/$/, ''),
-    'must be an origin (scheme, host and port only), like https://cw.example.com',
-  ],
+  origin: [isOrigin, ORIGIN_REASON],
   port: [
     (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65_535,
     'must be a port number',

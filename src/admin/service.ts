@@ -276,10 +276,10 @@ export class AdminService {
     return ruleView(await this.d.rules.save(c.tenant, this.stored(i.document), { actor: c.keyId, status }));
   }
 
-  /** A new version. A document that does not compile changes nothing: the old version stays. */
   /**
-   * With `expectedVersion` (the version the editor read), a rule changed by someone else since
-   * is not overwritten: `failed_precondition`, with the version it is at now.
+   * A new version. A document that does not compile changes nothing: the old version stays. With
+   * `expectedVersion` (the version the editor read), a rule changed by someone else since is not
+   * overwritten: `failed_precondition`, with the version it is at now.
    */
   async updateRule(
     c: Caller,

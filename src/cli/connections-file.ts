@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { isOrigin, ORIGIN_REASON } from '../admin/connection-kinds.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
 
 export interface ConnectionsFile {
@@ -34,7 +35,7 @@ const SCHEMA = {
           connectwise: {
             type: 'object',
             additionalProperties: false,
-            properties: { signingKey: text, keyOrigin: { type: 'string', pattern: '^https?://[^/?#@]+/?$' } },
+            properties: { signingKey: text, keyOrigin: { type: 'string' } },
           },
           autotask: {
             type: 'object',
@@ -88,9 +89,7 @@ function say(e: ErrorObject): string {
     case 'dependentRequired':
       return `${at}: ${String(p.missingProperty)} is required with ${String(p.property)}`;
     case 'pattern':
-      return at.endsWith('keyOrigin')
-        ? `${at}: must be an origin (scheme, host and port only), like https://cw.example.com`
-        : `${at}: must be lowercase letters, digits, - and _ (up to 64), starting with a letter or digit`;
+      return `${at}: must be lowercase letters, digits, - and _ (up to 64), starting with a letter or digit`;
     default:
       return `${at}: ${e.message ?? 'invalid'}`;
   }
@@ -107,8 +106,7 @@ function meaning(file: ConnectionsFile): string[] {
       if (b !== c.source && c[b] !== undefined)
         out.push(`${at}.${b}: not for a connection whose source is ${c.source}`);
     const origin = c.connectwise?.keyOrigin;
-    if (origin !== undefined && !URL.canParse(origin))
-      out.push(`${at}.connectwise.keyOrigin: ${JSON.stringify(origin)} is not a URL`);
+    if (origin !== undefined && !isOrigin(origin)) out.push(`${at}.connectwise.keyOrigin: ${ORIGIN_REASON}`);
     if (c.source === 'autotask' && c.autotask === undefined)
       out.push(`${at}: an autotask connection needs autotask.secret (the webhook's secret key)`);
     if (c.source === 'halo' && c.halo?.username === undefined && c.halo?.urlSecret === undefined)

@@ -355,13 +355,9 @@ export async function openPostgres(opts: PostgresOptions): Promise<Db> {
  * `<dataDir>.lock` until close), or `memory://` for tests.
  */
 export async function openPglite(dataDir: string): Promise<Db> {
-  if (dataDir.startsWith('memory://')) {
-    const db = new PGlite(dataDir);
-    await db.waitReady;
-    return new PgliteDb(db);
-  }
-  mkdirSync(dataDir, { recursive: true });
-  const unlock = lockDataDir(dataDir);
+  const inMemory = dataDir.startsWith('memory://');
+  if (!inMemory) mkdirSync(dataDir, { recursive: true });
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   try {
     const db = new PGlite(dataDir);
     await db.waitReady;

@@ -28,7 +28,8 @@ export const err = (a: Answer): Extract<Answer, { ok: false }> => {
   return a;
 };
 
-const rule = (id: string, extra: Record<string, unknown> = {}) => ({
+/** A valid rule document (P1 tickets, one `log` step). */
+export const rule = (id: string, extra: Record<string, unknown> = {}) => ({
   id,
   source: '*',
   on: 'ticket.*',

@@ -15,6 +15,7 @@ import { type Db, migrate, openPostgres, SecretBox } from '../../src/store/index
 import { PG_URL } from '../pg-schema.js';
 import { freePort, startRedisServer } from '../redis-server.js';
 import { AdminClient } from './client.js';
+import { rule } from './conformance.js';
 
 const target = new URL(PG_URL);
 const schema = `sb_unavail_${process.pid}_${Date.now().toString(36)}`;
@@ -131,14 +132,7 @@ it('answers unavailable, not hanging, while Redis is down for calls that queue r
   });
   const c = new AdminClient(queued.http.port, queued.grpc.port);
   try {
-    const doc = {
-      id: 'p1',
-      source: '*',
-      on: 'ticket.*',
-      when: 'ticket.priority == 1',
-      actions: [{ type: 'log', with: { message: 'P1' } }],
-    };
-    expect(await c.call('http', key, 'CreateRule', { document: doc })).toMatchObject({ ok: true });
+    expect(await c.call('http', key, 'CreateRule', { document: rule('p1') })).toMatchObject({ ok: true });
     expect(await c.call('http', key, 'ActivateRule', { id: 'p1' })).toMatchObject({ ok: true });
     const first = await c.call('http', key, 'TriggerRule', { id: 'p1' });
     expect(first, JSON.stringify(first)).toMatchObject({ ok: true });
