@@ -144,6 +144,20 @@ it('names a fixed port that another process holds', async () => {
       );
       expect(r.code).toBe(2);
     }
+    // An --admin-host that is no address of this machine is named with the system's reason.
+    const elsewhereHost = await run([
+      'serve',
+      '--port',
+      '0',
+      '--admin-host',
+      '203.0.113.7',
+      '--admin-port',
+      String(taken),
+    ]);
+    expect(elsewhereHost.stderr).toBe(
+      `signalbox serve: cannot listen on 203.0.113.7:${taken} (admin API): listen EADDRNOTAVAIL: address not available 203.0.113.7:${taken}\n`,
+    );
+    expect(elsewhereHost.code).toBe(2);
     // With --no-admin the admin ports are not needed, so not checked: it goes on to Redis.
     const r = await run(['serve', '--port', '0', '--admin-port', String(taken), '--no-admin'], {
       ...process.env,
