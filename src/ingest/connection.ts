@@ -23,7 +23,10 @@ export interface Connection {
 /** What the HTTP layer hands an adapter: the raw bytes, lower-cased headers, the path after the
  * connection id and the query string. */
 export interface HookRequest {
+  /** The bytes as sent: what signatures are checked on. */
   readonly body: Buffer;
+  /** The charset Content-Type names, when not UTF-8 (body.ts); how parseJson reads `body`. */
+  readonly charset?: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly rest: string;
   readonly query: string;

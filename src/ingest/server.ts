@@ -20,6 +20,17 @@ import { autotask } from './adapters/autotask.js';
 import { connectwise } from './adapters/connectwise.js';
 import { halo } from './adapters/halo.js';
 import {
+  BodyError,
+  bodyCharset,
+  bodyCoding,
+  bodyText,
+  type Coding,
+  decompress,
+  invalidLines,
+  invalidUtf8,
+  notUtf8,
+} from './body.js';
+import {
   type AdaptedEvent,
   AdapterError,
   type Connection,
@@ -196,25 +207,36 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     return { reply, aborted: () => aborted };
   }
 
-  /** Checks Content-Length and Content-Type before any body is read. */
+  /**
+   * Checks Content-Length, Content-Type (with its charset) and Content-Encoding before any body
+   * is read (body.ts): how to read the body, or undefined once it has answered.
+   */
   function precheck(
-    contentType: string,
-    contentLength: string,
+    headers: { type: string; length: string; encoding: string },
     allowed: RegExp,
+    compressed: boolean,
     reply: Reply,
-  ): number | undefined {
-    const length = contentLength === '' ? -1 : Number(contentLength);
+  ): { length: number; coding: Coding; charset: string | undefined } | undefined {
+    const length = headers.length === '' ? -1 : Number(headers.length);
     if (length > maxBody) {
       metrics.rejected.inc({ reason: 'too_large' });
       reply(413, { error: `request body over the limit of ${maxBody} bytes` }, { connection: 'close' });
       return undefined;
     }
-    if (contentType !== '' && !allowed.test(contentType)) {
+    if (headers.type !== '' && !allowed.test(headers.type)) {
       metrics.rejected.inc({ reason: 'content_type' });
-      reply(415, { error: `unsupported content type ${JSON.stringify(contentType)}` });
+      reply(415, { error: `unsupported content type ${JSON.stringify(headers.type)}` });
       return undefined;
     }
-    return length;
+    try {
+      const coding = headers.encoding === '' ? 'identity' : bodyCoding(headers.encoding, compressed);
+      return { length, coding, charset: bodyCharset(headers.type) };
+    } catch (e) {
+      if (!(e instanceof BodyError)) throw e;
+      metrics.rejected.inc({ reason: 'content_type' });
+      reply(e.status, { error: e.message });
+      return undefined;
+    }
   }
 
   async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<HandoffResult[]> {
@@ -286,15 +308,19 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       reply(404, { error: `unknown connection ${source}/${connId}` });
       return;
     }
-    const length = precheck(
-      headers['content-type'] ?? '',
-      headers['content-length'] ?? '',
+    const read = precheck(
+      {
+        type: headers['content-type'] ?? '',
+        length: headers['content-length'] ?? '',
+        encoding: headers['content-encoding'] ?? '',
+      },
       /^(application|text)\/json\b/i,
+      false,
       reply,
     );
-    if (length === undefined) return;
-    readBody(res, length, reply, (body) => {
-      const hr: HookRequest = { body, headers, rest, query, receivedAt };
+    if (read === undefined) return;
+    readBody(res, read.length, reply, (body) => {
+      const hr: HookRequest = { body, charset: read.charset, headers, rest, query, receivedAt };
       void (async () => {
         let events: AdaptedEvent[];
         let errors: Array<{ index: number; error: string }> = [];
@@ -356,13 +382,41 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       reply(401, { error: 'a valid API key is required (Authorization: Bearer <key>)' });
       return;
     }
-    const length = precheck(contentType, contentLength, /^application\/(json|x-ndjson)\b/i, reply);
-    if (length === undefined) return;
-    readBody(res, length, reply, (body) => {
+    const read = precheck(
+      { type: contentType, length: contentLength, encoding: req.getHeader('content-encoding') },
+      /^application\/(json|x-ndjson)\b/i,
+      true,
+      reply,
+    );
+    if (read === undefined) return;
+    readBody(res, read.length, reply, (raw) => {
       void (async () => {
-        const text = body.toString('utf8');
+        let body = raw;
+        try {
+          if (read.coding !== 'identity') body = await decompress(raw, read.coding, maxBody);
+        } catch (e) {
+          if (!(e instanceof BodyError)) throw e;
+          metrics.rejected.inc({ reason: e.status === 413 ? 'too_large' : 'malformed' });
+          reply(e.status, { error: e.message }, e.status === 413 ? { connection: 'close' } : {});
+          return;
+        }
+        const ndjson = /^application\/x-ndjson/i.test(contentType);
+        // Bytes that are not UTF-8 are refused rather than read as U+FFFD: the sender can fix
+        // them (a Windows tool sending Latin-1 unlabelled), and its data is not silently changed.
+        // In NDJSON, only the lines that hold them.
+        let badLines: Map<number, number> | undefined;
+        if (read.charset === undefined) {
+          const at = invalidUtf8(body);
+          if (at >= 0 && !ndjson) {
+            metrics.rejected.inc({ reason: 'malformed' });
+            reply(400, { error: `${notUtf8(at, 'body')}` });
+            return;
+          }
+          if (at >= 0) badLines = invalidLines(body);
+        }
+        const text = bodyText(body, read.charset);
         let items: unknown[];
-        if (/^application\/x-ndjson/i.test(contentType)) {
+        if (ndjson) {
           items = [];
           const lines: string[] = [];
           const errors: Array<{ index: number; error: string }> = [];
@@ -374,6 +428,11 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             const l = text.slice(at, end);
             at = nl + 1;
             if (l.length === 0 || (l.charCodeAt(0) <= 32 && l.trim() === '')) continue;
+            const bad = badLines?.get(index);
+            if (bad !== undefined) {
+              errors.push({ index, error: `${notUtf8(bad, 'line')}` });
+              continue;
+            }
             try {
               items[index] = JSON.parse(l);
               lines[index] = l;

@@ -8,7 +8,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type OutboxEntry, readArchive } from '../../src/config/archive.js';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { compileRuleSet, Engine } from '../../src/engine/index.js';
@@ -30,6 +30,12 @@ const CONNECTIONS: Connection[] = [
     id: 'halo1',
     source: 'halo',
     halo: { username: 'halo-webhook', password: 'test-basic-password' },
+  },
+  {
+    tenant: 'bodies-h',
+    id: 'halo2',
+    source: 'halo',
+    halo: { username: 'u', password: 'test-basic-password' },
   },
 ];
 
@@ -112,7 +118,15 @@ beforeAll(async () => {
     connections: { get: (s: PsaSource, id: string) => byKey.get(`${s}/${id}`) },
     apiKeys: {
       tenantOf: (k) =>
-        k === 'generic-key' ? 'acme' : k === 'deep-key' ? 'deep' : k === 'archive-key' ? 'arch' : undefined,
+        k === 'generic-key'
+          ? 'acme'
+          : k === 'deep-key'
+            ? 'deep'
+            : k === 'archive-key'
+              ? 'arch'
+              : k.startsWith('body-key-')
+                ? `bodies-${k.slice(9)}`
+                : undefined,
     },
     handoff,
     ready: async () => (await redis.ping()) === 'PONG',
@@ -461,5 +475,156 @@ describe('operations', () => {
       s.close();
       dead.disconnect();
     }
+  });
+});
+
+describe('bodies: charset, byte order mark, content coding', () => {
+  // a key (a tenant, with its own rate budget) per test
+  let auth: { authorization: string };
+  let tests = 0;
+  beforeEach(() => {
+    auth = { authorization: `Bearer body-key-${++tests}` };
+  });
+  const ev = (id: string, data: Record<string, unknown> = { k: 1 }) =>
+    JSON.stringify({ id, source: 'app', type: 'thing.done', data });
+  const archived = async (id: string) =>
+    (await outbox()).find((e) => e.envelope.tenant.startsWith('bodies-') && e.envelope.id === id)?.envelope;
+  const halo = (id: string, summary: string) =>
+    JSON.stringify({
+      ...JSON.parse(fixture('halo.ticket.created.json').toString()),
+      id,
+      ticket: { id: 777, summary },
+    });
+  const haloAuth = { authorization: `Basic ${Buffer.from('u:test-basic-password').toString('base64')}` };
+  const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+  it('reads gzip, deflate (zlib or raw) and br bodies on /v1/events, NDJSON included', async () => {
+    const { gzipSync, deflateSync, deflateRawSync, brotliCompressSync } = await import('node:zlib');
+    const nd = `${ev('z1')}\n${ev('z2')}\n`;
+    const gz = await post('/v1/events', gzipSync(nd), {
+      ...auth,
+      'content-type': 'application/x-ndjson',
+      'content-encoding': 'gzip',
+    });
+    expect(gz.status).toBe(202);
+    expect(gz.body.accepted).toBe(2);
+    for (const [id, coding, pack] of [
+      ['z3', 'deflate', deflateSync],
+      ['z4', 'deflate', deflateRawSync],
+      ['z5', 'br', brotliCompressSync],
+      ['z6', 'x-gzip', gzipSync],
+    ] as const) {
+      const r = await post('/v1/events', pack(ev(id)), { ...auth, 'content-encoding': coding });
+      expect([id, r.status, r.body.accepted]).toEqual([id, 202, 1]);
+    }
+    expect(await archived('z2')).toMatchObject({ id: 'z2', data: { k: 1 } });
+    expect(await archived('z5')).toMatchObject({ id: 'z5', data: { k: 1 } });
+  });
+
+  it('413 for a body over the limit once decompressed, 400 for one that does not decompress, 415 for other codings', async () => {
+    const { gzipSync } = await import('node:zlib');
+    // 200 KiB of spaces inside the JSON: a few hundred bytes sent, over the 64 KiB limit read
+    const bomb = gzipSync(Buffer.from(`{"id":"bomb",${' '.repeat(200 * 1024)}"source":"app"}`));
+    expect(bomb.length).toBeLessThan(1024);
+    const big = await post('/v1/events', bomb, { ...auth, 'content-encoding': 'gzip' });
+    expect(big.status).toBe(413);
+    expect(big.body.error).toMatch(/once decompressed/);
+    const broken = await post('/v1/events', Buffer.from('not gzip at all'), {
+      ...auth,
+      'content-encoding': 'gzip',
+    });
+    expect(broken.status).toBe(400);
+    expect(broken.body.error).toMatch(/^the body is not valid gzip/);
+    for (const coding of ['compress', 'zstd', 'gzip, br']) {
+      const r = await post('/v1/events', ev('never'), { ...auth, 'content-encoding': coding });
+      expect([coding, r.status]).toEqual([coding, 415]);
+      expect(r.body.error).toMatch(/is not supported/);
+    }
+    // a webhook is verified on the bytes as sent: no coding
+    const hook = await post('/v1/hooks/halo/halo2', gzipSync(halo('h-gz', 'x')), {
+      ...haloAuth,
+      'content-encoding': 'gzip',
+    });
+    expect(hook.status).toBe(415);
+    expect(hook.body.error).toMatch(/uncompressed/);
+    expect(await archived('never')).toBeUndefined();
+  });
+
+  it('ignores a UTF-8 byte order mark, on /v1/events and on webhooks', async () => {
+    const one = await post('/v1/events', Buffer.concat([BOM, Buffer.from(ev('bom1'))]), auth);
+    expect(one.status).toBe(202);
+    const nd = await post('/v1/events', Buffer.concat([BOM, Buffer.from(`${ev('bom2')}\n${ev('bom3')}`)]), {
+      ...auth,
+      'content-type': 'application/x-ndjson',
+    });
+    expect(nd.body).toMatchObject({ accepted: 2 });
+    expect(nd.body.errors).toBeUndefined();
+    const hook = await post(
+      '/v1/hooks/halo/halo2',
+      Buffer.concat([BOM, Buffer.from(halo('h-bom', 'BOM'))]),
+      haloAuth,
+    );
+    expect(hook.status).toBe(202);
+    expect(await archived('bom2')).toMatchObject({ id: 'bom2' });
+  });
+
+  it('decodes the charset Content-Type names, and refuses one it has no decoder for', async () => {
+    const latin1 = Buffer.from(ev('cs1', { name: 'Müller' }), 'latin1');
+    expect(latin1.includes(0xfc)).toBe(true);
+    const r = await post('/v1/events', latin1, {
+      ...auth,
+      'content-type': 'application/json; charset=ISO-8859-1',
+    });
+    expect(r.status).toBe(202);
+    expect((await archived('cs1'))?.data).toEqual({ name: 'Müller' });
+    const quoted = await post('/v1/events', Buffer.from(ev('cs2', { name: 'Ærø' }), 'utf8'), {
+      ...auth,
+      'content-type': 'application/json;charset="utf-8"',
+    });
+    expect(quoted.status).toBe(202);
+    expect((await archived('cs2'))?.data).toEqual({ name: 'Ærø' });
+    const hook = await post(
+      '/v1/hooks/halo/halo2',
+      Buffer.from(halo('h-cs', 'Drucker im 2. Stock – kaputt?'), 'utf16le'),
+      {
+        ...haloAuth,
+        'content-type': 'application/json; charset=utf-16le',
+      },
+    );
+    expect(hook.status).toBe(202);
+    expect((await archived(hook.body.results?.[0]?.id ?? 'halo:h-cs'))?.data).toMatchObject({
+      summary: 'Drucker im 2. Stock – kaputt?',
+    });
+    const unknown = await post('/v1/events', ev('cs3'), {
+      ...auth,
+      'content-type': 'application/json; charset=klingon',
+    });
+    expect(unknown.status).toBe(415);
+    expect(unknown.body.error).toMatch(/charset "klingon" is not supported/);
+    expect(await archived('cs3')).toBeUndefined();
+  });
+
+  it('refuses bytes that are not UTF-8 on /v1/events, with their offset: the body, or only their NDJSON line', async () => {
+    const head = '{"id":"u1","source":"app","type":"thing.done","data":{"name":"M';
+    const bad = Buffer.concat([Buffer.from(head), Buffer.from([0xfc]), Buffer.from('ller"}}')]);
+    const one = await post('/v1/events', bad, auth);
+    expect(one.status).toBe(400);
+    expect(one.body.error).toBe(
+      `not valid UTF-8 at byte ${head.length} of the body: send UTF-8, or name the charset in Content-Type`,
+    );
+    const nd = Buffer.concat([Buffer.from(`${ev('u2')}\n`), bad, Buffer.from(`\n${ev('u3')}\n`)]);
+    const r = await post('/v1/events', nd, { ...auth, 'content-type': 'application/x-ndjson' });
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({
+      accepted: 2,
+      errors: [
+        {
+          index: 1,
+          error: `not valid UTF-8 at byte ${head.length} of the line: send UTF-8, or name the charset in Content-Type`,
+        },
+      ],
+    });
+    expect(await archived('u1')).toBeUndefined();
+    expect(await archived('u3')).toMatchObject({ id: 'u3' });
   });
 });

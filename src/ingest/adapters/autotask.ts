@@ -38,7 +38,7 @@ export function autotask(conn: Connection, req: HookRequest): AdaptedEvent[] {
   if (!signatureMatches(autotaskDigest(secret, req.body), header.slice(5))) {
     throw new AdapterError(401, 'X-Hook-Signature does not match the body');
   }
-  const body = parseJson(req.body);
+  const body = parseJson(req);
   if (!isObject(body)) throw new AdapterError(400, 'an Autotask webhook must be a JSON object');
   const action = ACTIONS[String(body.Action ?? '').toLowerCase()];
   if (!action) throw new AdapterError(422, 'Action must be Create, Update, Delete or Deactivated');

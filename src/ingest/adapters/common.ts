@@ -1,9 +1,14 @@
 /** Helpers shared by the adapters. */
-import { AdapterError } from '../connection.js';
+import { bodyText } from '../body.js';
+import { AdapterError, type HookRequest } from '../connection.js';
 
-export function parseJson(body: Buffer): unknown {
+/**
+ * A webhook's body as JSON, in its charset, without a byte order mark. Bytes that are not UTF-8
+ * are read as U+FFFD: the body is signed, and a PSA can do nothing about a refusal but retry.
+ */
+export function parseJson(req: HookRequest): unknown {
   try {
-    return JSON.parse(body.toString('utf8'));
+    return JSON.parse(bodyText(req.body, req.charset));
   } catch (e) {
     throw new AdapterError(400, `malformed JSON: ${(e as Error).message}`);
   }

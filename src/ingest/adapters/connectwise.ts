@@ -23,7 +23,7 @@ export async function connectwise(
   req: HookRequest,
   keys: KeyFetcher,
 ): Promise<AdaptedEvent[]> {
-  const body = parseJson(req.body);
+  const body = parseJson(req);
   if (!isObject(body)) throw new AdapterError(400, 'a ConnectWise callback must be a JSON object');
   const b = lowerKeys(body);
   const signature = req.headers['x-content-signature'];

@@ -121,7 +121,7 @@ export function halo(
   req: HookRequest,
 ): { events: AdaptedEvent[]; errors: Array<{ index: number; error: string }> } {
   verifyHalo(conn, req);
-  const body = parseJson(req.body);
+  const body = parseJson(req);
   const list = Array.isArray(body) ? body : [body];
   const events: AdaptedEvent[] = [];
   const errors: Array<{ index: number; error: string }> = [];
