@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { BodyError, bodyCharset, bodyCoding, bodyText, invalidUtf8, notUtf8 } from '../config/body.js';
 import type { AdminApi } from './api.js';
 import { AdminError } from './errors.js';
 import { OPERATIONS, type Operation, pathParams } from './ops.js';
@@ -49,7 +50,11 @@ function sendError(res: ServerResponse, e: AdminError, headers: Record<string, s
   send(res, e.httpStatus, { error: e.toJSON() }, { ...headers, ...retry });
 }
 
-/** Reads a JSON body: 415 without a JSON content type, 413 past the limit (before reading it all). */
+/**
+ * Reads a JSON body: 415 without a JSON content type, with a content coding or a charset with no
+ * decoder; 413 past the limit (before reading it all); 400 for bytes that are not UTF-8 (when no
+ * other charset is named) or JSON that does not parse. A UTF-8 byte order mark is ignored.
+ */
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const length = Number(req.headers['content-length'] ?? NaN);
   if (length > limit) throw new AdminError('payload_too_large', `the body is over ${limit} bytes`);
@@ -68,8 +73,23 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
       `send the body as application/json (got ${type || 'no content type'})`,
     );
   }
+  const body = Buffer.concat(chunks);
+  let charset: string | undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    bodyCoding(String(req.headers['content-encoding'] ?? ''), false);
+    charset = bodyCharset(type);
+  } catch (e) {
+    if (e instanceof BodyError) throw new AdminError('unsupported_media_type', e.message);
+    throw e;
+  }
+  const bad = charset === undefined ? invalidUtf8(body) : -1;
+  if (bad >= 0) {
+    throw new AdminError('invalid_argument', notUtf8(bad, 'body'), [
+      { field: '(body)', reason: `not valid UTF-8 at byte ${bad}` },
+    ]);
+  }
+  try {
+    return JSON.parse(bodyText(body, charset));
   } catch (e) {
     throw new AdminError('invalid_argument', `the body is not valid JSON: ${(e as Error).message}`, [
       { field: '(body)', reason: (e as Error).message },

@@ -15,10 +15,6 @@
 import uWS from 'uWebSockets.js';
 import { threadId } from 'node:worker_threads';
 import { genericEnvelope } from '../config/archive.js';
-import { checkEnvelope, MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
-import { autotask } from './adapters/autotask.js';
-import { connectwise } from './adapters/connectwise.js';
-import { halo } from './adapters/halo.js';
 import {
   BodyError,
   bodyCharset,
@@ -29,7 +25,11 @@ import {
   invalidLines,
   invalidUtf8,
   notUtf8,
-} from './body.js';
+} from '../config/body.js';
+import { checkEnvelope, MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
+import { autotask } from './adapters/autotask.js';
+import { connectwise } from './adapters/connectwise.js';
+import { halo } from './adapters/halo.js';
 import {
   type AdaptedEvent,
   AdapterError,
@@ -545,10 +545,44 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       });
     });
   });
+  // HEAD for the probes that some load balancers send: the status alone.
+  app.head('/healthz', (res) => headReply(res, 'healthz', 200));
+  app.head('/readyz', (res) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    opts.ready().then(
+      (ok) => !aborted && headReply(res, 'readyz', ok ? 200 : 503),
+      () => !aborted && headReply(res, 'readyz', 503),
+    );
+  });
+  // A known path with another method: 405 with what it allows (uWS tries any() after the
+  // method's own routes).
+  for (const [path, allow] of [
+    ['/v1/events', 'POST'],
+    ['/v1/hooks/:source/:connection', 'POST'],
+    ['/v1/hooks/:source/:connection/*', 'POST'],
+    ['/healthz', 'GET, HEAD'],
+    ['/readyz', 'GET, HEAD'],
+    ['/metrics', 'GET'],
+  ] as const) {
+    app.any(path, (res, req) => {
+      const { reply } = replier(res, 'other');
+      reply(405, { error: `method ${req.getMethod().toUpperCase()} not allowed: ${allow}` }, { allow });
+    });
+  }
   app.any('/*', (res) => {
     const { reply } = replier(res, 'other');
     reply(404, { error: 'not found' });
   });
+
+  function headReply(res: uWS.HttpResponse, route: string, status: number): void {
+    metrics.requests.inc({ route, status: String(status) });
+    res.cork(() => {
+      res.writeStatus(String(status)).writeHeader('content-type', 'application/json').endWithoutBody();
+    });
+  }
 
   const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(opts.host ?? '127.0.0.1', opts.port ?? 0, (token) =>

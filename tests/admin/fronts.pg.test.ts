@@ -68,6 +68,40 @@ describe('HTTP front end', () => {
     expect(r.status).toBe(400);
   });
 
+  it('bodies: a UTF-8 byte order mark is ignored, a named charset decoded; bytes not UTF-8 get 400, a content coding or unknown charset 415', async () => {
+    const make = (body: Buffer, headers: Record<string, string> = {}) =>
+      fetch(`${base}/v1/keys`, {
+        method: 'POST',
+        headers: { ...auth(), 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const named = async (r: Response) => ((await r.json()) as { name: string }).name;
+    const bom = await make(Buffer.from('\ufeff{"name":"with a BOM","role":"viewer"}'));
+    expect(bom.status).toBe(201);
+    expect(await named(bom)).toBe('with a BOM');
+    const latin1 = Buffer.from('{"name":"Müller","role":"viewer"}', 'latin1');
+    const decoded = await make(latin1, { 'content-type': 'application/json; charset=iso-8859-1' });
+    expect(decoded.status).toBe(201);
+    expect(await named(decoded)).toBe('Müller');
+    // the same bytes unlabelled: refused, not stored as M\ufffdller
+    const unlabelled = await make(latin1);
+    expect(unlabelled.status).toBe(400);
+    const e = ((await unlabelled.json()) as { error: { code: string; message: string } }).error;
+    expect(e).toMatchObject({ code: 'invalid_argument' });
+    expect(e.message).toMatch(/^not valid UTF-8 at byte 10 of the body/);
+    const { gzipSync } = await import('node:zlib');
+    const gz = await make(gzipSync('{"name":"gz","role":"viewer"}'), { 'content-encoding': 'gzip' });
+    expect(gz.status).toBe(415);
+    expect(((await gz.json()) as { error: { message: string } }).error.message).toMatch(/uncompressed/);
+    const klingon = await make(Buffer.from('{"name":"k","role":"viewer"}'), {
+      'content-type': 'application/json; charset=klingon',
+    });
+    expect(klingon.status).toBe(415);
+    const list = await fetch(`${base}/v1/keys`, { headers: auth() });
+    const names = ((await list.json()) as { keys: Array<{ name: string }> }).keys.map((k) => k.name);
+    expect(names.filter((n) => n !== 'k').sort()).toEqual(['Müller', 'with a BOM']);
+  });
+
   it('413 for a body over the limit, before reading it all', async () => {
     const big = JSON.stringify({ document: { id: 'big', source: '*', name: 'x'.repeat(1_100_000) } });
     const r = await fetch(`${base}/v1/rules`, {

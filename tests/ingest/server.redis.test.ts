@@ -290,6 +290,23 @@ describe('bad input', () => {
     expect((await post('/v1/hooks/jira/cw1', '{}')).status).toBe(404);
     expect((await fetch(`${base}/v2/whatever`)).status).toBe(404);
   });
+  it('405 with Allow for a known path and another method; HEAD for the health probes', async () => {
+    for (const [method, path, allow] of [
+      ['GET', '/v1/events', 'POST'],
+      ['PUT', '/v1/hooks/halo/halo1', 'POST'],
+      ['GET', '/v1/hooks/halo/halo1/secret', 'POST'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/metrics', 'GET'],
+    ] as const) {
+      const r = await fetch(`${base}${path}`, { method });
+      expect([method, path, r.status, r.headers.get('allow')]).toEqual([method, path, 405, allow]);
+      expect(((await r.json()) as { error: string }).error).toBe(`method ${method} not allowed: ${allow}`);
+    }
+    const head = await fetch(`${base}/healthz`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+    expect((await fetch(`${base}/readyz`, { method: 'HEAD' })).status).toBe(200);
+  });
   it('generic events: API key, per-item errors, NDJSON, rate limit with Retry-After', async () => {
     expect((await post('/v1/events', '{}')).status).toBe(401);
     expect((await post('/v1/events', '{}', { authorization: 'Bearer wrong' })).status).toBe(401);

@@ -1,5 +1,5 @@
 /** Helpers shared by the adapters. */
-import { bodyText } from '../body.js';
+import { bodyText } from '../../config/body.js';
 import { AdapterError, type HookRequest } from '../connection.js';
 
 /**

@@ -1,7 +1,7 @@
 /** body.ts: the offset of the first byte that is not UTF-8, and the header checks. */
 import { isUtf8 } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
-import { BodyError, bodyCharset, bodyCoding, invalidLines, invalidUtf8 } from '../../src/ingest/body.js';
+import { BodyError, bodyCharset, bodyCoding, invalidLines, invalidUtf8 } from '../../src/config/body.js';
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
 

@@ -1,6 +1,6 @@
 /**
- * A request body as text: its Content-Encoding undone (generic events only) and its charset
- * decoded. Checked from the headers before the body is read (`bodyCoding`, `bodyCharset`), so
+ * A request body as text, for the ingest and the admin API: its Content-Encoding undone (generic
+ * events only) and its charset decoded. Checked from the headers before the body is read (`bodyCoding`, `bodyCharset`), so
  * that a body that cannot be read is refused at once with 415.
  *
  * - Content-Encoding: `/v1/events` takes `gzip` (or `x-gzip`), `deflate` and `br`, as log
