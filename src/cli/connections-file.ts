@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { isOrigin, ORIGIN_REASON } from '../admin/connection-kinds.js';
+import { stripBom } from '../config/body.js';
 import type { Connection, PsaSource } from '../ingest/connection.js';
 
 export interface ConnectionsFile {
@@ -139,7 +140,7 @@ export function connectionsFileProblems(file: unknown): string[] {
 export function readConnectionsFile(path: string): ConnectionsFile {
   let file: unknown;
   try {
-    file = JSON.parse(readFileSync(path, 'utf8'));
+    file = JSON.parse(stripBom(readFileSync(path, 'utf8')));
   } catch (e) {
     throw new Error(`cannot read connections file ${path}: ${(e as Error).message}`);
   }

@@ -7,6 +7,7 @@
  */
 import { open, readFile } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
+import { stripBom } from '../config/body.js';
 import { checkEnvelope, compileRuleSet, Engine } from '../engine/index.js';
 
 export interface Io {
@@ -39,10 +40,6 @@ export function parseMatchArgs(argv: readonly string[]): { rules: string; events
   if (got.rules === undefined) throw new UsageError('missing --rules');
   if (got.events === undefined) throw new UsageError('missing --events');
   return { rules: got.rules, events: got.events };
-}
-
-function stripBom(s: string): string {
-  return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s;
 }
 
 /** Formats one output line: `{"event":"<id>","rules":[…]}`. */

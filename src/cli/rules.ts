@@ -17,6 +17,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { stripBom } from '../config/body.js';
 import { compileRuleSet } from '../engine/index.js';
 import { RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { openStore } from './env.js';
@@ -91,7 +92,7 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
     for (const f of list) {
       let value: unknown;
       try {
-        const text = readFileSync(f, 'utf8');
+        const text = stripBom(readFileSync(f, 'utf8'));
         value = extname(f) === '.json' ? JSON.parse(text) : parseYaml(text);
       } catch (e) {
         io.stderr.write(`${f}: ${(e as Error).message.split('\n')[0]}\n`);

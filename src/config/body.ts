@@ -172,3 +172,8 @@ export function invalidLines(body: Buffer): Map<number, number> {
 export function notUtf8(at: number, of: 'body' | 'line'): string {
   return `not valid UTF-8 at byte ${at} of the ${of}: send UTF-8, or name the charset in Content-Type`;
 }
+
+/** Text without a leading byte order mark (files saved by Windows editors start with one). */
+export function stripBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}

@@ -3,9 +3,11 @@
  * place, including what the schema cannot say (what each source verifies with, one connection per
  * webhook address, one tenant per key).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { connectionsFileProblems } from '../../src/cli/connections-file.js';
+import { connectionsFileProblems, readConnectionsFile } from '../../src/cli/connections-file.js';
 
 const KEY = 'a-long-random-secret-of-16-or-more-characters';
 
@@ -37,6 +39,13 @@ describe('connections file', () => {
       }),
     ).toEqual([]);
     expect(connectionsFileProblems({})).toEqual([]);
+  });
+
+  it('reads a file that starts with a byte order mark', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'sb-conn-')), 'connections.json');
+    const file = { connections: [{ tenant: 'a', id: 'at', source: 'autotask', autotask: { secret: KEY } }] };
+    writeFileSync(path, `\ufeff${JSON.stringify(file)}`);
+    expect(readConnectionsFile(path)).toEqual(file);
   });
 
   it('names each problem by its place', () => {

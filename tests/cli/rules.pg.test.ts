@@ -77,6 +77,18 @@ it('applies rule files idempotently, printing what it did', async () => {
   });
 });
 
+it('reads rule files that start with a byte order mark (as Windows editors save them)', async () => {
+  const bomDir = join(dir, 'bom');
+  mkdirSync(bomDir);
+  writeFileSync(join(bomDir, 'a.json'), `\ufeff${JSON.stringify([{ id: 'bom-json', source: '*' }])}`);
+  writeFileSync(join(bomDir, 'b.yaml'), '\ufeffid: bom-yaml\nsource: halo\non: ticket.created\n');
+  const r = await run(['apply', '-f', bomDir, '--tenant', 'acme', '--dry-run']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain('+ acme/bom-json (new, dry run)');
+  expect(r.stdout).toContain('+ acme/bom-yaml (new, dry run)');
+});
+
 it('rejects the whole set, writing nothing, when any rule is bad', async () => {
   const bad = join(dir, 'bad');
   mkdirSync(bad);
