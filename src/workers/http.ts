@@ -26,8 +26,10 @@ for (const [net, bits] of [
   BLOCKED.addSubnet(net, bits, 'ipv4');
 }
 for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
+  // unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d
+  ['::', 96],
+  // IPv4-translated (SIIT) ::ffff:0:a.b.c.d; IPv4-mapped ::ffff:a.b.c.d is checked as IPv4 below
+  ['::ffff:0:0:0', 96],
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],

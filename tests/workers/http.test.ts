@@ -1,8 +1,11 @@
-/** The workers' HTTP client against a local server: what it does with an answer that never ends. */
+/**
+ * The workers' HTTP client: which addresses it refuses (SSRF), and, against a local server, what it
+ * does with an answer that never ends.
+ */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { send } from '../../src/workers/http.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isBlockedAddress, send } from '../../src/workers/http.js';
 
 let server: Server;
 let url = '';
@@ -32,4 +35,50 @@ it('answers with the first MiB of a body that never ends, instead of timing out'
   expect(res.body.startsWith('aaaa')).toBe(true);
   for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
   expect(closed).toBe(true);
+});
+
+describe('isBlockedAddress', () => {
+  it('blocks loopback, private, link-local, metadata and unspecified addresses, however written', () => {
+    for (const a of [
+      '127.0.0.1',
+      '127.255.0.9',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::',
+      '::1',
+      '0:0:0:0:0:0:0:1',
+      'fe80::1',
+      'fd00::1',
+      'fd00:ec2::254',
+      // IPv4-mapped, dotted and as URL parsers write it
+      '::ffff:127.0.0.1',
+      '::ffff:7f00:1',
+      '::ffff:a9fe:a9fe',
+      '::ffff:10.0.0.1',
+      // IPv4-compatible (deprecated) and IPv4-translated forms of loopback
+      '::127.0.0.1',
+      '::7f00:1',
+      '::ffff:0:7f00:1',
+      '64:ff9b::7f00:1',
+      'not an address',
+    ]) {
+      expect([a, isBlockedAddress(a)]).toEqual([a, true]);
+    }
+  });
+
+  it('lets public addresses through', () => {
+    for (const a of [
+      '93.184.216.34',
+      '1.1.1.1',
+      '2606:4700:4700::1111',
+      '::ffff:93.184.216.34',
+      '172.32.0.1',
+    ]) {
+      expect([a, isBlockedAddress(a)]).toEqual([a, false]);
+    }
+  });
 });
