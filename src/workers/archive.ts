@@ -165,7 +165,7 @@ export class ArchiveDrain {
     await this.db.query(
       `insert into events (tenant_id, id, received_on, received_at, source, type, time, envelope)
        select x.tenant_id, x.id, (x.received_at at time zone 'UTC')::date, x.received_at, x.source, x.type, x.time, x.envelope
-         from jsonb_to_recordset($1::jsonb) as x(tenant_id text, id text, received_at timestamptz, source text,
+         from json_to_recordset($1::json) as x(tenant_id text, id text, received_at timestamptz, source text,
               type text, time timestamptz, envelope jsonb)
        on conflict do nothing`,
       [pgJson(rows)],

