@@ -162,6 +162,25 @@ function parseTime(field: string, v: unknown): string | undefined {
   return new Date(v).toISOString();
 }
 
+/**
+ * The [from, to) window of an input's times, `defaults` standing in for those not given. A window
+ * that ends before it starts (or where it starts) is refused: it would match nothing, silently.
+ */
+function parseWindow(
+  i: { from?: unknown; to?: unknown },
+  defaults: { from?: string; to?: string } = {},
+): { from: string | undefined; to: string | undefined } {
+  const givenTo = parseTime('to', i.to);
+  const from = parseTime('from', i.from) ?? defaults.from;
+  const to = givenTo ?? defaults.to;
+  if (from !== undefined && to !== undefined && Date.parse(to) <= Date.parse(from)) {
+    throw givenTo !== undefined
+      ? invalid('to', `must be after from (${from})`)
+      : invalid('from', `must be before to, which defaults to ${to}`);
+  }
+  return { from, to };
+}
+
 const MAX_TEST_EVENTS = 100;
 
 /** SQL conditions joined by `and`, each `?` numbered as the next parameter, in order. */
@@ -467,8 +486,7 @@ export class AdminService {
     if (i.status) w.and('status = ?', i.status);
     if (i.ruleId) w.and('rule_id = ?', i.ruleId);
     if (i.eventId) w.and('event_id = ?', i.eventId);
-    const from = parseTime('from', i.from);
-    const to = parseTime('to', i.to);
+    const { from, to } = parseWindow(i);
     if (from) w.and('created_at >= ?', from);
     if (to) w.and('created_at < ?', to);
     if (i.cursor) w.and('(created_at, id) < (?::timestamptz, ?)', ...decodeCursor(i.cursor));
@@ -640,8 +658,7 @@ export class AdminService {
   ): Promise<Envelope[]> {
     const w = new Where().and('tenant_id = ?', c.tenant);
     if (i.ids) w.and('id = any(?)', i.ids);
-    const from = parseTime('from', i.from);
-    const to = parseTime('to', i.to);
+    const { from, to } = parseWindow(i);
     if (from) w.and('received_at >= ?', from);
     if (to) w.and('received_at < ?', to);
     if (i.source) w.and('source = ?', i.source);
@@ -733,8 +750,9 @@ export class AdminService {
    */
   async backtest(c: Caller, i: { document: Obj; from: string; to?: string; samples?: number }): Promise<Obj> {
     const rule = this.compile(c, { id: 'backtest', ...i.document, status: 'active' });
-    const from = parseTime('from', i.from)!;
-    const to = parseTime('to', i.to) ?? new Date(this.now()).toISOString();
+    const window = parseWindow(i, { to: new Date(this.now()).toISOString() });
+    const from = window.from!;
+    const to = window.to!;
     if (Date.parse(to) - Date.parse(from) > 92 * 86_400_000)
       throw invalid('to', 'a backtest window is at most 92 days');
     const t0 = performance.now();
@@ -904,8 +922,12 @@ export class AdminService {
   // ── stats, settings, keys ────────────────────────────────────────────────────────────────
 
   async stats(c: Caller, i: { from?: string; to?: string }): Promise<Obj> {
-    const from = parseTime('from', i.from) ?? new Date(this.now() - 7 * 86_400_000).toISOString();
-    const to = parseTime('to', i.to) ?? new Date(this.now() + 60_000).toISOString();
+    const window = parseWindow(i, {
+      from: new Date(this.now() - 7 * 86_400_000).toISOString(),
+      to: new Date(this.now() + 60_000).toISOString(),
+    });
+    const from = window.from!;
+    const to = window.to!;
     const r = await this.d.db.query<{ rule_id: string; status: string; n: string }>(
       `select rule_id, status, count(*)::text as n from runs
         where tenant_id = $1 and created_at >= $2 and created_at < $3 group by rule_id, status`,

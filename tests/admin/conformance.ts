@@ -756,6 +756,25 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
             }),
           );
           expect(none.events ?? 0).toBe(0);
+          // A window that ends before it starts matches nothing: it is refused, not answered empty.
+          const inverted = { from: `${day2}T00:00:00Z`, to: `${day1}T00:00:00Z` };
+          for (const [op, input] of [
+            ['Backtest', { document: { source: '*' }, ...inverted }],
+            ['ReplayEvents', inverted],
+            ['ListRuns', inverted],
+            ['GetStats', inverted],
+          ] as const) {
+            const e = err(await call('editor', op, input));
+            expect([op, e.code, e.details[0]!.field]).toEqual([op, 'invalid_argument', 'to']);
+          }
+          // A future from, to defaulting to now: the message says where to came from.
+          const future = err(
+            await call('viewer', 'Backtest', { document: { source: '*' }, from: '2999-01-01T00:00:00Z' }),
+          );
+          expect([future.details[0]!.field, future.message]).toEqual([
+            'from',
+            expect.stringMatching(/^from: must be before to, which defaults to \d{4}-/),
+          ]);
         });
 
         it('API keys: made by admins, shown once, revocable; settings', async () => {
