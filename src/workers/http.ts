@@ -209,12 +209,29 @@ function networkError(e: Error, url: URL): ActionError {
   });
 }
 
-/** `Retry-After` as milliseconds (seconds or an HTTP date), or undefined. */
+/**
+ * The longest wait a `Retry-After` is taken for: a server asking for more (a typo, a day-long
+ * maintenance) would otherwise park the step, or a PSA connection, for as long as it said. After
+ * an hour the step tries again and is told again.
+ */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * `Retry-After` as milliseconds, at most MAX_RETRY_AFTER_MS: delay-seconds (fractions accepted,
+ * some servers send them) or an HTTP date. Undefined when absent or neither: Date.parse alone
+ * would read "1.5" or "-5" as dates in 2001.
+ */
 export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const t = Date.parse(value);
-  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
+  const v = value?.trim();
+  if (!v) return undefined;
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(v)) ms = Number(v) * 1000;
+  else if (/[a-z]/i.test(v)) {
+    const t = Date.parse(v);
+    if (!Number.isFinite(t)) return undefined;
+    ms = t - now;
+  } else return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, Math.ceil(ms)));
 }
 
 /** Classifies an HTTP answer the way workflows.md says: 2xx ok; 408, 429, 5xx retryable; other 4xx not. */

@@ -23,6 +23,16 @@ const AUTOTASK_CONCURRENCY = 3;
 const AUTOTASK_ZONE_LOOKUP = 'https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation';
 /** How long a connection rests after a 429 without Retry-After (ConnectWise publishes no limit). */
 const DEFAULT_COOL_MS = 5000;
+/**
+ * The shortest rest after a 429, whatever Retry-After says: `Retry-After: 0` on every answer would
+ * otherwise send the step back at once, a request a turn, for as long as the PSA refuses.
+ */
+export const MIN_COOL_MS = 1000;
+
+/** How long a connection rests after a 429 with this Retry-After. */
+export function coolMs(retryAfter: string | undefined, now: number): number {
+  return Math.max(MIN_COOL_MS, retryAfterMs(retryAfter, now) ?? DEFAULT_COOL_MS);
+}
 
 interface Prepared {
   readonly base: string;
@@ -129,7 +139,7 @@ export class PsaClients {
       res = await go();
     }
     if (res.status === 429) {
-      const ms = retryAfterMs(res.headers['retry-after'], this.now()) ?? DEFAULT_COOL_MS;
+      const ms = coolMs(res.headers['retry-after'], this.now());
       await this.budgets.coolDown(budgetKey, ms);
       throw new WaitError(
         ms,

@@ -1,11 +1,12 @@
 /**
- * The workers' HTTP client: which addresses it refuses (SSRF), and, against a local server, what it
- * does with an answer that never ends.
+ * The workers' HTTP client: which addresses it refuses (SSRF), how it reads Retry-After, and,
+ * against a local server, what it does with an answer that never ends.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBlockedAddress, send } from '../../src/workers/http.js';
+import { isBlockedAddress, MAX_RETRY_AFTER_MS, retryAfterMs, send } from '../../src/workers/http.js';
+import { coolMs, MIN_COOL_MS } from '../../src/workers/psa.js';
 
 let server: Server;
 let url = '';
@@ -80,5 +81,30 @@ describe('isBlockedAddress', () => {
     ]) {
       expect([a, isBlockedAddress(a)]).toEqual([a, false]);
     }
+  });
+});
+
+describe('Retry-After', () => {
+  const now = Date.parse('2026-12-07T12:00:00Z');
+  it('reads delay-seconds (fractions too) and HTTP dates, and nothing else', () => {
+    expect(retryAfterMs('120', now)).toBe(120_000);
+    expect(retryAfterMs(' 1.5 ', now)).toBe(1500);
+    expect(retryAfterMs('Mon, 07 Dec 2026 12:00:30 GMT', now)).toBe(30_000);
+    expect(retryAfterMs('Mon, 07 Dec 2026 11:00:00 GMT', now)).toBe(0);
+    // Date.parse reads these as days of 2001
+    for (const junk of ['-5', '1.5.2', 'soon', '', undefined])
+      expect([junk, retryAfterMs(junk, now)]).toEqual([junk, undefined]);
+  });
+  it('is taken for an hour at most', () => {
+    expect(retryAfterMs('86400', now)).toBe(MAX_RETRY_AFTER_MS);
+    expect(retryAfterMs('Fri, 01 Jan 2100 00:00:00 GMT', now)).toBe(MAX_RETRY_AFTER_MS);
+  });
+  it('rests a PSA connection at least a second after a 429, 5 s when Retry-After says nothing usable', () => {
+    expect(coolMs('0', now)).toBe(MIN_COOL_MS);
+    expect(coolMs('0.2', now)).toBe(MIN_COOL_MS);
+    expect(coolMs('7', now)).toBe(7000);
+    expect(coolMs(undefined, now)).toBe(5000);
+    expect(coolMs('whenever', now)).toBe(5000);
+    expect(coolMs('999999', now)).toBe(MAX_RETRY_AFTER_MS);
   });
 });
