@@ -70,7 +70,7 @@ function post(agent: Agent, id: string): Promise<number | string> {
   });
 }
 
-it('answers or refuses every request when a server thread dies mid-load, and loses no acknowledged event', {
+it('answers every request of a server thread that fails mid-load, and loses no acknowledged event', {
   timeout: 60_000,
 }, async () => {
   const connections = await applyOfflineRule(dir, env, 'thread-crash-key-0123456789');
