@@ -24,6 +24,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import protobuf from 'protobufjs';
 import type { AdminApi } from './api.js';
 import { AdminError } from './errors.js';
+import { MAX_ADMIN_BODY } from './http.js';
 
 /** admin.proto, found from this module (src/admin in development, dist/ in the bundle). */
 function findProto(): string {
@@ -227,7 +228,8 @@ export async function startAdminGrpc(
   for (const op of api.byName.keys())
     if (!(op in service.service)) throw new Error(`ops.ts lists ${op}, which admin.proto does not have`);
 
-  const server = new Server();
+  // The HTTP front end's body limit, for the same requests: grpc-js would take 4 MiB.
+  const server = new Server({ 'grpc.max_receive_message_length': MAX_ADMIN_BODY });
   server.addService(service.service, impl);
   const health = new HealthImplementation({ '': 'SERVING', [ADMIN_SERVICE]: 'SERVING' });
   health.addToServer(server);

@@ -9,6 +9,7 @@ import {
   type GrpcObject,
   loadPackageDefinition,
   type ServiceClientConstructor,
+  status,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Redis } from 'ioredis';
@@ -16,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_SERVICE, OPERATIONS, openapi } from '../../src/admin/index.js';
 import { type AdminPlane, startAdminPlane } from '../../src/cli/admin.js';
 import { type Db, migrate, openPglite, SecretBox } from '../../src/store/index.js';
+import { AdminClient } from './client.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 
@@ -160,6 +162,20 @@ describe('HTTP front end', () => {
 });
 
 describe('gRPC front end', () => {
+  it('refuses a message over the HTTP body limit (RESOURCE_EXHAUSTED), as HTTP answers 413', async () => {
+    const client = new AdminClient(plane.http.port, plane.grpc.port);
+    try {
+      const doc = (id: string, n: number) => ({ document: { id, source: '*', name: 'x'.repeat(n) } });
+      const big = await client.call('grpc', key, 'ValidateRule', doc('big', 1_100_000));
+      expect(big).toMatchObject({ ok: false, code: `grpc-${status.RESOURCE_EXHAUSTED}` });
+      // under the limit, the same request is taken (and judged on its merits)
+      const small = await client.call('grpc', key, 'ValidateRule', doc('small', 100));
+      expect(small.ok).toBe(true);
+    } finally {
+      client.close();
+    }
+  });
+
   it('serves the standard health service', async () => {
     const def = loadSync(
       new URL('../../node_modules/grpc-health-check/proto/health/v1/health.proto', import.meta.url).pathname,
