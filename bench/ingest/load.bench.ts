@@ -9,11 +9,16 @@
  * 2. batches: NDJSON, 100 events a request, 10k active rules, ~5% of events matching: events/s;
  * 3. latency: one event per request at a fixed 5,000 events/s: p50/p99 from request to 2xx.
  *
+ * Each ingest result also says how many AOF rewrites Redis began during its measured run
+ * (`redisAofRewrites`): Redis shares the 2 cores, the bench has no workers or drains consuming what
+ * it writes, so its dataset only grows and a rewrite copies all of it, several seconds of a core.
+ *
  * Writes bench/results/ingest.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
 import { build } from '../../scripts/build-lib.mjs';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
 import { makeWorkload } from '../engine/workload.js';
@@ -160,6 +165,13 @@ function summary(r: autocannon.Result, batch: number) {
 }
 
 const results: Record<string, unknown> = {};
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390', { maxRetriesPerRequest: 1 });
+/** AOF rewrites Redis has begun since it started (done, and the one running). */
+async function aofRewrites(): Promise<number> {
+  const info = await redis.info('persistence');
+  const n = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+  return n('aof_rewrites') + n('aof_rewrite_in_progress');
+}
 // One event per request also at 64 and 128 connections (both servers, same run): the ingest
 // answers after a Redis round trip shared by the requests waiting for it, so its share of the
 // bare server's rate depends on how many requests are in flight.
@@ -177,7 +189,9 @@ for (const [name, mode, batch, rate, connections] of [
 ] as const) {
   const s = await startServer(mode);
   await load(s.port, batch, rate, connections).catch(() => undefined); // warm-up run, discarded
-  const r = summary(await load(s.port, batch, rate, connections), batch);
+  const rewrites = await aofRewrites();
+  const r: Record<string, unknown> = summary(await load(s.port, batch, rate, connections), batch);
+  if (mode === 'ingest') r.redisAofRewrites = (await aofRewrites()) - rewrites;
   if (rate) {
     // autocannon's rate sends each second's 5,000 requests as one burst at the start of the
     // second; the steady sender spaces them (request i leaves at i / rate). Both are reported.
@@ -189,7 +203,7 @@ for (const [name, mode, batch, rate, connections] of [
     // connections and compile its code, and at 50,000 requests the slowest 1% is 500 of them.
     await paced(s.port, rate, 2, next);
     const steady = await paced(s.port, rate, SECONDS, next);
-    (r as Record<string, unknown>).steady = {
+    r.steady = {
       eventsPerSec: Math.round(steady['2xx'] / SECONDS),
       non2xx: steady.non2xx,
       latencyMs: steady.latency,
@@ -224,4 +238,5 @@ const out = {
   ),
 };
 writeFileSync('bench/results/ingest.json', `${JSON.stringify(out, null, 2)}\n`);
+redis.disconnect();
 console.log('wrote bench/results/ingest.json', 'single vs bare:', out.singleVsBare);
