@@ -6,7 +6,7 @@
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { AdminError, type FieldError, passingFailure } from './errors.js';
-import { type ApiKeys, allows } from './keys.js';
+import { type ApiKeys, allows, type Caller } from './keys.js';
 import { inputSchema, OPERATIONS, type Operation } from './ops.js';
 import type { AdminService } from './service.js';
 
@@ -85,7 +85,18 @@ export class AdminApi {
     key: string | undefined,
     input: Record<string, unknown>,
   ): Promise<Record<string, unknown>> {
-    const caller = await this.keys.authenticate(key);
+    return this.invokeAs(op, await this.keys.authenticate(key), input);
+  }
+
+  /**
+   * Runs one operation for a caller who needs no key (the command line, which holds the database
+   * itself): the role check and input validation of every call, without authentication.
+   */
+  async invokeAs(
+    op: Operation,
+    caller: Caller,
+    input: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
     if (!allows(caller.role, op.role)) {
       throw new AdminError(
         'permission_denied',

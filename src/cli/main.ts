@@ -4,6 +4,7 @@
 import './v8-flags.js';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { runAdmin } from './admin.js';
+import { runArchive } from './archive.js';
 import { runDemo } from './demo.js';
 import { StartupError } from './env.js';
 import { isIngestThread, runIngestThread } from './ingest-thread.js';
@@ -30,6 +31,10 @@ commands:
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
   rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
   rules export [--tenant T]                         print the stored rules as JSON
+  backtest -f RULE_FILE --from TIME [--to TIME]     a draft rule (or a stored one: --rule ID) over the
+                                                    archived events of a window: per day, matches, samples
+  replay --from TIME [--to TIME] [--live]           archived events through the active rules (or --id ID …):
+                                                    which rules match (dry run), or queue their runs (--live)
   help                                              show this help
 `;
 
@@ -59,6 +64,9 @@ async function command(argv: readonly string[]): Promise<number> {
       return runAdmin(rest, { stdout: process.stdout, stderr: process.stderr });
     case 'rules':
       return runRules(rest, { stdout: process.stdout, stderr: process.stderr });
+    case 'backtest':
+    case 'replay':
+      return runArchive(cmd, rest, { stdout: process.stdout, stderr: process.stderr });
     case 'match':
       return runMatch(rest, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
     case 'help':

@@ -52,6 +52,50 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+export interface RuleFileDoc {
+  readonly doc: Record<string, unknown>;
+  readonly file: string;
+}
+
+/**
+ * The rule documents of files and folders (JSON or YAML, one rule or a list per file; a folder:
+ * its .json/.yaml/.yml files), each with its file; a document without a tenant gets `tenant` when
+ * given. Throws an Error whose message is the line to print when a path or file cannot be read.
+ */
+export function readRuleFiles(
+  paths: readonly string[],
+  tenant: string | undefined,
+  cmd: string,
+): RuleFileDoc[] {
+  const docs: RuleFileDoc[] = [];
+  for (const p of paths) {
+    let list: string[];
+    try {
+      list = files(p);
+    } catch (e) {
+      throw new Error(
+        `signalbox ${cmd}: cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+    for (const f of list) {
+      let value: unknown;
+      try {
+        const text = stripBom(readFileSync(f, 'utf8'));
+        value = extname(f) === '.json' ? JSON.parse(text) : parseYaml(text);
+      } catch (e) {
+        throw new Error(`${f}: ${(e as Error).message.split('\n')[0]}`);
+      }
+      for (const d of Array.isArray(value) ? value : [value]) {
+        const doc = (typeof d === 'object' && d !== null ? { ...d } : d) as Record<string, unknown>;
+        if (typeof doc === 'object' && doc !== null && doc.tenant === undefined && tenant !== undefined)
+          doc.tenant = tenant;
+        docs.push({ doc, file: f });
+      }
+    }
+  }
+  return docs;
+}
+
 export async function runRules(argv: readonly string[], io: RulesIo): Promise<number> {
   const [sub, ...rest] = argv;
   const paths: string[] = [];
@@ -78,33 +122,12 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   if (paths.length === 0) return usage(io, 'apply needs -f PATH');
 
   // Read every file, then validate every rule, before anything is written.
-  const docs: Array<{ doc: Record<string, unknown>; file: string }> = [];
-  for (const p of paths) {
-    let list: string[];
-    try {
-      list = files(p);
-    } catch (e) {
-      io.stderr.write(
-        `signalbox rules: cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`,
-      );
-      return 2;
-    }
-    for (const f of list) {
-      let value: unknown;
-      try {
-        const text = stripBom(readFileSync(f, 'utf8'));
-        value = extname(f) === '.json' ? JSON.parse(text) : parseYaml(text);
-      } catch (e) {
-        io.stderr.write(`${f}: ${(e as Error).message.split('\n')[0]}\n`);
-        return 2;
-      }
-      for (const d of Array.isArray(value) ? value : [value]) {
-        const doc = (typeof d === 'object' && d !== null ? { ...d } : d) as Record<string, unknown>;
-        if (typeof doc === 'object' && doc !== null && doc.tenant === undefined && tenant !== undefined)
-          doc.tenant = tenant;
-        docs.push({ doc, file: f });
-      }
-    }
+  let docs: RuleFileDoc[];
+  try {
+    docs = readRuleFiles(paths, tenant, 'rules');
+  } catch (e) {
+    io.stderr.write(`${(e as Error).message}\n`);
+    return 2;
   }
   const { errors } = compileRuleSet(docs.map((d) => d.doc));
   const problems = errors.map((e) => `${docs[e.index]!.file}: ${e.label}: ${e.error.message}`);

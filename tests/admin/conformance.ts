@@ -12,6 +12,7 @@ import { OPERATIONS } from '../../src/admin/index.js';
 import { type AdminPlane, startAdminPlane } from '../../src/cli/admin.js';
 import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
 import { type Db, migrate, SecretBox } from '../../src/store/index.js';
+import { archiveEvent } from '../pg-schema.js';
 import { AdminClient, type Answer, dropNulls, type Transport } from './client.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -676,11 +677,7 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
               previous: null,
               receivedAt: at,
             };
-            await db.query(
-              `insert into events (tenant_id, id, received_on, received_at, source, type, time, envelope)
-               values ('acme', $1, $2, $3, 'halo', $4, $3, $5)`,
-              [id, day, at, type, JSON.stringify(envelope)],
-            );
+            await archiveEvent(db, envelope);
           }
           const got = ok(await call('viewer', 'GetEvent', { id: rid('ev1') }));
           expect(got.envelope).toMatchObject({

@@ -1,29 +1,19 @@
 /** `signalbox rules apply|export` through the real command, on Postgres in a schema of its own. */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { runCliOutput } from './serve-env.js';
 
-const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
 const url = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
 const schema = `sb_cli_${process.pid}_${Date.now().toString(36)}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-rules-'));
 const rulesDir = join(dir, 'rules');
 mkdirSync(rulesDir);
 
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, 'rules', ...args],
-      { env: { ...process.env, DATABASE_URL: url, SIGNALBOX_DB_SCHEMA: schema } },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const run = (args: string[]) =>
+  runCliOutput({ ...process.env, DATABASE_URL: url, SIGNALBOX_DB_SCHEMA: schema }, ['rules', ...args]);
 
 afterAll(async () => {
   const c = new pg.Client({ connectionString: url });

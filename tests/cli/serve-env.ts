@@ -62,6 +62,18 @@ export async function spawnServe(
   };
 }
 
+/** Runs `signalbox <args>` with `env`; resolves with its exit status and output. */
+export function runCliOutput(
+  env: NodeJS.ProcessEnv,
+  args: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
 /** Runs `signalbox <args>` with `env`; resolves with 0, or 1 when it failed. */
 export function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<number> {
   return new Promise((resolve) =>
