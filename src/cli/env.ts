@@ -165,7 +165,7 @@ export function secretBox(env = commandEnv()): SecretBox {
 }
 
 /** Numeric settings from the environment that must be positive whole numbers when set. */
-const POSITIVE_INTEGERS = ['SIGNALBOX_ARCHIVE_DAYS', 'SIGNALBOX_TENANT_RATE'];
+const POSITIVE_INTEGERS = ['SIGNALBOX_ARCHIVE_DAYS', 'SIGNALBOX_HISTORY_DAYS', 'SIGNALBOX_TENANT_RATE'];
 
 /** The first malformed setting of the environment, as a message; undefined when all are fine. */
 export function envProblem(env: Record<string, string | undefined>): string | undefined {

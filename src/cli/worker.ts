@@ -38,6 +38,10 @@ export function workerFromEnv(
     ...(Number(env.SIGNALBOX_ARCHIVE_DAYS) > 0
       ? { archiveRetentionDays: Number(env.SIGNALBOX_ARCHIVE_DAYS) }
       : {}),
+    // SIGNALBOX_HISTORY_DAYS: how many days of run history Postgres keeps (default 90).
+    ...(Number(env.SIGNALBOX_HISTORY_DAYS) > 0
+      ? { historyRetentionDays: Number(env.SIGNALBOX_HISTORY_DAYS) }
+      : {}),
     defaultFrom: env.SIGNALBOX_MAIL_FROM,
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(fetchers !== undefined ? { fetchers } : {}),

@@ -200,4 +200,14 @@ create index events_by_time on events (tenant_id, received_at);
 create index events_by_type on events (tenant_id, type, received_at);
 `,
   },
+  {
+    version: 4,
+    name: 'run history retention: runs and log records by age',
+    sql: `
+-- The workers delete run history past its retention (SIGNALBOX_HISTORY_DAYS) oldest first, a few
+-- thousand rows a statement: these find them without reading the tables whole.
+create index runs_by_created on runs (created_at);
+create index audit_run_log_by_at on audit_log (at) where action = 'run.log';
+`,
+  },
 ];

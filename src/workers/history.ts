@@ -194,6 +194,12 @@ export const DRAIN_LINGER_MS = 250;
 /** Run records per statement. */
 const WRITE_RUNS = 2_000;
 
+/** Days of run history kept by default (runs, their steps, their `log` records). */
+export const HISTORY_DAYS = 90;
+/** Rows a pruning statement deletes: short statements, so the drain's writes never wait long. */
+const PRUNE_ROWS = 5_000;
+const HOUR = 3_600_000;
+
 /** Reads the history stream with a consumer group and writes it to Postgres in batches. */
 export class HistoryDrain {
   private readonly reader: StreamConsumer;
@@ -210,8 +216,16 @@ export class HistoryDrain {
       blockMs?: number;
       lingerMs?: number;
       watch?: OutageWatch;
+      /** Days of history kept (default HISTORY_DAYS); older runs are deleted, hourly. */
+      retentionDays?: number;
+      /** Rows a pruning statement deletes (default PRUNE_ROWS; tests use few). */
+      pruneRows?: number;
+      now?: () => number;
     } = {},
   ) {
+    this.retentionDays = opts.retentionDays ?? HISTORY_DAYS;
+    this.pruneRows = opts.pruneRows ?? PRUNE_ROWS;
+    this.now = opts.now ?? Date.now;
     this.reader = new StreamConsumer(
       redis,
       {
@@ -243,11 +257,68 @@ export class HistoryDrain {
   private writeError: Error | undefined;
 
   start(): Promise<void> {
+    this.prune();
     return this.reader.start();
   }
 
-  stop(): Promise<void> {
-    return this.reader.stop();
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.reader.stop();
+    await this.pruning;
+  }
+
+  private readonly retentionDays: number;
+  private readonly pruneRows: number;
+  private readonly now: () => number;
+  /** Why the last pruning stopped short (Postgres down), if it did. */
+  pruneError: Error | undefined;
+  /** The hour pruning last began, the pruning under way, and whether the drain is stopping. */
+  private pruned = -1;
+  private pruning: Promise<void> | undefined;
+  private stopping = false;
+
+  /**
+   * Starts deleting history past the retention, at most once an hour, beside the drain (its
+   * writes do not wait for it). Several workers may prune at once: each statement skips the rows
+   * another holds.
+   */
+  private prune(): void {
+    const hour = Math.floor(this.now() / HOUR);
+    if (hour === this.pruned || this.pruning) return;
+    this.pruned = hour;
+    this.pruning = this.deleteOld()
+      .then(() => undefined)
+      .catch((e) => {
+        // Postgres down: tried again with the next write.
+        this.pruned = -1;
+        this.pruneError = e as Error;
+      })
+      .finally(() => {
+        this.pruning = undefined;
+      });
+  }
+
+  /**
+   * Deletes the runs created before the retention (their steps go with them: on delete cascade)
+   * and the `log` records of that age, `pruneRows` to a statement. Returns how many runs went.
+   */
+  async deleteOld(): Promise<number> {
+    const before = new Date(this.now() - this.retentionDays * 86_400_000).toISOString();
+    let runs = 0;
+    for (const sql of [
+      `delete from runs where id in (select id from runs where created_at < $1
+         order by created_at limit $2 for update skip locked)`,
+      `delete from audit_log where id in (select id from audit_log where action = 'run.log' and at < $1
+         order by at limit $2 for update skip locked)`,
+    ]) {
+      for (;;) {
+        if (this.stopping) return runs;
+        const n = (await this.db.query(sql, [before, this.pruneRows])).rowCount;
+        if (sql.includes('from runs')) runs += n;
+        if (n < this.pruneRows) break;
+      }
+    }
+    return runs;
   }
 
   /**
@@ -255,6 +326,7 @@ export class HistoryDrain {
    * When Postgres does not answer, it throws (the drain reads the records again later).
    */
   async write(records: RunRecord[]): Promise<void> {
+    this.prune();
     const last = new Map<string, RunRecord>();
     const logs: Array<Record<string, unknown>> = [];
     for (const r of records) {

@@ -45,6 +45,8 @@ export interface WorkerOptions {
   readonly drainArchive?: boolean;
   /** Days the event archive keeps (default 30). */
   readonly archiveRetentionDays?: number;
+  /** Days of run history kept (default 90: HISTORY_DAYS). */
+  readonly historyRetentionDays?: number;
   readonly now?: () => number;
   readonly random?: () => number;
   /** Start taking jobs at once (default true); else call `run()` on each of `workers` (benchmarks attach listeners first). */
@@ -288,12 +290,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   let drain: HistoryDrain | undefined;
   const drainRedis = duplicate();
   if (o.drainHistory !== false) {
-    drain = new HistoryDrain(
-      drainRedis,
-      loops[0]!.history.key,
-      o.db,
-      storeWatch ? { watch: storeWatch } : {},
-    );
+    drain = new HistoryDrain(drainRedis, loops[0]!.history.key, o.db, {
+      ...(storeWatch ? { watch: storeWatch } : {}),
+      ...(o.historyRetentionDays !== undefined ? { retentionDays: o.historyRetentionDays } : {}),
+    });
     await drain.start();
   }
   // The event archive: the ingest's stream into Postgres (with the history drain, by default).

@@ -1,0 +1,118 @@
+/**
+ * Run history past its retention (SIGNALBOX_HISTORY_DAYS) is deleted by the history drain: old
+ * runs with their steps and `log` records, a few rows a statement; newer runs and the rest of the
+ * audit log stay.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type Db, migrate, setTenantSettings } from '../../src/store/index.js';
+import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
+import { testSchemaDb } from '../pg-schema.js';
+import { REDIS_URL } from './harness.js';
+
+let db: Db;
+let redis: Redis;
+const key = `retention${randomBytes(4).toString('hex')}`;
+const DAY = 86_400_000;
+const now = Date.parse('2026-12-07T12:00:00Z');
+
+beforeAll(async () => {
+  db = await testSchemaDb('retention')();
+  await migrate(db);
+  await setTenantSettings(db, 'acme', {});
+  redis = new Redis(REDIS_URL);
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await db?.close();
+});
+
+function run(id: string, daysAgo: number): RunRecord {
+  const at = now - daysAgo * DAY;
+  return {
+    id,
+    tenant: 'acme',
+    ruleId: 'r1',
+    version: 1,
+    eventId: `e-${id}`,
+    rev: 1,
+    status: 'completed',
+    reason: null,
+    createdAt: at,
+    startedAt: at,
+    finishedAt: at + 5,
+    error: null,
+    steps: [
+      {
+        idx: 0,
+        type: 'log',
+        status: 'completed',
+        attempts: 1,
+        startedAt: at,
+        finishedAt: at,
+        output: null,
+        error: null,
+      },
+    ],
+    logs: [{ idx: 0, at, record: { message: `run ${id}` } }],
+  };
+}
+
+it('deletes the runs, steps and log records older than the retention, and nothing newer', async () => {
+  // Written with a clock far in the past, so that writing them prunes nothing.
+  const writer = new HistoryDrain(redis.duplicate(), `${key}:w`, db, { now: () => now - 365 * DAY });
+  const old = Array.from({ length: 7 }, (_, i) => run(`old-${i}`, 40 + i));
+  const recent = Array.from({ length: 3 }, (_, i) => run(`new-${i}`, 29 - i));
+  await writer.write([...old, ...recent]);
+  await db.query(
+    `insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
+     values ('acme', 'someone', 'rule.create', 'rule', 'r1', '{}', $1)`,
+    [new Date(now - 100 * DAY).toISOString()],
+  );
+  const count = async (sql: string) => Number((await db.query<{ n: string }>(sql)).rows[0]!.n);
+  expect(await count('select count(*) as n from runs')).toBe(10);
+  expect(await count('select count(*) as n from steps')).toBe(10);
+  expect(await count(`select count(*) as n from audit_log where action = 'run.log'`)).toBe(10);
+
+  // 30 days kept, three rows a statement: seven old runs take three statements.
+  const drain = new HistoryDrain(redis.duplicate(), `${key}:d`, db, {
+    now: () => now,
+    retentionDays: 30,
+    pruneRows: 3,
+  });
+  expect(await drain.deleteOld()).toBe(7);
+  const left = await db.query<{ id: string }>('select id from runs order by id');
+  expect(left.rows.map((r) => r.id)).toEqual(['new-0', 'new-1', 'new-2']);
+  expect(await count(`select count(*) as n from steps where run_id like 'old-%'`)).toBe(0);
+  expect(await count('select count(*) as n from steps')).toBe(3);
+  expect(await count(`select count(*) as n from audit_log where action = 'run.log'`)).toBe(3);
+  // the audit of people's changes is not run history: it stays
+  expect(await count(`select count(*) as n from audit_log where action = 'rule.create'`)).toBe(1);
+  // again: nothing left to delete
+  expect(await drain.deleteOld()).toBe(0);
+});
+
+it('prunes by itself with its first write of each hour, beside the write', async () => {
+  let clock = now;
+  const drain = new HistoryDrain(redis.duplicate(), `${key}:h`, db, { now: () => clock, retentionDays: 30 });
+  const gone = async (id: string) => {
+    const until = Date.now() + 5_000;
+    while (Date.now() < until && (await db.query('select 1 from runs where id = $1', [id])).rowCount > 0)
+      await new Promise((res) => setTimeout(res, 20));
+    return (await db.query('select 1 from runs where id = $1', [id])).rowCount === 0;
+  };
+  // This hour's pruning starts with the first write, before its records are in: the old run
+  // written then waits for the next hour.
+  await drain.write([run('hourly-old', 60), run('hourly-new', 1)]);
+  await drain.write([run('hourly-old2', 61)]);
+  clock += 3_600_000;
+  await drain.write([run('hourly-newer', 0)]);
+  expect(await gone('hourly-old')).toBe(true);
+  expect(await gone('hourly-old2')).toBe(true);
+  const kept = await db.query<{ id: string }>(`select id from runs where id like 'hourly-%' order by id`);
+  expect(kept.rows.map((r) => r.id)).toEqual(['hourly-new', 'hourly-newer']);
+  expect(drain.pruneError).toBeUndefined();
+  await drain.stop();
+});
