@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { openRunQueue, type RunEvent, type RunJob, runJobId } from '../../src/config/runs.js';
 import {
   ConnectionStore,
@@ -17,8 +18,28 @@ import {
   setTenantSettings,
 } from '../../src/store/index.js';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../../src/workers/worker.js';
+import { testSchemaDb } from '../pg-schema.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+
+/**
+ * For tests of the drains alone: a migrated schema of the test's own with tenant acme, and Redis,
+ * made before the file's tests and closed after them (read them inside a test).
+ */
+export function drainStores(name: string): { readonly db: Db; readonly redis: Redis } {
+  const out = {} as { db: Db; redis: Redis };
+  beforeAll(async () => {
+    out.db = await testSchemaDb(name)();
+    await migrate(out.db);
+    await setTenantSettings(out.db, 'acme', {});
+    out.redis = new Redis(REDIS_URL);
+  });
+  afterAll(async () => {
+    out.redis?.disconnect();
+    await out.db?.close();
+  });
+  return out;
+}
 const PG_URL = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
 
 export interface Harness {

@@ -4,30 +4,14 @@
  * audit log stay.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type Db, migrate, setTenantSettings } from '../../src/store/index.js';
+import { expect, it } from 'vitest';
 import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
-import { testSchemaDb } from '../pg-schema.js';
-import { REDIS_URL } from './harness.js';
+import { drainStores } from './harness.js';
 
-let db: Db;
-let redis: Redis;
+const stores = drainStores('retention');
 const key = `retention${randomBytes(4).toString('hex')}`;
 const DAY = 86_400_000;
 const now = Date.parse('2026-12-07T12:00:00Z');
-
-beforeAll(async () => {
-  db = await testSchemaDb('retention')();
-  await migrate(db);
-  await setTenantSettings(db, 'acme', {});
-  redis = new Redis(REDIS_URL);
-});
-
-afterAll(async () => {
-  redis?.disconnect();
-  await db?.close();
-});
 
 function run(id: string, daysAgo: number): RunRecord {
   const at = now - daysAgo * DAY;
@@ -62,28 +46,30 @@ function run(id: string, daysAgo: number): RunRecord {
 
 it('deletes the runs, steps and log records older than the retention, and nothing newer', async () => {
   // Written with a clock far in the past, so that writing them prunes nothing.
-  const writer = new HistoryDrain(redis.duplicate(), `${key}:w`, db, { now: () => now - 365 * DAY });
+  const writer = new HistoryDrain(stores.redis.duplicate(), `${key}:w`, stores.db, {
+    now: () => now - 365 * DAY,
+  });
   const old = Array.from({ length: 7 }, (_, i) => run(`old-${i}`, 40 + i));
   const recent = Array.from({ length: 3 }, (_, i) => run(`new-${i}`, 29 - i));
   await writer.write([...old, ...recent]);
-  await db.query(
+  await stores.db.query(
     `insert into audit_log (tenant_id, actor, action, entity, entity_id, details, at)
      values ('acme', 'someone', 'rule.create', 'rule', 'r1', '{}', $1)`,
     [new Date(now - 100 * DAY).toISOString()],
   );
-  const count = async (sql: string) => Number((await db.query<{ n: string }>(sql)).rows[0]!.n);
+  const count = async (sql: string) => Number((await stores.db.query<{ n: string }>(sql)).rows[0]!.n);
   expect(await count('select count(*) as n from runs')).toBe(10);
   expect(await count('select count(*) as n from steps')).toBe(10);
   expect(await count(`select count(*) as n from audit_log where action = 'run.log'`)).toBe(10);
 
   // 30 days kept, three rows a statement: seven old runs take three statements.
-  const drain = new HistoryDrain(redis.duplicate(), `${key}:d`, db, {
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:d`, stores.db, {
     now: () => now,
     retentionDays: 30,
     pruneRows: 3,
   });
   expect(await drain.deleteOld()).toBe(7);
-  const left = await db.query<{ id: string }>('select id from runs order by id');
+  const left = await stores.db.query<{ id: string }>('select id from runs order by id');
   expect(left.rows.map((r) => r.id)).toEqual(['new-0', 'new-1', 'new-2']);
   expect(await count(`select count(*) as n from steps where run_id like 'old-%'`)).toBe(0);
   expect(await count('select count(*) as n from steps')).toBe(3);
@@ -96,12 +82,18 @@ it('deletes the runs, steps and log records older than the retention, and nothin
 
 it('prunes by itself with its first write of each hour, beside the write', async () => {
   let clock = now;
-  const drain = new HistoryDrain(redis.duplicate(), `${key}:h`, db, { now: () => clock, retentionDays: 30 });
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:h`, stores.db, {
+    now: () => clock,
+    retentionDays: 30,
+  });
   const gone = async (id: string) => {
     const until = Date.now() + 5_000;
-    while (Date.now() < until && (await db.query('select 1 from runs where id = $1', [id])).rowCount > 0)
+    while (
+      Date.now() < until &&
+      (await stores.db.query('select 1 from runs where id = $1', [id])).rowCount > 0
+    )
       await new Promise((res) => setTimeout(res, 20));
-    return (await db.query('select 1 from runs where id = $1', [id])).rowCount === 0;
+    return (await stores.db.query('select 1 from runs where id = $1', [id])).rowCount === 0;
   };
   // This hour's pruning starts with the first write, before its records are in: the old run
   // written then waits for the next hour.
@@ -111,7 +103,9 @@ it('prunes by itself with its first write of each hour, beside the write', async
   await drain.write([run('hourly-newer', 0)]);
   expect(await gone('hourly-old')).toBe(true);
   expect(await gone('hourly-old2')).toBe(true);
-  const kept = await db.query<{ id: string }>(`select id from runs where id like 'hourly-%' order by id`);
+  const kept = await stores.db.query<{ id: string }>(
+    `select id from runs where id like 'hourly-%' order by id`,
+  );
   expect(kept.rows.map((r) => r.id)).toEqual(['hourly-new', 'hourly-newer']);
   expect(drain.pruneError).toBeUndefined();
   await drain.stop();

@@ -5,29 +5,14 @@
  * started it is written as finished when it started.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type Db, migrate, pgJson, setTenantSettings, unstorablePath } from '../../src/store/index.js';
+import { expect, it } from 'vitest';
+import { pgJson, unstorablePath } from '../../src/store/index.js';
 import { ArchiveDrain } from '../../src/workers/archive.js';
 import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
-import { testSchemaDb } from '../pg-schema.js';
-import { REDIS_URL } from './harness.js';
+import { drainStores } from './harness.js';
 
-let db: Db;
-let redis: Redis;
+const stores = drainStores('refusals');
 const key = `refused${randomBytes(4).toString('hex')}`;
-
-beforeAll(async () => {
-  db = await testSchemaDb('refusals')();
-  await migrate(db);
-  await setTenantSettings(db, 'acme', {});
-  redis = new Redis(REDIS_URL);
-});
-
-afterAll(async () => {
-  redis?.disconnect();
-  await db?.close();
-});
 
 it('pgJson writes U+0000 and lone surrogates as U+FFFD, in values and keys, and leaves the rest alone', () => {
   const v = { 'k\u0000': ['a\u0000b', '\\u0000', '\\\u0000'], n: 1 };
@@ -46,7 +31,7 @@ it('pgJson writes U+0000 and lone surrogates as U+FFFD, in values and keys, and 
 });
 
 it('the archive keeps an event whose payload holds U+0000 or a lone surrogate', async () => {
-  const drain = new ArchiveDrain(redis.duplicate(), `${key}:archive`, db, { blockMs: 50 });
+  const drain = new ArchiveDrain(stores.redis.duplicate(), `${key}:archive`, stores.db, { blockMs: 50 });
   const at = new Date().toISOString();
   const envelope = (id: string, summary: string) => ({
     id,
@@ -87,7 +72,7 @@ it('the archive keeps an event whose payload holds U+0000 or a lone surrogate', 
       envelope: envelope('ok', 'fine'),
     },
   ]);
-  const rows = await db.query<{ id: string; summary: string }>(
+  const rows = await stores.db.query<{ id: string; summary: string }>(
     "select id, envelope->'data'->>'summary' as summary from events order by id",
   );
   expect(rows.rows).toEqual([
@@ -99,7 +84,7 @@ it('the archive keeps an event whose payload holds U+0000 or a lone surrogate', 
 });
 
 it('the history keeps a run whose error and step output hold U+0000', async () => {
-  const drain = new HistoryDrain(redis.duplicate(), `${key}:history`, db);
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:history`, stores.db);
   const now = Date.now();
   const run: RunRecord = {
     id: 'run-nul',
@@ -128,19 +113,20 @@ it('the history keeps a run whose error and step output hold U+0000', async () =
     ],
   };
   await drain.write([run]);
-  const r = await db.query<{ error: { message: string } }>('select error from runs where id = $1', [
+  const r = await stores.db.query<{ error: { message: string } }>('select error from runs where id = $1', [
     'run-nul',
   ]);
   expect(r.rows[0]?.error.message).toBe('bad\ufffdanswer');
-  const s = await db.query<{ output: { body: string } }>('select output from steps where run_id = $1', [
-    'run-nul',
-  ]);
+  const s = await stores.db.query<{ output: { body: string } }>(
+    'select output from steps where run_id = $1',
+    ['run-nul'],
+  );
   expect(s.rows[0]?.output.body).toBe('x\ufffdy');
   expect(drain.lastError).toBeUndefined();
 });
 
 it('the history keeps a run finished on a worker whose clock is behind', async () => {
-  const drain = new HistoryDrain(redis.duplicate(), `${key}:history`, db);
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:history`, stores.db);
   const started = Date.parse('2026-12-07T10:00:00.500Z');
   const run: RunRecord = {
     id: 'run-skew',
@@ -158,7 +144,7 @@ it('the history keeps a run finished on a worker whose clock is behind', async (
     steps: [],
   };
   await drain.write([run]);
-  const r = await db.query<{ started: string; finished: string }>(
+  const r = await stores.db.query<{ started: string; finished: string }>(
     'select started_at::text as started, finished_at::text as finished from runs where id = $1',
     ['run-skew'],
   );
