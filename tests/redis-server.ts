@@ -16,6 +16,24 @@ export function freePort(): Promise<number> {
 }
 
 /**
+ * A port for a server a test starts at a fixed port of its own choosing (one it restarts on, or
+ * whose threads share it): one that binds now, below Linux's ephemeral range (32768–60999), so
+ * that no outgoing connection of the test run takes it before the server does. (A fixed port in
+ * the ephemeral range did collide: "port 33930 (ingest) on 127.0.0.1 is in use by another process".)
+ */
+export async function listenablePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    const ok = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+}
+
+/**
  * Starts redis-server on `port` (no persistence, plus `extra` options) and resolves once it
  * answers PING: a fixed sleep before the first command was flaky in CI.
  */

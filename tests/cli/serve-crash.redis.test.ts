@@ -9,9 +9,10 @@ import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { readArchive } from '../../src/config/archive.js';
 import { archiveStreamKey, RUN_QUEUE, runJobId } from '../../src/config/runs.js';
+import { listenablePort } from '../redis-server.js';
 import { applyOfflineRule, serveEnv, spawnServe } from './serve-env.js';
 
-const port = 30_000 + ((process.pid + 7_919) % 20_000);
+const port = await listenablePort();
 const { dir, env, prefix, cleanup } = serveEnv('crash');
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390');
 const children: ChildProcess[] = [];

@@ -12,9 +12,10 @@ import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
 import { secretBox } from '../../src/cli/env.js';
 import { readArchive } from '../../src/config/archive.js';
 import { archiveStreamKey } from '../../src/config/runs.js';
+import { listenablePort } from '../redis-server.js';
 import { applyOfflineRule, serveEnv } from './serve-env.js';
 
-const port = 30_000 + ((process.pid + 15_013) % 20_000);
+const port = await listenablePort();
 const { dir, env, prefix, cleanup } = serveEnv('tcrash');
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390');
 

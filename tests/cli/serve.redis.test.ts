@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
 import { secretBox } from '../../src/cli/env.js';
+import { listenablePort } from '../redis-server.js';
 import { applyOfflineRule, BIN, runCli, serveEnv } from './serve-env.js';
 
-const port = 30_000 + (process.pid % 20_000);
+const port = await listenablePort();
 const { dir, env, cleanup } = serveEnv('serve');
 let child: ChildProcess | undefined;
 
