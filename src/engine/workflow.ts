@@ -254,15 +254,17 @@ export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow 
     if (Object.hasOwn(d, 'on'))
       throw invalid('schedule', 'a scheduled rule has no "on" (its events are schedule.tick)');
     if (debounce) throw invalid('schedule', 'a scheduled rule cannot also be debounced');
-    if (typeof o.cron !== 'string' || !validCron(o.cron))
+    const cron = o.cron;
+    const why = typeof cron === 'string' ? cronProblem(cron) : 'not a string';
+    if (typeof cron !== 'string' || why !== undefined)
       throw invalid(
         'schedule.cron',
-        `must be a cron expression of 5 or 6 fields, like "0 8 * * 1-5", not ${show(o.cron)}`,
+        `must be a cron expression of 5 or 6 fields, like "0 8 * * 1-5", not ${show(o.cron)}: ${why}`,
       );
     const tz = o.tz === undefined ? 'UTC' : o.tz;
     if (typeof tz !== 'string' || !validZone(tz))
       throw invalid('schedule.tz', `must be an IANA time zone like "Europe/London", not ${show(o.tz)}`);
-    schedule = { cron: o.cron, tz };
+    schedule = { cron, tz };
   }
   let loop = DEFAULT_LOOP;
   if (d.loop !== undefined) {
@@ -275,10 +277,115 @@ export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow 
   return { steps, onError, retries: ruleRetries, debounce, throttle, schedule, loop };
 }
 
-/** Five (minute first) or six (second first) fields of digits, `*`, `,`, `-`, `/`, names, `?`, `L`. */
-function validCron(text: string): boolean {
-  const fields = text.trim().split(/\s+/);
-  return (fields.length === 5 || fields.length === 6) && fields.every((f) => /^[0-9A-Za-z*,\-/?#]+$/.test(f));
+/** A cron field: its name, its values' range, and the names it takes (their value is their index + `first`). */
+interface CronField {
+  readonly name: string;
+  readonly min: number;
+  readonly max: number;
+  readonly names?: readonly string[];
+}
+
+const CRON_SECOND: CronField = { name: 'second', min: 0, max: 59 };
+const CRON_FIELDS: readonly CronField[] = [
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day of month', min: 1, max: 31 },
+  {
+    name: 'month',
+    min: 1,
+    max: 12,
+    names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
+  },
+  { name: 'day of week', min: 0, max: 7, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
+];
+const CRON_ALIASES = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly']);
+/** Days in each month, February in a leap year. */
+const MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Why a cron expression will not run, or undefined when it will: five fields (minute hour
+ * day-of-month month day-of-week) or six (a second first), each a list of `*`, values, ranges and
+ * steps within the field's range (names for months and weekdays), `?` for either day field, `L`
+ * (the month's last day), `5L` (its last Friday), `1#2` (its second Monday); or @yearly, @monthly,
+ * @weekly, @daily, @hourly. Whatever it accepts, the scheduler's parser (cron-parser, through
+ * BullMQ) takes too: tests/engine/cron.test.ts checks both on the same expressions.
+ */
+export function cronProblem(text: string): string | undefined {
+  const t = text.trim();
+  if (t.startsWith('@')) return CRON_ALIASES.has(t.toLowerCase()) ? undefined : `unknown shorthand ${t}`;
+  const parts = t.split(/\s+/);
+  if (parts.length !== 5 && parts.length !== 6) return `${parts.length} fields`;
+  const fields = parts.length === 6 ? [CRON_SECOND, ...CRON_FIELDS] : CRON_FIELDS;
+  const explicit: number[][] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const f = fields[i]!;
+    const why = cronFieldProblem(parts[i]!, f);
+    if (why !== undefined) return `${f.name} ${JSON.stringify(parts[i])}: ${why}`;
+    explicit.push(/^[0-9a-z,]+$/i.test(parts[i]!) ? parts[i]!.split(',').map((v) => cronValue(v, f)!) : []);
+  }
+  // A day of month that no month named has (30 February): it would never run.
+  const [days, months] = [explicit[fields.length - 3]!, explicit[fields.length - 2]!];
+  if (
+    days.length > 0 &&
+    months.length > 0 &&
+    Math.min(...days) > Math.max(...months.map((m) => MONTH_DAYS[m - 1]!))
+  )
+    return `no month named has day ${Math.min(...days)}`;
+  return undefined;
+}
+
+function cronValue(v: string, f: CronField): number | undefined {
+  if (/^\d{1,2}$/.test(v)) {
+    const n = Number(v);
+    return n >= f.min && n <= f.max ? n : undefined;
+  }
+  const i = f.names?.indexOf(v.toLowerCase()) ?? -1;
+  return i < 0 ? undefined : i + (f.name === 'month' ? 1 : 0);
+}
+
+function cronFieldProblem(field: string, f: CronField): string | undefined {
+  const range = `values are ${f.min}–${f.max}${f.names ? ` or ${f.names[0]}–${f.names.at(-1)}` : ''}`;
+  const dayField = f.name === 'day of month' || f.name === 'day of week';
+  if (field.includes('#')) {
+    const m = /^([0-9a-z]+)#([1-5])$/i.exec(field);
+    if (f.name !== 'day of week' || !m || cronValue(m[1]!, f) === undefined)
+      return '"#" goes in the day of week alone, as weekday#1 to weekday#5';
+    return undefined;
+  }
+  // The values each item stands for: cron-parser refuses a list whose items share one.
+  const seen = new Set<number>();
+  const items = field.split(',');
+  for (const item of items) {
+    if (item === '') return 'an empty list item';
+    if (item === 'L' && f.name === 'day of month') continue;
+    const last = /^([0-9a-z]+)L$/i.exec(item);
+    if (last && f.name === 'day of week') {
+      if (cronValue(last[1]!, f) === undefined) return `${item}: ${range}`;
+      continue;
+    }
+    const m = /^(\*|\?|[0-9a-z]+)(?:-([0-9a-z]+))?(?:\/(\d{1,3}))?$/i.exec(item);
+    if (!m || (m[1] === '?' && !dayField) || ((m[1] === '*' || m[1] === '?') && m[2] !== undefined))
+      return `${item}: not a value, range or step`;
+    const step = m[3] === undefined ? 1 : Number(m[3]);
+    if (step < 1) return `${item}: a step is at least 1`;
+    let from: number | undefined = f.min;
+    let to: number | undefined = f.max;
+    if (m[1] !== '*' && m[1] !== '?') {
+      from = cronValue(m[1]!, f);
+      // `5/10`: from 5 to the field's end
+      to = m[2] !== undefined ? cronValue(m[2], f) : m[3] !== undefined ? f.max : from;
+      if (from === undefined || to === undefined) return `${item}: ${range}`;
+      if (from > to) return `${item}: a range runs from low to high`;
+    }
+    if (items.length === 1) continue;
+    for (let v = from; v <= to; v += step) {
+      // 7 and 0 are both Sunday
+      const day = f.name === 'day of week' && v === 7 ? 0 : v;
+      if (seen.has(day)) return `${item}: repeats a value of the list (${v})`;
+      seen.add(day);
+    }
+  }
+  return undefined;
 }
 
 function validZone(tz: string): boolean {
