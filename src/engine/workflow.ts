@@ -204,6 +204,7 @@ function compileStep(
     }
     params = () => ({ when: w.when });
   } else {
+    literalProblems(type, w, `${where}.with`);
     params = compileParams(w, `${where}.with`, scope);
   }
   return {
@@ -275,6 +276,40 @@ export function compileWorkflow(d: Readonly<Record<string, unknown>>): Workflow 
     };
   }
   return { steps, onError, retries: ruleRetries, debounce, throttle, schedule, loop };
+}
+
+/** A parameter written as it is, with no `{{ }}`: what it will be at run time. */
+const literal = (v: unknown): v is string => typeof v === 'string' && !v.includes('{{');
+
+/**
+ * Parameters written as they are that no run could use, refused when the rule is saved rather
+ * than failing every run: a URL that is not http or https, an email address without a domain.
+ */
+function literalProblems(type: string, w: Readonly<Record<string, unknown>>, where: string): void {
+  if ((type === 'webhook' || type === 'slack' || type === 'teams') && literal(w.url)) {
+    let protocol = '';
+    try {
+      protocol = new URL(w.url).protocol;
+    } catch {
+      throw invalid(`${where}.url`, `must be an absolute http or https URL, not ${show(w.url)}`);
+    }
+    if (protocol !== 'http:' && protocol !== 'https:')
+      throw invalid(`${where}.url`, `must be an http or https URL, not ${protocol.slice(0, -1)}`);
+  }
+  if (type === 'email') {
+    for (const k of ['to', 'cc', 'bcc']) {
+      const v = w[k];
+      for (const one of Array.isArray(v) ? v : [v]) {
+        if (!literal(one)) continue;
+        for (const part of one.split(',')) {
+          // `Jane Roe <jane@example.com>` or `jane@example.com`
+          const address = /<([^<>]*)>\s*$/.exec(part)?.[1] ?? part.trim();
+          if (!/^[^\s@]+@[^\s@]+$/.test(address))
+            throw invalid(`${where}.${k}`, `${show(part.trim())} is not an email address`);
+        }
+      }
+    }
+  }
 }
 
 /** A cron field: its name, its values' range, and the names it takes (their value is their index + `first`). */

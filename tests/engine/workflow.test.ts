@@ -162,6 +162,31 @@ describe('run fields of a rule', () => {
     );
     expect(fails({ actions: [{ type: 'log', extra: 1 }] }).where).toBe('actions[0].extra');
   });
+  it('refuses parameters written as they are that no run could use; templates are judged when they run', () => {
+    const step = (type: string, w: Record<string, unknown>) => fails({ actions: [{ type, with: w }] });
+    const ftp = step('webhook', { url: 'ftp://files.example.com/drop' });
+    expect([ftp.where, ftp.reason]).toEqual(['actions[0].with.url', 'must be an http or https URL, not ftp']);
+    expect(step('slack', { url: 'hooks.slack.com/services/T0/B0/x' }).reason).toMatch(
+      /must be an absolute http/,
+    );
+    expect(step('teams', { url: 'javascript:alert(1)' }).where).toBe('actions[0].with.url');
+    const to = step('email', { to: 'noc@msp.example, helpdesk', subject: 's' });
+    expect([to.where, to.reason]).toEqual(['actions[0].with.to', '"helpdesk" is not an email address']);
+    expect(step('email', { to: ['noc@msp.example'], cc: ['x@'], subject: 's' }).where).toBe(
+      'actions[0].with.cc',
+    );
+    const ok = (type: string, w: Record<string, unknown>) =>
+      expect(() => compileRule({ id: 'r', source: '*', actions: [{ type, with: w }] })).not.toThrow();
+    ok('webhook', { url: 'https://hooks.example.com/x?y=1' });
+    ok('webhook', { url: '{{ custom.url }}' });
+    ok('slack', { url: 'https://hooks.slack.com/services/{{ custom.path }}' });
+    ok('email', { to: 'Jane Roe <jane@msp.example>, noc@msp.example', subject: 's' });
+    ok('email', {
+      to: ['{{ ticket.contact_email }}', 'noc@msp.example'],
+      bcc: 'audit@msp.example',
+      subject: 's',
+    });
+  });
   it('refuses parameters nested over 64 levels (SB_RULE_LIMIT), however deep, without overflowing', () => {
     const nest = (n: number) => {
       let v: unknown = 'x';
