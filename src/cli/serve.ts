@@ -200,6 +200,10 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   const live = new LiveRules(new RuleStore(db));
+  live.onBroken = (tenant, id, why) =>
+    io.stderr.write(
+      `signalbox serve: active rule ${tenant}/${id} does not compile, so it matches nothing until it is fixed: ${why}\n`,
+    );
   await live.start();
   const connectionStore = new ConnectionStore(db, secrets);
   const stored = new StoreConnections(db, connectionStore, {

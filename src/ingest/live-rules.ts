@@ -9,8 +9,13 @@ export class LiveRules {
   readonly engine = new Engine();
   private readonly compiler = new RuleCompiler();
   loaded = false;
-  /** Rules whose stored document does not compile (it should not happen: the admin validates). */
+  /**
+   * Active rules whose stored document does not compile, with why: saved before a check of the
+   * language was added, or edited in the database. They match nothing.
+   */
   readonly broken = new Map<string, string>();
+  /** Told when an active rule is found broken, or broken for another reason (once each). */
+  onBroken: ((tenant: string, id: string, why: string) => void) | undefined;
 
   /** Active rule documents by `tenant\u0000id`, for processes and threads that mirror this index. */
   readonly documents = new Map<string, { tenant: string; doc: Record<string, unknown> }>();
@@ -41,10 +46,15 @@ export class LiveRules {
   }
 
   private compile(tenant: string, doc: Record<string, unknown>): CompiledRule | undefined {
+    const key = `${tenant}/${String(doc.id)}`;
     try {
-      return this.compiler.compile({ ...doc, tenant, status: 'active' });
+      const compiled = this.compiler.compile({ ...doc, tenant, status: 'active' });
+      this.broken.delete(key);
+      return compiled;
     } catch (e) {
-      this.broken.set(`${tenant}/${String(doc.id)}`, (e as Error).message);
+      const why = (e as Error).message;
+      if (this.broken.get(key) !== why) this.onBroken?.(tenant, String(doc.id), why);
+      this.broken.set(key, why);
       return undefined;
     }
   }
@@ -85,6 +95,7 @@ export class LiveRules {
     } else {
       this.engine.apply({ remove: [{ tenant, id }] });
       this.documents.delete(`${tenant}\u0000${id}`);
+      if (!r || r.status !== 'active') this.broken.delete(`${tenant}/${id}`);
     }
     this.onChange?.(tenant, id, compiled ? r!.document : null);
   }

@@ -13,6 +13,7 @@ let db: Db;
 let store: RuleStore;
 let live: LiveRules;
 let off: () => Promise<void>;
+const told: string[] = [];
 
 const event = (status: string) => ({
   id: `e-${status}`,
@@ -41,7 +42,14 @@ beforeAll(async () => {
     { actor: 'test', status: 'active' },
   );
   await store.save('acme', { id: 'drafted', source: '*' }, { actor: 'test', status: 'draft' });
+  // Stored before a check was added (the store takes what the admin validated): it no longer compiles.
+  await store.save(
+    'acme',
+    { id: 'stale', source: '*', actions: [{ type: 'webhook', with: { url: 'ftp://files.example.com/x' } }] },
+    { actor: 'test', status: 'active' },
+  );
   live = new LiveRules(store);
+  live.onBroken = (tenant, id, why) => told.push(`${tenant}/${id}: ${why}`);
   off = await live.start();
 });
 
@@ -54,6 +62,23 @@ afterAll(async () => {
 it('loads the active rules at start', () => {
   expect(live.loaded).toBe(true);
   expect(live.engine.match(event('New'))).toEqual(['at-start']);
+});
+
+it('tells of an active rule that does not compile once, skips it, and forgets it once fixed', async () => {
+  expect(told).toEqual(['acme/stale: actions[0].with.url: must be an http or https URL, not ftp']);
+  expect([...live.broken.keys()]).toEqual(['acme/stale']);
+  expect(live.engine.match({ ...event('x'), id: 'e-stale' })).toEqual([]);
+  const other = new RuleStore(db);
+  await other.save(
+    'acme',
+    { id: 'stale', source: '*', when: 'ticket.status == "Fixed"' },
+    { actor: 'test', status: 'active' },
+  );
+  await eventually(() => live.engine.match(event('Fixed')).includes('stale'));
+  expect(live.broken.size).toBe(0);
+  expect(told).toHaveLength(1);
+  await other.delete('acme', 'stale', { actor: 'test' });
+  await eventually(() => !live.engine.match(event('Fixed')).includes('stale'));
 });
 
 it('takes saves, status changes, new versions and deletes from other processes', async () => {
