@@ -23,7 +23,7 @@ import { type CompiledRule, contextOf, type Envelope, type Step } from '../engin
 import type { Action, ActionContext } from './actions.js';
 import { ActionError, WaitError } from './errors.js';
 import { bounded, type HistoryLog, type RunRecord, type RunStatus, type StepRecord } from './history.js';
-import type { RuleCache, RunnableRule } from './rules.js';
+import { BrokenRuleError, type RuleCache, type RunnableRule } from './rules.js';
 import { Timers } from './timers.js';
 
 /** The run's progress, kept in the job's data. */
@@ -104,6 +104,15 @@ export class Executor {
       const at = new Date(job.timestamp).toISOString();
       d = { ...d, event: { ...d.event, id: `tick-${d.ruleId}-${job.timestamp}`, time: at, receivedAt: at } };
     }
+    try {
+      return await this.run(job, token, d);
+    } catch (e) {
+      if (!(e instanceof BrokenRuleError)) throw e;
+      return this.broken(job, d, e);
+    }
+  };
+
+  private async run(job: Job<RunJobData>, token: string | undefined, d: RunJobData): Promise<unknown> {
     let st = d.state;
     let rule: RunnableRule | undefined;
     if (st === undefined) {
@@ -125,7 +134,33 @@ export class Executor {
       }
     }
     return this.steps(job, token, d, rule!.rule, st);
-  };
+  }
+
+  /** A run of a rule version that does not compile: recorded as failed, with why, not retried. */
+  private async broken(job: Job<RunJobData>, d: RunJobData, e: BrokenRuleError): Promise<unknown> {
+    const now = this.now();
+    const record: RunRecord = d.state?.record ?? {
+      id: String(job.id),
+      tenant: d.tenant,
+      ruleId: d.ruleId,
+      version: e.version,
+      eventId: d.event.id,
+      rev: 0,
+      status: 'running',
+      reason: null,
+      createdAt: d.event.receivedAt ? Date.parse(d.event.receivedAt) || now : now,
+      startedAt: now,
+      finishedAt: null,
+      error: null,
+      steps: [],
+    };
+    record.status = 'failed';
+    record.reason = e.message;
+    record.error = { code: 'SB_RULE_BROKEN', message: e.message };
+    record.finishedAt = now;
+    await this.o.history.record(record);
+    return { status: 'failed', reason: e.message };
+  }
 
   /** Debounce, the loop breaker and throttle; then a new run's state (or why there is no run). */
   private async begin(

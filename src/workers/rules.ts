@@ -12,6 +12,19 @@ export interface RunnableRule {
 
 const MAX_COMPILED = 50_000;
 
+/**
+ * A stored rule version that no longer compiles (saved before a check of the language was added,
+ * or edited in the database): its runs fail with this, recorded, rather than being retried.
+ */
+export class BrokenRuleError extends Error {
+  constructor(
+    readonly version: number,
+    why: string,
+  ) {
+    super(`rule version ${version} does not compile: ${why}`);
+  }
+}
+
 export class RuleCache {
   private readonly compiled = new Map<string, RunnableRule>();
   /** tenant\0id → the active version; absent: unknown (ask the store). */
@@ -85,7 +98,13 @@ export class RuleCache {
     if (hit) return hit;
     const r = await this.store.get(tenant, id, version);
     if (!r) return undefined;
-    const got = { version, rule: compileRule({ ...r.document, tenant, status: 'active' }) };
+    let rule: CompiledRule;
+    try {
+      rule = compileRule({ ...r.document, tenant, status: 'active' });
+    } catch (e) {
+      throw new BrokenRuleError(version, (e as Error).message);
+    }
+    const got = { version, rule };
     if (this.compiled.size >= MAX_COMPILED) this.compiled.delete(this.compiled.keys().next().value!);
     this.compiled.set(k, got);
     return got;

@@ -295,6 +295,24 @@ describe('bad parameters at run time', () => {
   });
 });
 
+describe('rules that no longer compile', () => {
+  it('a run of a stored rule version that does not compile is recorded as failed, with why, and not retried', async () => {
+    // Saved straight to the store, as a rule saved before a check of the language was added.
+    await h.rule({ id: 'stale', actions: [{ type: 'webhook', with: { url: 'ftp://files.example.com/x' } }] });
+    const id = await h.enqueue('stale', event('e-stale'));
+    const run = await h.waitRun(id);
+    expect(run).toMatchObject({
+      status: 'failed',
+      rule_version: 1,
+      reason: 'rule version 1 does not compile: actions[0].with.url: must be an http or https URL, not ftp',
+    });
+    expect(run.error).toMatchObject({ code: 'SB_RULE_BROKEN' });
+    // the job ended (its run is the record), rather than being retried and failing in BullMQ
+    const job = await h.queue.getJob(id);
+    expect([await job?.getState(), job?.attemptsMade]).toEqual(['completed', 1]);
+  });
+});
+
 describe('outbound safety', () => {
   it('refuses loopback, private and metadata addresses unless the tenant allows them', async () => {
     await h.rule(
