@@ -70,6 +70,11 @@ const SCHEMAS: Record<string, JsonSchema> = {
       lastRunAt: nstr,
       createdAt: str,
       updatedAt: str,
+      problem: {
+        ...nstr,
+        description:
+          'GetRule only: why this version does not compile (stored before a check of the language was added), or null',
+      },
     },
     required: ['id', 'version', 'status', 'document', 'runCount'],
   },

@@ -229,7 +229,14 @@ export class AdminService {
   async getRule(c: Caller, i: { id: string; version?: number }): Promise<Obj> {
     const r = await this.d.rules.get(c.tenant, i.id, i.version);
     if (!r) throw notFound(i.version ? `rule "${i.id}" version ${i.version}` : `rule "${i.id}"`);
-    return ruleView(r);
+    // A version stored before a check of the language was added may fail it: say so, and why.
+    let problem: string | null = null;
+    try {
+      compileRule({ ...r.document, id: r.id, tenant: c.tenant, status: 'active' });
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+    return { ...ruleView(r), problem };
   }
 
   async listRuleVersions(c: Caller, i: { id: string }): Promise<Obj> {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPERATIONS } from '../../src/admin/index.js';
 import { type AdminPlane, startAdminPlane } from '../../src/cli/admin.js';
 import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
-import { type Db, migrate, SecretBox } from '../../src/store/index.js';
+import { type Db, migrate, RuleStore, SecretBox } from '../../src/store/index.js';
 import { archiveEvent } from '../pg-schema.js';
 import { AdminClient, type Answer, dropNulls, type Transport } from './client.js';
 
@@ -229,7 +229,19 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
             }),
           );
           expect(badAction.details[0]!.field).toMatch(/^document\.actions\[0\]\.with\.url/);
-          expect(ok(await call('viewer', 'GetRule', { id })).version).toBe(1);
+          const fine = ok(await call('viewer', 'GetRule', { id }));
+          expect([fine.version, fine.problem ?? null]).toEqual([1, null]);
+          // A version stored before a check was added (here: straight into the store) says why.
+          const stale = rid('stale');
+          await new RuleStore(db).save(
+            'acme',
+            { ...rule(stale), actions: [{ type: 'webhook', with: { url: 'ftp://files.example.com/x' } }] },
+            { actor: 'test', status: 'draft' },
+          );
+          expect(ok(await call('viewer', 'GetRule', { id: stale })).problem).toBe(
+            'actions[0].with.url: must be an http or https URL, not ftp',
+          );
+          expect(err(await call('editor', 'ActivateRule', { id: stale })).code).toBe('invalid_argument');
         });
 
         it('validate answers errors with field and position without saving', async () => {
