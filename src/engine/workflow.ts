@@ -312,7 +312,7 @@ function literalProblems(type: string, w: Readonly<Record<string, unknown>>, whe
   }
 }
 
-/** A cron field: its name, its values' range, and the names it takes (their value is their index + `first`). */
+/** A cron field: its name, its values' range, and the names it takes (the first one is `min`). */
 interface CronField {
   readonly name: string;
   readonly min: number;
@@ -375,7 +375,7 @@ function cronValue(v: string, f: CronField): number | undefined {
     return n >= f.min && n <= f.max ? n : undefined;
   }
   const i = f.names?.indexOf(v.toLowerCase()) ?? -1;
-  return i < 0 ? undefined : i + (f.name === 'month' ? 1 : 0);
+  return i < 0 ? undefined : f.min + i;
 }
 
 function cronFieldProblem(field: string, f: CronField): string | undefined {

@@ -409,7 +409,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           const at = invalidUtf8(body);
           if (at >= 0 && !ndjson) {
             metrics.rejected.inc({ reason: 'malformed' });
-            reply(400, { error: `${notUtf8(at, 'body')}` });
+            reply(400, { error: notUtf8(at, 'body') });
             return;
           }
           if (at >= 0) badLines = invalidLines(body);
@@ -430,7 +430,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             if (l.length === 0 || (l.charCodeAt(0) <= 32 && l.trim() === '')) continue;
             const bad = badLines?.get(index);
             if (bad !== undefined) {
-              errors.push({ index, error: `${notUtf8(bad, 'line')}` });
+              errors.push({ index, error: notUtf8(bad, 'line') });
               continue;
             }
             try {

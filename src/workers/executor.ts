@@ -42,6 +42,25 @@ export interface RunState {
 
 export type RunJobData = RunJob & { state?: RunState };
 
+/** The history record of a run starting now. */
+function newRecord(job: Job<RunJobData>, d: RunJobData, version: number, now: number): RunRecord {
+  return {
+    id: String(job.id),
+    tenant: d.tenant,
+    ruleId: d.ruleId,
+    version,
+    eventId: d.event.id,
+    rev: 0,
+    status: 'running',
+    reason: null,
+    createdAt: d.event.receivedAt ? Date.parse(d.event.receivedAt) || now : now,
+    startedAt: now,
+    finishedAt: null,
+    error: null,
+    steps: [],
+  };
+}
+
 export interface ExecutorOptions {
   readonly redis: Redis;
   readonly prefix: string;
@@ -139,21 +158,7 @@ export class Executor {
   /** A run of a rule version that does not compile: recorded as failed, with why, not retried. */
   private async broken(job: Job<RunJobData>, d: RunJobData, e: BrokenRuleError): Promise<unknown> {
     const now = this.now();
-    const record: RunRecord = d.state?.record ?? {
-      id: String(job.id),
-      tenant: d.tenant,
-      ruleId: d.ruleId,
-      version: e.version,
-      eventId: d.event.id,
-      rev: 0,
-      status: 'running',
-      reason: null,
-      createdAt: d.event.receivedAt ? Date.parse(d.event.receivedAt) || now : now,
-      startedAt: now,
-      finishedAt: null,
-      error: null,
-      steps: [],
-    };
+    const record = d.state?.record ?? newRecord(job, d, e.version, now);
     record.status = 'failed';
     record.reason = e.message;
     record.error = { code: 'SB_RULE_BROKEN', message: e.message };
@@ -171,21 +176,7 @@ export class Executor {
     // The rule was paused, archived or deleted between the match and now: no run.
     if (!rule) return undefined;
     const now = this.now();
-    const record: RunRecord = {
-      id: String(job.id),
-      tenant: d.tenant,
-      ruleId: d.ruleId,
-      version: rule.version,
-      eventId: d.event.id,
-      rev: 0,
-      status: 'running',
-      reason: null,
-      createdAt: d.event.receivedAt ? Date.parse(d.event.receivedAt) || now : now,
-      startedAt: now,
-      finishedAt: null,
-      error: null,
-      steps: [],
-    };
+    const record = newRecord(job, d, rule.version, now);
     const w = rule.rule.workflow;
     const kind = d.kind ?? 'match';
     if (w.debounce && kind === 'match') {

@@ -204,6 +204,15 @@ const HOUR = 3_600_000;
 export class HistoryDrain {
   private readonly reader: StreamConsumer;
   written = 0;
+  private readonly retentionDays: number;
+  private readonly pruneRows: number;
+  private readonly now: () => number;
+  /** Why the last pruning stopped short (Postgres down), if it did. */
+  pruneError: Error | undefined;
+  /** The hour pruning last began, the pruning under way, and whether the drain is stopping. */
+  private pruned = -1;
+  private pruning: Promise<void> | undefined;
+  private stopping = false;
 
   constructor(
     redis: Redis,
@@ -267,16 +276,6 @@ export class HistoryDrain {
     await this.pruning;
   }
 
-  private readonly retentionDays: number;
-  private readonly pruneRows: number;
-  private readonly now: () => number;
-  /** Why the last pruning stopped short (Postgres down), if it did. */
-  pruneError: Error | undefined;
-  /** The hour pruning last began, the pruning under way, and whether the drain is stopping. */
-  private pruned = -1;
-  private pruning: Promise<void> | undefined;
-  private stopping = false;
-
   /**
    * Starts deleting history past the retention, at most once an hour, beside the drain (its
    * writes do not wait for it). Several workers may prune at once: each statement skips the rows
@@ -304,20 +303,19 @@ export class HistoryDrain {
    */
   async deleteOld(): Promise<number> {
     const before = new Date(this.now() - this.retentionDays * 86_400_000).toISOString();
-    let runs = 0;
-    for (const sql of [
-      `delete from runs where id in (select id from runs where created_at < $1
-         order by created_at limit $2 for update skip locked)`,
-      `delete from audit_log where id in (select id from audit_log where action = 'run.log' and at < $1
-         order by at limit $2 for update skip locked)`,
-    ]) {
+    const deleteAll = async (sql: string): Promise<number> => {
+      let n = 0;
       for (;;) {
-        if (this.stopping) return runs;
-        const n = (await this.db.query(sql, [before, this.pruneRows])).rowCount;
-        if (sql.includes('from runs')) runs += n;
-        if (n < this.pruneRows) break;
+        if (this.stopping) return n;
+        const deleted = (await this.db.query(sql, [before, this.pruneRows])).rowCount;
+        n += deleted;
+        if (deleted < this.pruneRows) return n;
       }
-    }
+    };
+    const runs = await deleteAll(`delete from runs where id in (select id from runs where created_at < $1
+      order by created_at limit $2 for update skip locked)`);
+    await deleteAll(`delete from audit_log where id in (select id from audit_log
+      where action = 'run.log' and at < $1 order by at limit $2 for update skip locked)`);
     return runs;
   }
 

@@ -3,10 +3,13 @@
  * a schema and a Redis prefix of their own, and the cleanup of both.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
+import { secretBox } from '../../src/cli/env.js';
+import type { RunningService } from '../../src/cli/serve.js';
 
 export const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
 
@@ -99,4 +102,38 @@ export async function applyOfflineRule(dir: string, env: NodeJS.ProcessEnv, key:
     throw new Error('signalbox rules apply failed');
   }
   return connections;
+}
+
+/**
+ * `serve --threads 2` (ingest only) in this process, from the CLI bundle: the extra threads load
+ * the bundle, and a test can only end one of them from inside. `stderr` collects what it writes.
+ */
+export async function startTwoThreads(
+  env: NodeJS.ProcessEnv,
+  port: number,
+  connectionsFile: string,
+  stderr: string[],
+): Promise<RunningService> {
+  if (isStale()) await build();
+  const { startService } = (await import(CLI_BUNDLE)) as typeof import('../../src/cli/serve.js');
+  const key = 'ab'.repeat(32);
+  return startService(
+    {
+      env: { ...env, SIGNALBOX_SECRET_KEY: key },
+      host: '127.0.0.1',
+      port,
+      threads: 2,
+      adminPort: 0,
+      grpcPort: 0,
+      file: JSON.parse(readFileSync(connectionsFile, 'utf8')),
+      secrets: secretBox({ SIGNALBOX_SECRET_KEY: key }),
+      worker: false,
+      admin: false,
+      firstKey: false,
+    },
+    {
+      stdout: { write: () => true } as unknown as NodeJS.WritableStream,
+      stderr: { write: (s: string) => stderr.push(s) > 0 } as unknown as NodeJS.WritableStream,
+    },
+  );
 }

@@ -4,16 +4,13 @@
  * connections is answered and its clients reconnect (to the other thread, or the new one); every
  * acknowledged event is in the archive; the thread is started again.
  */
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
-import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
-import { secretBox } from '../../src/cli/env.js';
 import { readArchive } from '../../src/config/archive.js';
 import { archiveStreamKey } from '../../src/config/runs.js';
 import { listenablePort } from '../redis-server.js';
-import { applyOfflineRule, serveEnv } from './serve-env.js';
+import { applyOfflineRule, serveEnv, startTwoThreads } from './serve-env.js';
 
 const port = await listenablePort();
 const { dir, env, prefix, cleanup } = serveEnv('tcrash');
@@ -75,28 +72,8 @@ it('answers every request of a server thread that fails mid-load, and loses no a
   timeout: 60_000,
 }, async () => {
   const connections = await applyOfflineRule(dir, env, 'thread-crash-key-0123456789');
-  if (isStale()) await build();
-  const { startService } = (await import(CLI_BUNDLE)) as typeof import('../../src/cli/serve.js');
   const stderr: string[] = [];
-  const svc = await startService(
-    {
-      env: { ...env, SIGNALBOX_SECRET_KEY: 'cd'.repeat(32), SIGNALBOX_TENANT_RATE: '1000000' },
-      host: '127.0.0.1',
-      port,
-      threads: 2,
-      adminPort: 0,
-      grpcPort: 0,
-      file: JSON.parse(readFileSync(connections, 'utf8')),
-      secrets: secretBox({ SIGNALBOX_SECRET_KEY: 'cd'.repeat(32) }),
-      worker: false,
-      admin: false,
-      firstKey: false,
-    },
-    {
-      stdout: { write: () => true } as unknown as NodeJS.WritableStream,
-      stderr: { write: (s: string) => stderr.push(s) > 0 } as unknown as NodeJS.WritableStream,
-    },
-  );
+  const svc = await startTwoThreads({ ...env, SIGNALBOX_TENANT_RATE: '1000000' }, port, connections, stderr);
   let sending = true;
   try {
     // Sixteen senders on keep-alive connections: the kernel spreads them over both threads.

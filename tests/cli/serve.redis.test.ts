@@ -9,10 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { build, CLI_BUNDLE, isStale } from '../../scripts/build-lib.mjs';
-import { secretBox } from '../../src/cli/env.js';
 import { listenablePort } from '../redis-server.js';
-import { applyOfflineRule, BIN, runCli, serveEnv } from './serve-env.js';
+import { applyOfflineRule, BIN, runCli, serveEnv, startTwoThreads } from './serve-env.js';
 
 const port = await listenablePort();
 const { dir, env, cleanup } = serveEnv('serve');
@@ -138,30 +136,8 @@ it('starts a server thread that died again, with the rules and keys of the momen
   timeout: 60_000,
 }, async () => {
   const connections = await applyOfflineRule(dir, env, 'serve-test-key-0123456789');
-  // In this process, from the CLI bundle: the extra threads load the bundle, and a test can only
-  // end one of them from inside.
-  if (isStale()) await build();
-  const { startService } = (await import(CLI_BUNDLE)) as typeof import('../../src/cli/serve.js');
   const stderr: string[] = [];
-  const svc = await startService(
-    {
-      env: { ...env, SIGNALBOX_SECRET_KEY: 'ab'.repeat(32) },
-      host: '127.0.0.1',
-      port,
-      threads: 2,
-      adminPort: 0,
-      grpcPort: 0,
-      file: JSON.parse(readFileSync(connections, 'utf8')),
-      secrets: secretBox({ SIGNALBOX_SECRET_KEY: 'ab'.repeat(32) }),
-      worker: false,
-      admin: false,
-      firstKey: false,
-    },
-    {
-      stdout: { write: () => true } as unknown as NodeJS.WritableStream,
-      stderr: { write: (s: string) => stderr.push(s) > 0 } as unknown as NodeJS.WritableStream,
-    },
-  );
+  const svc = await startTwoThreads(env, port, connections, stderr);
   try {
     const extra = svc.threads[0]!;
     const old = extra.thread;
