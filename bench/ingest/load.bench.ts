@@ -16,7 +16,7 @@
  * Writes bench/results/ingest.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { build } from '../../scripts/build-lib.mjs';
@@ -66,7 +66,14 @@ async function startServer(
 ): Promise<{ port: number; child: ChildProcess; out: string[] }> {
   const child = spawn(
     process.execPath,
-    [...cliNodeFlags(), serverBundle, mode, 'var/bench/ingest-rules.json'],
+    [
+      ...cliNodeFlags(),
+      // SB_BENCH_SERVER_FLAGS: more node flags for the servers (exploring: --cpu-prof)
+      ...(process.env.SB_BENCH_SERVER_FLAGS?.split(' ').filter(Boolean) ?? []),
+      serverBundle,
+      mode,
+      'var/bench/ingest-rules.json',
+    ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -166,16 +173,54 @@ function summary(r: autocannon.Result, batch: number) {
 
 const results: Record<string, unknown> = {};
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390', { maxRetriesPerRequest: 1 });
-/** AOF rewrites Redis has begun since it started (done, and the one running). */
+/**
+ * AOF rewrites Redis has begun since it started: `aof_rewrites` counts a rewrite when it forks,
+ * so adding `aof_rewrite_in_progress` (as this did until 2026-12-07) counted a running one twice,
+ * and a run during which it finished reported -1.
+ */
 async function aofRewrites(): Promise<number> {
   const info = await redis.info('persistence');
   const n = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  return n('aof_rewrites') + n('aof_rewrite_in_progress');
+  return n('aof_rewrites');
 }
+/**
+ * CPU seconds so far of the server's process, of Redis and of this process (the load tool), and
+ * the wall clock: each run reports what share of a core each took (on 2 cores, what is left of
+ * 200% is idle), which says whether a run is bound by a process or by waiting on round trips.
+ */
+interface CpuNow {
+  readonly wall: number;
+  readonly server: number;
+  readonly redis: number;
+  readonly loader: number;
+}
+async function cpuNow(pid: number): Promise<CpuNow> {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat (11 and 12 after the command), in clock ticks
+  const server = (Number(f[11]) + Number(f[12])) / 100;
+  const info = await redis.info('cpu');
+  const n = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  const u = process.cpuUsage();
+  return {
+    wall: performance.now() / 1000,
+    server,
+    redis: n('used_cpu_user') + n('used_cpu_sys'),
+    loader: (u.user + u.system) / 1e6,
+  };
+}
+function cpuShare(a: CpuNow, b: CpuNow): Record<string, number> {
+  const wall = b.wall - a.wall;
+  const pct = (k: 'server' | 'redis' | 'loader') => Math.round(((b[k] - a[k]) / wall) * 100);
+  return { serverPct: pct('server'), redisPct: pct('redis'), loaderPct: pct('loader') };
+}
+
 // One event per request also at 64 and 128 connections (both servers, same run): the ingest
 // answers after a Redis round trip shared by the requests waiting for it, so its share of the
 // bare server's rate depends on how many requests are in flight.
 const SWEEP = [64, 128] as const;
+// SB_BENCH_ONLY=<regexp> runs the runs whose names match, and writes no results (exploring).
+const only = process.env.SB_BENCH_ONLY ? new RegExp(process.env.SB_BENCH_ONLY) : undefined;
 for (const [name, mode, batch, rate, connections] of [
   ['single:bare', 'bare', 1, undefined, CONNECTIONS],
   ['single:ingest', 'ingest', 1, undefined, CONNECTIONS],
@@ -187,10 +232,13 @@ for (const [name, mode, batch, rate, connections] of [
   ['batch100:ingest', 'ingest', 100, undefined, CONNECTIONS],
   ['rate5000:ingest', 'ingest', 1, 5_000, CONNECTIONS],
 ] as const) {
+  if (only && !only.test(name)) continue;
   const s = await startServer(mode);
   await load(s.port, batch, rate, connections).catch(() => undefined); // warm-up run, discarded
   const rewrites = await aofRewrites();
+  const cpu0 = await cpuNow(s.child.pid!);
   const r: Record<string, unknown> = summary(await load(s.port, batch, rate, connections), batch);
+  r.cpuShare = cpuShare(cpu0, await cpuNow(s.child.pid!));
   if (mode === 'ingest') r.redisAofRewrites = (await aofRewrites()) - rewrites;
   if (rate) {
     // autocannon's rate sends each second's 5,000 requests as one burst at the start of the
@@ -212,6 +260,10 @@ for (const [name, mode, batch, rate, connections] of [
   await stopServer(s);
   console.log(name, JSON.stringify(r), s.out.join('').trim().split('\n').at(-1));
   results[name] = r;
+}
+if (only) {
+  redis.disconnect();
+  process.exit(0);
 }
 const single = results['single:ingest'] as { requestsPerSec: number };
 const bare = results['single:bare'] as { requestsPerSec: number };
