@@ -73,7 +73,7 @@ const SCHEMAS: Record<string, JsonSchema> = {
       problem: {
         ...nstr,
         description:
-          'GetRule only: why this version does not compile (stored before a check of the language was added), or null',
+          'why this version does not compile (stored before a check of the language was added), or null',
       },
     },
     required: ['id', 'version', 'status', 'document', 'runCount'],

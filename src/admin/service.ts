@@ -17,6 +17,7 @@ import {
   EngineError,
   type Envelope,
   explain,
+  storedRuleProblem,
 } from '../engine/index.js';
 import {
   audit,
@@ -212,8 +213,12 @@ class Where {
   }
 }
 
+/** Rule versions whose compile problem (or none) an AdminService keeps. */
+const MAX_PROBLEMS = 100_000;
+
 export class AdminService {
   private readonly now: () => number;
+  private readonly problems = new Map<string, string | null>();
 
   constructor(private readonly d: AdminDeps) {
     this.now = d.now ?? Date.now;
@@ -223,20 +228,28 @@ export class AdminService {
 
   async listRules(c: Caller, i: { status?: RuleStatus }): Promise<Obj> {
     const rules = await this.d.rules.list(c.tenant, i.status ? { status: i.status } : {});
-    return { rules: rules.map(ruleView) };
+    return { rules: rules.map((r) => ({ ...ruleView(r), problem: this.problem(c.tenant, r) })) };
   }
 
   async getRule(c: Caller, i: { id: string; version?: number }): Promise<Obj> {
     const r = await this.d.rules.get(c.tenant, i.id, i.version);
     if (!r) throw notFound(i.version ? `rule "${i.id}" version ${i.version}` : `rule "${i.id}"`);
-    // A version stored before a check of the language was added may fail it: say so, and why.
-    let problem: string | null = null;
-    try {
-      compileRule({ ...r.document, id: r.id, tenant: c.tenant, status: 'active' });
-    } catch (e) {
-      problem = (e as Error).message;
-    }
-    return { ...ruleView(r), problem };
+    return { ...ruleView(r), problem: this.problem(c.tenant, r) };
+  }
+
+  /**
+   * Why a stored version does not compile, or null (a version stored before a check of the
+   * language was added may fail it). Versions never change, so the answer is kept: listing
+   * 10,000 rules compiles each once per process.
+   */
+  private problem(tenant: string, r: StoredRule): string | null {
+    const k = `${tenant}\u0000${r.id}\u0000${r.version}`;
+    const hit = this.problems.get(k);
+    if (hit !== undefined) return hit;
+    const why = storedRuleProblem(tenant, r.id, r.document);
+    if (this.problems.size >= MAX_PROBLEMS) this.problems.delete(this.problems.keys().next().value!);
+    this.problems.set(k, why);
+    return why;
   }
 
   async listRuleVersions(c: Caller, i: { id: string }): Promise<Obj> {

@@ -31,6 +31,7 @@ commands:
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
   rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
   rules export [--tenant T]                         print the stored rules as JSON
+  rules check [--tenant T]                          list the stored rules this version cannot compile
   backtest -f RULE_FILE --from TIME [--to TIME]     a draft rule (or a stored one: --rule ID) over the
                                                     archived events of a window: per day, matches, samples
   replay --from TIME [--to TIME] [--live]           archived events through the active rules (or --id ID …):

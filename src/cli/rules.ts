@@ -13,12 +13,17 @@
  *
  * `export` prints the current version of every rule (of one tenant, or all) as a JSON array that
  * `apply` takes back.
+ *
+ * `check` compiles the current version of every rule that is not archived (of one tenant, or
+ * all) with this version of Signalbox, and prints each one that does not compile, with why: a
+ * rule saved before a check of the language was added. Run it before starting an upgraded
+ * `serve`: an active rule that does not compile matches nothing. Exit 1 when any does not.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { stripBom } from '../config/body.js';
-import { compileRuleSet } from '../engine/index.js';
+import { compileRuleSet, storedRuleProblem } from '../engine/index.js';
 import { RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { openStore } from './env.js';
 
@@ -29,6 +34,7 @@ export interface RulesIo {
 
 const USAGE = `usage: signalbox rules apply -f PATH [-f PATH …] [--tenant T] [--dry-run]
        signalbox rules export [--tenant T]
+       signalbox rules check [--tenant T]
 `;
 
 function files(path: string): string[] {
@@ -116,7 +122,9 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
       return usage(io, `unknown argument ${JSON.stringify(a)}`);
     }
   }
+  if ((sub === 'export' || sub === 'check') && paths.length > 0) return usage(io, `${sub} takes no -f`);
   if (sub === 'export') return exportRules(tenant, io);
+  if (sub === 'check') return checkRules(tenant, io);
   if (sub !== 'apply')
     return usage(io, sub ? `unknown subcommand ${JSON.stringify(sub)}` : 'missing subcommand');
   if (paths.length === 0) return usage(io, 'apply needs -f PATH');
@@ -186,22 +194,47 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   }
 }
 
-async function exportRules(tenant: string | undefined, io: RulesIo): Promise<number> {
+/** Every stored rule's current version, of one tenant or of all, tenant by tenant. */
+async function storedRules(
+  tenant: string | undefined,
+  each: (tenant: string, r: StoredRule) => void,
+): Promise<void> {
   const db = await openStore();
   try {
     const store = new RuleStore(db);
     const tenants = tenant
       ? [tenant]
       : (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);
-    const out: Array<Record<string, unknown>> = [];
-    for (const t of tenants) {
-      for (const r of await store.list(t)) out.push({ ...r.document, tenant: t, status: r.status });
-    }
-    io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    return 0;
+    for (const t of tenants) for (const r of await store.list(t)) each(t, r);
   } finally {
     await db.close();
   }
+}
+
+async function exportRules(tenant: string | undefined, io: RulesIo): Promise<number> {
+  const out: Array<Record<string, unknown>> = [];
+  await storedRules(tenant, (t, r) => out.push({ ...r.document, tenant: t, status: r.status }));
+  io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  return 0;
+}
+
+async function checkRules(tenant: string | undefined, io: RulesIo): Promise<number> {
+  let checked = 0;
+  let broken = 0;
+  await storedRules(tenant, (t, r) => {
+    if (r.status === 'archived') return;
+    checked++;
+    const why = storedRuleProblem(t, r.id, r.document);
+    if (why === null) return;
+    broken++;
+    io.stdout.write(`✗ ${t}/${r.id} (v${r.version}, ${r.status}): ${why}\n`);
+  });
+  io.stdout.write(
+    `${checked} rule${checked === 1 ? '' : 's'} checked: ${
+      broken === 0 ? 'every one compiles' : `${broken} do${broken === 1 ? 'es' : ''} not compile`
+    }\n`,
+  );
+  return broken === 0 ? 0 : 1;
 }
 
 function usage(io: RulesIo, msg: string): number {

@@ -37,6 +37,7 @@ export {
   type RuleSetError,
   type RuleStatus,
   ruleLabel,
+  storedRuleProblem,
 } from './rule.js';
 export { Bucket, buildBucket } from './rule-index.js';
 export {

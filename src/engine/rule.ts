@@ -129,6 +129,26 @@ export class RuleCompiler {
 }
 
 /**
+ * Why a stored rule version does not compile with this engine, or null when it does. A version
+ * saved before a check of the language was added may fail it: the store keeps documents as they
+ * were saved, whatever their status. The tenant and id are the store's, the status `active`
+ * (what activating it, or a process loading it, compiles).
+ */
+export function storedRuleProblem(
+  tenant: string,
+  id: string,
+  document: Readonly<Record<string, unknown>>,
+  cache?: CompileCache,
+): string | null {
+  try {
+    compileRule({ ...document, id, tenant, status: 'active' }, cache);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/**
  * Validates and compiles one rule document. Throws an EngineError whose `where` names the field;
  * the caller adds which rule it was (its id, or its position in a list).
  */

@@ -242,6 +242,12 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
             'actions[0].with.url: must be an http or https URL, not ftp',
           );
           expect(err(await call('editor', 'ActivateRule', { id: stale })).code).toBe('invalid_argument');
+          // ListRules says it of each rule, so a tenant finds them all in one call
+          const listed = ok(await call('viewer', 'ListRules', {})).rules as Array<Record<string, unknown>>;
+          expect(listed.find((r) => r.id === stale)?.problem).toBe(
+            'actions[0].with.url: must be an http or https URL, not ftp',
+          );
+          expect(listed.find((r) => r.id === id)?.problem ?? null).toBeNull();
         });
 
         it('validate answers errors with field and position without saving', async () => {

@@ -1,9 +1,10 @@
-/** `signalbox rules apply|export` through the real command, on Postgres in a schema of its own. */
+/** `signalbox rules apply|export|check` through the real command, on Postgres in a schema of its own. */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { openPostgres, RuleStore } from '../../src/store/index.js';
 import { runCliOutput } from './serve-env.js';
 
 const url = process.env.DATABASE_URL ?? 'postgres://signalbox:signalbox@127.0.0.1:5433/signalbox';
@@ -110,8 +111,47 @@ it('refuses a rule holding U+0000 (Postgres stores none) before writing anything
   expect(exported.map((d) => d.id)).not.toContain('nul-good');
 });
 
+it('check lists the stored rules this version cannot compile, with why, and exits 1', async () => {
+  const t = 'checkco';
+  writeFileSync(join(dir, 'fine.json'), JSON.stringify([{ id: 'fine', source: '*' }]));
+  expect((await run(['apply', '-f', join(dir, 'fine.json'), '--tenant', t])).code).toBe(0);
+  const clean = await run(['check', '--tenant', t]);
+  expect([clean.code, clean.stdout]).toEqual([0, '1 rule checked: every one compiles\n']);
+
+  // Versions saved before a check was added (straight into the store: apply would refuse them).
+  const db = await openPostgres({ url, schema });
+  try {
+    const store = new RuleStore(db);
+    const old = (id: string, status: 'active' | 'paused' | 'archived', doc: Record<string, unknown>) =>
+      store.save(t, { id, source: '*', ...doc }, { actor: 'test', status });
+    await old('stale-hook', 'active', {
+      actions: [{ type: 'webhook', with: { url: 'ftp://x.example.com/a' } }],
+    });
+    await old('stale-cron', 'paused', { schedule: { cron: '61 * * * *' } });
+    await old('gone', 'archived', { actions: [{ type: 'webhook', with: { url: 'ftp://x.example.com/b' } }] });
+  } finally {
+    await db.close();
+  }
+  const r = await run(['check', '--tenant', t]);
+  expect(r.code).toBe(1);
+  const lines = r.stdout.trim().split('\n');
+  expect(lines).toHaveLength(3);
+  expect(lines[0]).toMatch(/^✗ checkco\/stale-cron \(v1, paused\): schedule\.cron: .*minute "61": 61: values are 0–59$/);
+  expect(lines[1]).toBe(
+    '✗ checkco/stale-hook (v1, active): actions[0].with.url: must be an http or https URL, not ftp',
+  );
+  // an archived rule is not checked: it cannot run, and activating it checks it
+  expect(lines[2]).toBe('3 rules checked: 2 do not compile');
+  // every tenant when none is named
+  const all = await run(['check']);
+  expect(all.code).toBe(1);
+  expect(all.stdout).toContain('✗ checkco/stale-hook');
+  expect(all.stdout).toMatch(/rules checked: 2 do not compile\n$/);
+});
+
 it('answers bad arguments with usage and exit 2', async () => {
   expect((await run(['apply'])).code).toBe(2);
   expect((await run(['frob'])).code).toBe(2);
+  expect((await run(['check', '-f', dir])).code).toBe(2);
   expect((await run(['apply', '-f', join(dir, 'missing')])).code).toBe(2);
 });
