@@ -213,6 +213,9 @@ export class HistoryDrain {
   private pruned = -1;
   private pruning: Promise<void> | undefined;
   private stopping = false;
+  /** Prunes a drain that writes nothing (a quiet system keeps no history past its retention). */
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private readonly pruneCheckMs: number;
 
   constructor(
     redis: Redis,
@@ -229,11 +232,14 @@ export class HistoryDrain {
       retentionDays?: number;
       /** Rows a pruning statement deletes (default PRUNE_ROWS; tests use few). */
       pruneRows?: number;
+      /** How often a drain with nothing to write looks whether an hour began (default a minute). */
+      pruneCheckMs?: number;
       now?: () => number;
     } = {},
   ) {
     this.retentionDays = opts.retentionDays ?? HISTORY_DAYS;
     this.pruneRows = opts.pruneRows ?? PRUNE_ROWS;
+    this.pruneCheckMs = opts.pruneCheckMs ?? 60_000;
     this.now = opts.now ?? Date.now;
     this.reader = new StreamConsumer(
       redis,
@@ -267,17 +273,21 @@ export class HistoryDrain {
 
   start(): Promise<void> {
     this.prune();
+    this.pruneTimer = setInterval(() => this.prune(), this.pruneCheckMs);
+    this.pruneTimer.unref();
     return this.reader.start();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.pruneTimer);
     await this.reader.stop();
     await this.pruning;
   }
 
   /**
-   * Starts deleting history past the retention, at most once an hour, beside the drain (its
+   * Starts deleting history past the retention, at most once an hour (with the first write of
+   * the hour, or by the minute's check of a drain with nothing to write), beside the drain (its
    * writes do not wait for it). Several workers may prune at once: each statement skips the rows
    * another holds.
    */
@@ -288,7 +298,7 @@ export class HistoryDrain {
     this.pruning = this.deleteOld()
       .then(() => undefined)
       .catch((e) => {
-        // Postgres down: tried again with the next write.
+        // Postgres down: tried again with the next write or check.
         this.pruned = -1;
         this.pruneError = e as Error;
       })

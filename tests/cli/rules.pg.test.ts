@@ -136,7 +136,9 @@ it('check lists the stored rules this version cannot compile, with why, and exit
   expect(r.code).toBe(1);
   const lines = r.stdout.trim().split('\n');
   expect(lines).toHaveLength(3);
-  expect(lines[0]).toMatch(/^✗ checkco\/stale-cron \(v1, paused\): schedule\.cron: .*minute "61": 61: values are 0–59$/);
+  expect(lines[0]).toMatch(
+    /^✗ checkco\/stale-cron \(v1, paused\): schedule\.cron: .*minute "61": 61: values are 0–59$/,
+  );
   expect(lines[1]).toBe(
     '✗ checkco/stale-hook (v1, active): actions[0].with.url: must be an http or https URL, not ftp',
   );

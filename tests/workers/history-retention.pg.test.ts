@@ -110,3 +110,26 @@ it('prunes by itself with its first write of each hour, beside the write', async
   expect(drain.pruneError).toBeUndefined();
   await drain.stop();
 });
+
+it('prunes a drain that has nothing to write once an hour begins (a quiet system)', async () => {
+  let clock = now;
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:quiet`, stores.db, {
+    now: () => clock,
+    retentionDays: 30,
+    pruneCheckMs: 20,
+  });
+  await drain.write([run('quiet-old', 60)]);
+  await drain.start();
+  try {
+    // this hour's pruning began before the old run was in: it stays until the next hour
+    await new Promise((res) => setTimeout(res, 200));
+    const has = async () => (await stores.db.query(`select 1 from runs where id = 'quiet-old'`)).rowCount;
+    expect(await has()).toBe(1);
+    clock += 3_600_000;
+    const until = Date.now() + 5_000;
+    while (Date.now() < until && (await has()) > 0) await new Promise((res) => setTimeout(res, 20));
+    expect(await has()).toBe(0);
+  } finally {
+    await drain.stop();
+  }
+});
