@@ -48,6 +48,8 @@ export type ThreadRequest =
   | { readonly type: 'listening'; readonly thread: number; readonly port: number }
   /** An uncaught error: the thread closes its port and ends (the main thread starts another). */
   | { readonly type: 'crashed'; readonly message: string }
+  /** Why the thread answers events 503 (at most once a minute): the main thread logs it. */
+  | { readonly type: 'unavailable'; readonly reason: string }
   /**
    * Halo "event information only": fetch the record from the Halo API. The main thread holds the
    * PSA clients (their token cache, the shared API budget and the connection store).
@@ -91,6 +93,8 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     ready: async () => loaded && (await redis.ping()) === 'PONG',
     ...(data.rate ? { rate: data.rate } : {}),
     moreMetrics: () => backlogGauges(redis, data.prefix),
+    onUnavailable: (reason) =>
+      parentPort!.postMessage({ type: 'unavailable', reason } satisfies ThreadRequest),
     fetchRecord: (conn, ev) =>
       new Promise((resolve) => {
         const n = ++nextFetch;

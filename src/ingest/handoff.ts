@@ -130,6 +130,13 @@ end
 if textKey and redis.call('EXISTS', textKey) == 0 then
   return redis.error_reply('the chunk text ' .. textKey .. ' is not in Redis')
 end
+-- A full Redis (maxmemory under noeviction) refuses the chunk here, before anything is written.
+-- Redis checks memory only until a script's first write of any kind: the loop breaker's
+-- ZREMRANGEBYSCORE (which needs no memory) came first, and let every later write through, so
+-- events that started runs were accepted into a full Redis without bound. SETRANGE of nothing
+-- is such a check and changes nothing (KEYS[14]: the chunk's text, or a key never written).
+local room = redis.pcall('SETRANGE', KEYS[14], 0, '')
+if type(room) == 'table' and room.err then return failed(room.err) end
 local dup = seen(members, 11)
 local out, mine, sks, vers, current = {}, {}, {}, {}, {}
 local k = 15
@@ -484,7 +491,7 @@ export class Handoff {
   private readonly maxInflight: number;
   /** Keys for chunks' NDJSON: this hand-off's own prefix, and a counter. */
   private readonly textKeys: string;
-  /** COMMIT's key for a chunk's NDJSON when it is an argument instead: never touched. */
+  /** COMMIT's key for a chunk's NDJSON when it is an argument instead: never written. */
   private readonly noTextKey: string;
   private textSeq = 0;
   /** The ISO form of the last receivedAt seen: a batch's events share it. */

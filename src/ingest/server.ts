@@ -72,6 +72,12 @@ export interface IngestOptions {
   readonly fetchRecord?: (conn: Connection, ev: AdaptedEvent) => Promise<Record<string, unknown> | undefined>;
   /** More /metrics text, read at scrape time (the stream backlogs: config/streams.ts streamGauges). */
   readonly moreMetrics?: () => Promise<string>;
+  /**
+   * Told, at most once a minute, why events are answered 503: what Redis said when it refused
+   * them (out of memory under `noeviction`, a damaged key) or why it could not be reached. The
+   * senders only see "retry later"; the operator needs the reason.
+   */
+  readonly onUnavailable?: (reason: string) => void;
   /** Start even if the native uWebSockets.js binary did not load (slow pure-JS fallback). */
   readonly allowFallback?: boolean;
 }
@@ -255,6 +261,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     return results;
   }
 
+  let lastUnavailableLog = Number.NEGATIVE_INFINITY;
   /** Hands the valid events off and answers: 202 with the outcomes, or 503 when Redis cannot take them. */
   async function accept(
     reply: Reply,
@@ -264,8 +271,18 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   ): Promise<void> {
     try {
       reply(202, summary(await handOff(good, receivedAt), errors));
-    } catch {
+    } catch (e) {
       metrics.rejected.inc({ reason: 'unavailable' });
+      const now = Date.now();
+      if (opts.onUnavailable && now - lastUnavailableLog >= 60_000) {
+        lastUnavailableLog = now;
+        const why = (e as Error).message || String(e);
+        opts.onUnavailable(
+          why.startsWith('OOM')
+            ? `${why} Redis is full: /metrics shows what waits in it (signalbox_stream_lag, signalbox_runs)`
+            : why,
+        );
+      }
       reply(503, { error: 'the event store is unavailable; retry later' }, { 'retry-after': '5' });
     }
   }

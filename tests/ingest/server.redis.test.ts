@@ -15,6 +15,7 @@ import { compileRuleSet, Engine } from '../../src/engine/index.js';
 import type { Connection, PsaSource } from '../../src/ingest/connection.js';
 import { Handoff } from '../../src/ingest/handoff.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import { listenablePort, startRedisServer } from '../redis-server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 const FIXTURES = new URL('../../examples/psa/', import.meta.url);
@@ -491,6 +492,60 @@ describe('operations', () => {
     } finally {
       s.close();
       dead.disconnect();
+    }
+  });
+});
+
+describe('Redis refusing the events', () => {
+  it('answers 503 and tells the operator why, at most once a minute: a full Redis', async () => {
+    const port = await listenablePort();
+    const child = await startRedisServer(port);
+    const redis = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    const told: string[] = [];
+    // offline devices start runs (the loop breaker's writes come first in COMMIT), others none
+    const { rules } = compileRuleSet([
+      { id: 'offline', tenant: 'acme', source: '*', on: ['device.offline'], actions: [{ type: 'log' }] },
+    ]);
+    const engine = new Engine(rules);
+    const s = await startIngest({
+      connections: { get: () => undefined },
+      apiKeys: { tenantOf: (k) => (k === 'full-key' ? 'acme' : undefined) },
+      handoff: new Handoff(redis, () => engine, { prefix }),
+      ready: async () => true,
+      onUnavailable: (why) => told.push(why),
+    });
+    try {
+      const send = (id: string, type = 'device.offline') =>
+        fetch(`http://127.0.0.1:${s.port}/v1/events`, {
+          method: 'POST',
+          body: JSON.stringify({ id, source: 'rmm', type, data: {} }),
+          headers: { 'content-type': 'application/json', authorization: 'Bearer full-key' },
+        });
+      expect((await send('before')).status).toBe(202);
+      // noeviction and no room left: Redis must refuse every event, before writing anything
+      await redis.config('SET', 'maxmemory', '1');
+      const keys = await redis.dbsize();
+      for (const [id, type] of [
+        ['full-1', 'device.offline'],
+        ['full-2', 'device.offline'],
+        ['full-3', 'device.online'],
+      ]) {
+        const r = await send(id!, type);
+        expect(r.status).toBe(503);
+        expect(await r.json()).toEqual({ error: 'the event store is unavailable; retry later' });
+      }
+      expect(await redis.dbsize()).toBe(keys);
+      expect(await redis.xlen(`${prefix}:outbox`)).toBe(1);
+      expect(told).toHaveLength(1);
+      expect(told[0]).toMatch(/^OOM command not allowed .* Redis is full: \/metrics shows what waits in it/);
+      await redis.config('SET', 'maxmemory', '0');
+      expect((await send('after')).status).toBe(202);
+      expect(await redis.xlen(`${prefix}:outbox`)).toBe(2);
+      expect(told).toHaveLength(1);
+    } finally {
+      await s.close();
+      redis.disconnect();
+      child.kill('SIGKILL');
     }
   });
 });
