@@ -51,6 +51,12 @@ export function workerFromEnv(
           ? 'signalbox workers: Redis is reachable again\n'
           : `signalbox workers: Redis is unreachable (${e?.message ?? 'error'}); runs wait until it is back\n`,
       ),
+    onQueueError: (e) =>
+      process.stderr.write(
+        `signalbox workers: the run queue answered an error (${e.message}); runs wait and are tried again${
+          e.message.startsWith('OOM') ? ': Redis is full' : ''
+        }\n`,
+      ),
     onStore: (up, e) =>
       process.stderr.write(
         up

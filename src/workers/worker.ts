@@ -56,6 +56,12 @@ export interface WorkerOptions {
   /** Told when Redis becomes unreachable (with the first error) and when it is back: once each. */
   readonly onRedis?: (up: boolean, error?: Error) => void;
   /**
+   * Told, at most once a minute, of an error the run queue's scripts answered while Redis is
+   * reachable: Redis out of memory (maxmemory under noeviction), a damaged key. BullMQ tries
+   * again; the runs wait meanwhile, and without this nothing said why.
+   */
+  readonly onQueueError?: (error: Error) => void;
+  /**
    * Told when the drains find Postgres unreachable (with the first error) and when they write
    * again: once each. Meanwhile run history and archived events wait in Redis.
    */
@@ -152,6 +158,10 @@ export class EarlyStart {
   };
 }
 
+/** How ioredis and Node word a Redis that cannot be reached (or went away mid-command). */
+const REDIS_UNREACHABLE =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|EAI_AGAIN|Connection is closed|max retries per request|Stream isn't writeable/;
+
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const prefix = o.prefix ?? 'sb';
   const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
@@ -200,6 +210,16 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return value;
   };
   const duplicate = (): Redis => watch(redis.duplicate());
+  let lastQueueError = Number.NEGATIVE_INFINITY;
+  const queueError = (e: unknown): void => {
+    const error = e instanceof Error ? e : new Error(String(e));
+    // Redis unreachable is told by onRedis, once
+    if (redisDown || REDIS_UNREACHABLE.test(error.message)) return;
+    const t = Date.now();
+    if (t - lastQueueError < 60_000) return;
+    lastQueueError = t;
+    o.onQueueError?.(error);
+  };
   const queueRedis = duplicate();
   const queue = openRunQueue(queueRedis, prefix);
   // Fetch loops: BullMQ workers of this process, the concurrency split between them (fetchers).
@@ -234,7 +254,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       maxStalledCount: 10,
       autorun: o.autorun ?? true,
     });
-    worker.on('error', () => {});
+    worker.on('error', queueError);
     worker.on('active', early.fetched);
     return { worker, history, connection };
   });
