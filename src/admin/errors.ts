@@ -61,7 +61,7 @@ export const invalid = (field: string, reason: string, extra: Partial<FieldError
   new AdminError('invalid_argument', `${field}: ${reason}`, [{ field, reason, ...extra }]);
 
 /**
- * The store (Postgres) or Redis could not be reached: `unavailable` (HTTP 503 with Retry-After,
+ * The store (Postgres) or Redis could not be reached, or Redis is full: `unavailable` (HTTP 503 with Retry-After,
  * gRPC UNAVAILABLE), which clients retry, rather than `internal`. The reason (an address) stays
  * out of the answer: callers are tenants, not operators.
  */
@@ -72,6 +72,9 @@ export function passingFailure(e: unknown): AdminError | undefined {
   const message = (e as { message?: unknown } | null)?.message;
   if (name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.')
     return new AdminError('unavailable', 'the run queue (Redis) is unreachable; try again shortly', [], 5);
+  // Redis full (maxmemory under noeviction): it refuses writes until the workers free memory
+  if (typeof message === 'string' && message.startsWith('OOM '))
+    return new AdminError('unavailable', 'the run queue (Redis) is full; try again shortly', [], 5);
   return undefined;
 }
 

@@ -3,7 +3,7 @@
  * is cut), and every call answers `unavailable` (HTTP 503 with Retry-After, gRPC UNAVAILABLE),
  * which clients retry, not `internal`; once the server is back the same calls succeed, with no
  * restart. The same for Redis, for the calls that queue runs: they answer at once, not when Redis
- * is back.
+ * is back, and while Redis is full.
  */
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
@@ -136,6 +136,19 @@ it('answers unavailable, not hanging, while Redis is down for calls that queue r
     expect(await c.call('http', key, 'ActivateRule', { id: 'p1' })).toMatchObject({ ok: true });
     const first = await c.call('http', key, 'TriggerRule', { id: 'p1' });
     expect(first, JSON.stringify(first)).toMatchObject({ ok: true });
+    // Redis full (maxmemory under noeviction): the same answer, until it has room
+    const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    await admin.config('SET', 'maxmemory', '1');
+    for (const t of ['http', 'grpc'] as const) {
+      const r = await c.call(t, key, 'TriggerRule', { id: 'p1' });
+      expect(r, t).toMatchObject({
+        ok: false,
+        code: 'unavailable',
+        message: 'the run queue (Redis) is full; try again shortly',
+      });
+    }
+    await admin.config('SET', 'maxmemory', '0');
+    admin.disconnect();
     const gone = new Promise((r) => server.once('exit', r));
     server.kill('SIGKILL');
     await gone;
