@@ -87,16 +87,38 @@ export class RedisPolicyError extends Error {
   override readonly name = 'RedisPolicyError';
 }
 
+/** The oldest Redis Signalbox runs on: SMISMEMBER (the ingest's dedupe) and BullMQ need 6.2. */
+const MIN_REDIS = [6, 2] as const;
+
 /**
- * design.md: Redis must not evict, or queued runs and timers could vanish. Read from INFO, which
- * managed Redis services answer (several refuse or rename CONFIG); CONFIG GET only where INFO
- * does not say.
+ * What Signalbox needs of its Redis, checked before anything starts, from INFO (which managed
+ * Redis services answer; several refuse or rename CONFIG, asked only where INFO does not say):
+ * - design.md: it must not evict (`maxmemory-policy noeviction`), or queued runs and timers could
+ *   vanish;
+ * - version 6.2 or later: an older one refused the ingest's every COMMIT (unknown SMISMEMBER);
+ * - not a cluster node: a COMMIT writes keys of many hash slots at once (CROSSSLOT);
+ * - not a read-only replica: every write would fail (READONLY).
+ * Each of these used to start, then answer every event 503.
  */
 export async function checkNoEviction(redis: Redis): Promise<void> {
-  const info = await redis.info('memory');
+  const info = await redis.info();
+  const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1];
+  const version = field('redis_version');
+  if (version !== undefined) {
+    const [major = 0, minor = 0] = version.split('.').map(Number);
+    if (major < MIN_REDIS[0] || (major === MIN_REDIS[0] && minor < MIN_REDIS[1]))
+      throw new RedisPolicyError(`Redis ${MIN_REDIS.join('.')} or later is needed (this one is ${version})`);
+  }
+  if (field('cluster_enabled') === '1')
+    throw new RedisPolicyError(
+      'Redis Cluster is not supported: a hand-off writes keys of many hash slots at once; use a standalone Redis (a primary, with replicas for failover)',
+    );
+  if (field('role') === 'slave' && field('slave_read_only') !== '0')
+    throw new RedisPolicyError(
+      `REDIS_URL names a read-only replica (of ${field('master_host') ?? '?'}:${field('master_port') ?? '?'}): point it at the primary`,
+    );
   const policy =
-    /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ??
-    ((await redis.config('GET', 'maxmemory-policy')) as [string, string])[1];
+    field('maxmemory_policy') ?? ((await redis.config('GET', 'maxmemory-policy')) as [string, string])[1];
   if (policy !== 'noeviction') {
     throw new RedisPolicyError(
       `Redis must run with maxmemory-policy noeviction (it has ${policy}): queued runs and timers could be evicted`,
