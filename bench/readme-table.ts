@@ -54,7 +54,7 @@ lines.push(
 try {
   const ingest = JSON.parse(readFileSync('bench/results/ingest.json', 'utf8')) as {
     run: { date: string };
-    setup: { rules: number; connections: number; seconds: number };
+    setup: { rules: number; connections: number; seconds: number; rounds?: number };
     results: Record<
       string,
       {
@@ -65,24 +65,33 @@ try {
       }
     >;
     singleVsBare: number;
+    singleVsBareRounds?: number[];
     singleVsBareByConnections?: Record<string, number>;
+    batchEventsPerSecRounds?: number[];
   };
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  const roundsOf = (xs: number[] | undefined, f: (x: number) => string) =>
+    xs && xs.length > 1 ? ` (rounds: ${xs.map(f).join(', ')})` : '';
   const r = ingest.results;
   lines.push(
     '',
     `Ingest (\`npm run bench:ingest\`; autocannon, ${ingest.setup.connections} connections, ${ingest.setup.seconds} s each, ${n(ingest.setup.rules)} rules, ~5% of events matching, real Redis; ${ingest.run.date.slice(0, 10)}).`,
-    'Baseline: a bare uWebSockets.js server that only parses the JSON, same load, same run.',
+    `Baseline: a bare uWebSockets.js server that only parses the JSON, same load, same run.${
+      (ingest.setup.rounds ?? 1) > 1
+        ? ` The 32-connection and NDJSON rows are the median of ${ingest.setup.rounds} rounds, bare and ingest alternating (the ratio: the median round's).`
+        : ''
+    }`,
     '',
     '| load | bare uWS | Signalbox ingest | ratio | ingest p50 / p99 ms |',
     '|---|---:|---:|---:|---:|',
-    `| one event per request | ${n(r['single:bare']!.requestsPerSec)} req/s | ${n(r['single:ingest']!.requestsPerSec)} req/s | ${Math.round(ingest.singleVsBare * 100)}% | ${r['single:ingest']!.latencyMs.p50} / ${r['single:ingest']!.latencyMs.p99} |`,
+    `| one event per request | ${n(r['single:bare']!.requestsPerSec)} req/s | ${n(r['single:ingest']!.requestsPerSec)} req/s | ${pct(ingest.singleVsBare)}${roundsOf(ingest.singleVsBareRounds, pct)} | ${r['single:ingest']!.latencyMs.p50} / ${r['single:ingest']!.latencyMs.p99} |`,
     ...Object.keys(ingest.singleVsBareByConnections ?? {})
       .filter((c) => r[`single@${c}:ingest`])
       .map(
         (c) =>
           `| one event per request, ${c} connections | ${n(r[`single@${c}:bare`]!.requestsPerSec)} req/s | ${n(r[`single@${c}:ingest`]!.requestsPerSec)} req/s | ${Math.round(ingest.singleVsBareByConnections![c]! * 100)}% | ${r[`single@${c}:ingest`]!.latencyMs.p50} / ${r[`single@${c}:ingest`]!.latencyMs.p99} |`,
       ),
-    `| NDJSON, 100 events per request | ${n(r['batch100:bare']!.eventsPerSec)} ev/s | ${n(r['batch100:ingest']!.eventsPerSec)} ev/s | ${Math.round((r['batch100:ingest']!.eventsPerSec / r['batch100:bare']!.eventsPerSec) * 100)}% | ${r['batch100:ingest']!.latencyMs.p50} / ${r['batch100:ingest']!.latencyMs.p99} |`,
+    `| NDJSON, 100 events per request | ${n(r['batch100:bare']!.eventsPerSec)} ev/s | ${n(r['batch100:ingest']!.eventsPerSec)} ev/s${roundsOf(ingest.batchEventsPerSecRounds, n)} | ${Math.round((r['batch100:ingest']!.eventsPerSec / r['batch100:bare']!.eventsPerSec) * 100)}% | ${r['batch100:ingest']!.latencyMs.p50} / ${r['batch100:ingest']!.latencyMs.p99} |`,
     `| 5,000 events/s, one per request, autocannon (each second's 5,000 sent in a burst at its start) | – | ${n(r['rate5000:ingest']!.eventsPerSec)} ev/s | – | ${r['rate5000:ingest']!.latencyMs.p50} / ${r['rate5000:ingest']!.latencyMs.p99} |`,
   );
   const steady = r['rate5000:ingest']!.steady;
