@@ -165,7 +165,31 @@ export function secretBox(env = commandEnv()): SecretBox {
 }
 
 /** Numeric settings from the environment that must be positive whole numbers when set. */
-const POSITIVE_INTEGERS = ['SIGNALBOX_ARCHIVE_DAYS', 'SIGNALBOX_HISTORY_DAYS', 'SIGNALBOX_TENANT_RATE'];
+const POSITIVE_INTEGERS = [
+  'SIGNALBOX_ARCHIVE_DAYS',
+  'SIGNALBOX_HISTORY_DAYS',
+  'SIGNALBOX_TENANT_RATE',
+  'SIGNALBOX_DEDUPE_DAYS',
+  'SIGNALBOX_SNAPSHOT_DAYS',
+];
+
+/**
+ * The ingest's Redis retention from the environment (checked by envProblem): how long an event
+ * id is remembered for dedupe (SIGNALBOX_DEDUPE_DAYS, default 7) and an entity's snapshot is kept
+ * after its last event (SIGNALBOX_SNAPSHOT_DAYS, default 90).
+ */
+export function handoffRetention(env: Record<string, string | undefined>): {
+  dedupeTtlSeconds?: number;
+  snapshotTtlSeconds?: number;
+} {
+  const seconds = (days: string | undefined) => (days ? Number(days) * 86_400 : undefined);
+  const dedupe = seconds(env.SIGNALBOX_DEDUPE_DAYS);
+  const snapshot = seconds(env.SIGNALBOX_SNAPSHOT_DAYS);
+  return {
+    ...(dedupe !== undefined ? { dedupeTtlSeconds: dedupe } : {}),
+    ...(snapshot !== undefined ? { snapshotTtlSeconds: snapshot } : {}),
+  };
+}
 
 /** The first malformed setting of the environment, as a message; undefined when all are fine. */
 export function envProblem(env: Record<string, string | undefined>): string | undefined {

@@ -23,6 +23,8 @@ export interface ThreadData {
   readonly apiKeys: Array<[string, string]>;
   /** Generic API: events per second per tenant, and the burst (as the main thread's). */
   readonly rate?: { readonly perSecond: number; readonly burst: number };
+  /** The dedupe and snapshot retention (as the main thread's). */
+  readonly retention: { readonly dedupeTtlSeconds?: number; readonly snapshotTtlSeconds?: number };
 }
 
 export type RuleMessage =
@@ -89,7 +91,7 @@ export async function runIngestThread(data: ThreadData): Promise<void> {
     port: data.port,
     connections: { get: (s: PsaSource, id: string) => connections.get(`${s}/${id}`) },
     apiKeys: { tenantOf: (k) => apiKeys.get(hash('sha256', k, 'hex')) },
-    handoff: new Handoff(redis, () => engine, { prefix: data.prefix }),
+    handoff: new Handoff(redis, () => engine, { prefix: data.prefix, ...data.retention }),
     ready: async () => loaded && (await redis.ping()) === 'PONG',
     ...(data.rate ? { rate: data.rate } : {}),
     moreMetrics: () => backlogGauges(redis, data.prefix),

@@ -41,6 +41,7 @@ import {
   commandEnv,
   envProblem,
   exitIfLingering,
+  handoffRetention,
   openStore,
   secretBox,
 } from './env.js';
@@ -216,7 +217,8 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
   await stored.start();
   // SIGNALBOX_REDIS_PREFIX: the key prefix of the queue, streams, snapshots and dedupe keys.
   const prefix = o.prefix ?? (env.SIGNALBOX_REDIS_PREFIX || 'sb');
-  const handoff = new Handoff(redis, () => live.engine, { prefix });
+  const retention = handoffRetention(env);
+  const handoff = new Handoff(redis, () => live.engine, { prefix, ...retention });
   const queueRedis = redis.duplicate();
   queueRedis.on('error', () => {});
   // One PSA client for the process: the ingest's record fetches and the admin plane's checks.
@@ -253,6 +255,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     connections: stored.snapshot()[0],
     apiKeys: stored.snapshot()[1],
     ...(rate ? { rate } : {}),
+    retention,
   });
   const feed = (w: Worker): void => {
     const [conns, keys] = stored.snapshot();

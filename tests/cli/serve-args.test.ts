@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { handoffRetention } from '../../src/cli/env.js';
 import { freePort, startRedisServer } from '../redis-server.js';
 
 const BIN = new URL('../../bin/signalbox.js', import.meta.url).pathname;
@@ -69,11 +70,24 @@ it('refuses malformed numeric settings in the environment with exit 2 and a reas
     ['serve', 'SIGNALBOX_ARCHIVE_DAYS', 'forever'],
     ['worker', 'SIGNALBOX_ARCHIVE_DAYS', '-3'],
     ['serve', 'SIGNALBOX_TENANT_RATE', '1.5'],
+    ['serve', 'SIGNALBOX_DEDUPE_DAYS', '7d'],
+    ['serve', 'SIGNALBOX_SNAPSHOT_DAYS', '0'],
   ] as const) {
     const r = await run([cmd], { ...process.env, [name]: value });
     expect(r.code, `${cmd} ${name}=${value}`).toBe(2);
     expect(r.stderr).toContain(`signalbox ${cmd}: ${name} must be a positive whole number, not "${value}"`);
   }
+});
+
+it('takes the dedupe window and the snapshot retention from the environment, in days', () => {
+  expect(handoffRetention({})).toEqual({});
+  expect(handoffRetention({ SIGNALBOX_DEDUPE_DAYS: '2', SIGNALBOX_SNAPSHOT_DAYS: '30' })).toEqual({
+    dedupeTtlSeconds: 2 * 86_400,
+    snapshotTtlSeconds: 30 * 86_400,
+  });
+  expect(handoffRetention({ SIGNALBOX_DEDUPE_DAYS: '', SIGNALBOX_SNAPSHOT_DAYS: '1' })).toEqual({
+    snapshotTtlSeconds: 86_400,
+  });
 });
 
 it('says what is missing when there is no Redis', async () => {
