@@ -166,7 +166,7 @@ const SCHEMAS: Record<string, JsonSchema> = {
 };
 
 const RESPONSES: Record<string, JsonSchema> = {
-  ListRules: list('rules', ref('Rule')),
+  ListRules: list('rules', ref('Rule'), { nextCursor: nstr }),
   CreateRule: ref('Rule'),
   GetRule: ref('Rule'),
   UpdateRule: ref('Rule'),

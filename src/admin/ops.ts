@@ -53,8 +53,15 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/rules',
     role: 'viewer',
     tag: 'rules',
-    summary: 'List the rules of the tenant, with status, run count and last run',
-    input: { properties: { status: ruleStatus } },
+    summary:
+      'The rules of the tenant by id, with status, run count, last run and why one does not compile; paged by cursor (500 a page unless limit says)',
+    input: {
+      properties: {
+        status: ruleStatus,
+        limit: { type: 'integer', minimum: 1, maximum: 1000 },
+        cursor: { type: 'string', maxLength: 200 },
+      },
+    },
     call: (s, c, i: Any) => s.listRules(c, i),
   },
   {

@@ -17,6 +17,7 @@ import {
   EngineError,
   type Envelope,
   explain,
+  RULE_ID,
   storedRuleProblem,
 } from '../engine/index.js';
 import {
@@ -140,6 +141,17 @@ function runView(r: RunRow): Obj {
 }
 
 /** Opaque keyset cursors: the last row's (created_at, id). */
+/** Rules a ListRules page holds unless `limit` says otherwise. */
+const RULES_PAGE = 500;
+
+/** A ListRules cursor: the last rule id of the page before (base64url). */
+function decodeRuleCursor(c: string): string {
+  const id = Buffer.from(c, 'base64url').toString('utf8');
+  if (!RULE_ID.test(id) || Buffer.from(id).toString('base64url') !== c)
+    throw invalid('cursor', 'not a cursor this API returned');
+  return id;
+}
+
 function encodeCursor(at: Date, id: string): string {
   return Buffer.from(JSON.stringify([new Date(at).toISOString(), id])).toString('base64url');
 }
@@ -226,9 +238,18 @@ export class AdminService {
 
   // ── rules ────────────────────────────────────────────────────────────────────────────────
 
-  async listRules(c: Caller, i: { status?: RuleStatus }): Promise<Obj> {
-    const rules = await this.d.rules.list(c.tenant, i.status ? { status: i.status } : {});
-    return { rules: rules.map((r) => ({ ...ruleView(r), problem: this.problem(c.tenant, r) })) };
+  async listRules(c: Caller, i: { status?: RuleStatus; limit?: number; cursor?: string }): Promise<Obj> {
+    const limit = i.limit ?? RULES_PAGE;
+    const rules = await this.d.rules.list(c.tenant, {
+      ...(i.status ? { status: i.status } : {}),
+      ...(i.cursor ? { after: decodeRuleCursor(i.cursor) } : {}),
+      limit: limit + 1,
+    });
+    const page = rules.slice(0, limit);
+    return {
+      rules: page.map((r) => ({ ...ruleView(r), problem: this.problem(c.tenant, r) })),
+      nextCursor: rules.length > limit ? Buffer.from(page.at(-1)!.id).toString('base64url') : null,
+    };
   }
 
   async getRule(c: Caller, i: { id: string; version?: number }): Promise<Obj> {

@@ -217,17 +217,33 @@ export class RuleStore {
     return r.rows[0] ? toRule(r.rows[0]) : undefined;
   }
 
-  async list(tenant: string, filter: { status?: RuleStatus } = {}): Promise<StoredRule[]> {
-    const r =
-      filter.status === undefined
-        ? await this.db.query<Row>(
-            `${SELECT} and v.version = r.version where r.tenant_id = $1 order by r.id`,
-            [tenant],
-          )
-        : await this.db.query<Row>(
-            `${SELECT} and v.version = r.version where r.tenant_id = $1 and r.status = $2 order by r.id`,
-            [tenant, filter.status],
-          );
+  /**
+   * A tenant's rules (current versions) by id: all of them, or `limit` of those whose id comes
+   * after `after` (a page).
+   */
+  async list(
+    tenant: string,
+    filter: { status?: RuleStatus; after?: string; limit?: number } = {},
+  ): Promise<StoredRule[]> {
+    const args: unknown[] = [tenant];
+    let where = 'r.tenant_id = $1';
+    if (filter.status !== undefined) {
+      args.push(filter.status);
+      where += ` and r.status = $${args.length}`;
+    }
+    if (filter.after !== undefined) {
+      args.push(filter.after);
+      where += ` and r.id > $${args.length}`;
+    }
+    let limit = '';
+    if (filter.limit !== undefined) {
+      args.push(filter.limit);
+      limit = ` limit $${args.length}`;
+    }
+    const r = await this.db.query<Row>(
+      `${SELECT} and v.version = r.version where ${where} order by r.id${limit}`,
+      args,
+    );
     return r.rows.map(toRule);
   }
 

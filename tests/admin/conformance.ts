@@ -97,6 +97,27 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
           );
         });
 
+        it('rules: listed by id in cursor pages, every rule once', async () => {
+          for (const n of [1, 2, 3, 4, 5])
+            ok(await call('editor', 'CreateRule', { document: rule(rid(`page${n}`)) }));
+          const all = (
+            ok(await call('viewer', 'ListRules', { limit: 1000 })).rules as Array<{ id: string }>
+          ).map((r) => r.id);
+          expect(all.length).toBeGreaterThanOrEqual(5);
+          expect([...all].sort()).toEqual(all);
+          const paged: string[] = [];
+          let cursor: string | undefined;
+          for (let pages = 0; pages < 100; pages++) {
+            const page = ok(await call('viewer', 'ListRules', { limit: 2, ...(cursor ? { cursor } : {}) }));
+            const ids = (page.rules as Array<{ id: string }>).map((r) => r.id);
+            expect(ids.length).toBeLessThanOrEqual(2);
+            paged.push(...ids);
+            cursor = (page.nextCursor as string | null | undefined) ?? undefined;
+            if (!cursor) break;
+          }
+          expect(paged).toEqual(all);
+        });
+
         it('rule lifecycle: create, get, update to a new version, status changes, versions, delete', async () => {
           const id = rid('life');
           const created = ok(
@@ -298,6 +319,8 @@ export function adminConformance(name: string, open: () => Promise<Db>): void {
             ['ListRuns', { limit: 100000 }, 'limit'],
             ['ListRuns', { from: 'yesterday' }, 'from'],
             ['ListRuns', { cursor: 'garbage' }, 'cursor'],
+            ['ListRules', { cursor: 'garbage' }, 'cursor'],
+            ['ListRules', { limit: 5000 }, 'limit'],
             ['PutConnection', { id: 'Bad Id', kind: 'halo' }, 'id'],
             ['PutConnection', { id: 'ok', kind: 'fax' }, 'kind'],
             ['TestRule', { document: rule(rid('m')) }, 'envelope'],
