@@ -194,6 +194,14 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   }
 }
 
+class UnknownTenant extends Error {
+  constructor(tenant: string, known: readonly string[]) {
+    super(
+      `no tenant ${JSON.stringify(tenant)} in the rule store${known.length > 0 ? ` (it has ${known.map((t) => JSON.stringify(t)).join(', ')})` : ''}`,
+    );
+  }
+}
+
 /** Every stored rule's current version, of one tenant or of all, tenant by tenant. */
 async function storedRules(
   tenant: string | undefined,
@@ -202,10 +210,13 @@ async function storedRules(
   const db = await openStore();
   try {
     const store = new RuleStore(db);
-    const tenants = tenant
-      ? [tenant]
-      : (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);
-    for (const t of tenants) for (const r of await store.list(t)) each(t, r);
+    const tenants = (await db.query<{ id: string }>('select id from tenants order by id')).rows.map(
+      (r) => r.id,
+    );
+    // a mistyped tenant would read as one with no rules (nothing to export, every one compiles)
+    if (tenant !== undefined && !tenants.includes(tenant)) throw new UnknownTenant(tenant, tenants);
+    for (const t of tenant !== undefined ? [tenant] : tenants)
+      for (const r of await store.list(t)) each(t, r);
   } finally {
     await db.close();
   }
@@ -213,7 +224,13 @@ async function storedRules(
 
 async function exportRules(tenant: string | undefined, io: RulesIo): Promise<number> {
   const out: Array<Record<string, unknown>> = [];
-  await storedRules(tenant, (t, r) => out.push({ ...r.document, tenant: t, status: r.status }));
+  if (
+    !(await known(
+      io,
+      storedRules(tenant, (t, r) => out.push({ ...r.document, tenant: t, status: r.status })),
+    ))
+  )
+    return 2;
   io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   return 0;
 }
@@ -221,7 +238,7 @@ async function exportRules(tenant: string | undefined, io: RulesIo): Promise<num
 async function checkRules(tenant: string | undefined, io: RulesIo): Promise<number> {
   let checked = 0;
   let broken = 0;
-  await storedRules(tenant, (t, r) => {
+  const reading = storedRules(tenant, (t, r) => {
     if (r.status === 'archived') return;
     checked++;
     const why = storedRuleProblem(t, r.id, r.document);
@@ -229,12 +246,25 @@ async function checkRules(tenant: string | undefined, io: RulesIo): Promise<numb
     broken++;
     io.stdout.write(`✗ ${t}/${r.id} (v${r.version}, ${r.status}): ${why}\n`);
   });
+  if (!(await known(io, reading))) return 2;
   io.stdout.write(
     `${checked} rule${checked === 1 ? '' : 's'} checked: ${
       broken === 0 ? 'every one compiles' : `${broken} do${broken === 1 ? 'es' : ''} not compile`
     }\n`,
   );
   return broken === 0 ? 0 : 1;
+}
+
+/** Whether the rules were read; an unknown tenant is told (the caller exits 2). */
+async function known(io: RulesIo, reading: Promise<void>): Promise<boolean> {
+  try {
+    await reading;
+    return true;
+  } catch (e) {
+    if (!(e instanceof UnknownTenant)) throw e;
+    io.stderr.write(`signalbox rules: ${e.message}\n`);
+    return false;
+  }
 }
 
 function usage(io: RulesIo, msg: string): number {

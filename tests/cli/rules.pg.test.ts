@@ -155,5 +155,11 @@ it('answers bad arguments with usage and exit 2', async () => {
   expect((await run(['apply'])).code).toBe(2);
   expect((await run(['frob'])).code).toBe(2);
   expect((await run(['check', '-f', dir])).code).toBe(2);
+  // a mistyped tenant is not one with no rules
+  for (const sub of ['check', 'export']) {
+    const r = await run([sub, '--tenant', 'acmee']);
+    expect([r.code, r.stdout], sub).toEqual([2, '']);
+    expect(r.stderr).toMatch(/^signalbox rules: no tenant "acmee" in the rule store \(it has .*"acme"/);
+  }
   expect((await run(['apply', '-f', join(dir, 'missing')])).code).toBe(2);
 });
