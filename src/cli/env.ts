@@ -164,6 +164,18 @@ export function secretBox(env = commandEnv()): SecretBox {
   return SecretBox.fromText(readFileSync(path, 'utf8'));
 }
 
+/**
+ * Why `--tenant` names no tenant of the store (naming those it has), or undefined when it does:
+ * a mistyped tenant would otherwise read as one with no rules and no events.
+ */
+export async function unknownTenant(db: Db, tenant: string): Promise<string | undefined> {
+  const known = (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);
+  if (known.includes(tenant)) return undefined;
+  return `no tenant ${JSON.stringify(tenant)} in the rule store${
+    known.length > 0 ? ` (it has ${known.map((t) => JSON.stringify(t)).join(', ')})` : ''
+  }`;
+}
+
 /** Numeric settings from the environment that must be positive whole numbers when set. */
 const POSITIVE_INTEGERS = [
   'SIGNALBOX_ARCHIVE_DAYS',

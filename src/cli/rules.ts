@@ -25,7 +25,7 @@ import { parse as parseYaml } from 'yaml';
 import { stripBom } from '../config/body.js';
 import { compileRuleSet, storedRuleProblem } from '../engine/index.js';
 import { RuleStore, type StoredRule, UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
-import { openStore } from './env.js';
+import { openStore, unknownTenant } from './env.js';
 
 export interface RulesIo {
   readonly stdout: NodeJS.WritableStream;
@@ -194,13 +194,7 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   }
 }
 
-class UnknownTenant extends Error {
-  constructor(tenant: string, known: readonly string[]) {
-    super(
-      `no tenant ${JSON.stringify(tenant)} in the rule store${known.length > 0 ? ` (it has ${known.map((t) => JSON.stringify(t)).join(', ')})` : ''}`,
-    );
-  }
-}
+class UnknownTenant extends Error {}
 
 /** Every stored rule's current version, of one tenant or of all, tenant by tenant. */
 async function storedRules(
@@ -210,13 +204,12 @@ async function storedRules(
   const db = await openStore();
   try {
     const store = new RuleStore(db);
-    const tenants = (await db.query<{ id: string }>('select id from tenants order by id')).rows.map(
-      (r) => r.id,
-    );
-    // a mistyped tenant would read as one with no rules (nothing to export, every one compiles)
-    if (tenant !== undefined && !tenants.includes(tenant)) throw new UnknownTenant(tenant, tenants);
-    for (const t of tenant !== undefined ? [tenant] : tenants)
-      for (const r of await store.list(t)) each(t, r);
+    const unknown = tenant !== undefined ? await unknownTenant(db, tenant) : undefined;
+    if (unknown) throw new UnknownTenant(unknown);
+    const tenants = tenant
+      ? [tenant]
+      : (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);
+    for (const t of tenants) for (const r of await store.list(t)) each(t, r);
   } finally {
     await db.close();
   }
