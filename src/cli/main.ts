@@ -30,6 +30,7 @@ commands:
   worker [--concurrency 50]                         run workflows from the run queue (needs DATABASE_URL)
   match --rules RULES.json --events EVENTS.ndjson   match a file of events against a file of rules
   rules apply -f PATH [--tenant T] [--dry-run]      save rule files (JSON/YAML) to the rule store
+              [--prune]                             (and archive the stored rules no file holds)
   rules export [--tenant T]                         print the stored rules as JSON
   rules check [--tenant T]                          list the stored rules this version cannot compile
   backtest -f RULE_FILE --from TIME [--to TIME]     a draft rule (or a stored one: --rule ID) over the

@@ -9,7 +9,10 @@
  * if any is bad: exit 2, one line per bad rule with its file and position), then saves each rule
  * whose document changed as a new version and prints what it did: `+` created, `~` updated,
  * `=` unchanged. Running it twice changes nothing the second time. `--dry-run` prints the same
- * without writing. A rule's tenant is its `tenant`, else --tenant, else "default".
+ * without writing. A rule's tenant is its `tenant`, else --tenant, else "default". `--prune` also
+ * archives (`-`) the stored rules of those tenants that no file holds, so the files are the whole
+ * truth; archived, a rule stops matching and keeps its versions and runs (ActivateRule brings it
+ * back).
  *
  * `export` prints the current version of every rule (of one tenant, or all) as a JSON array that
  * `apply` takes back.
@@ -32,7 +35,7 @@ export interface RulesIo {
   readonly stderr: NodeJS.WritableStream;
 }
 
-const USAGE = `usage: signalbox rules apply -f PATH [-f PATH …] [--tenant T] [--dry-run]
+const USAGE = `usage: signalbox rules apply -f PATH [-f PATH …] [--tenant T] [--dry-run] [--prune]
        signalbox rules export [--tenant T]
        signalbox rules check [--tenant T]
 `;
@@ -107,6 +110,7 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   const paths: string[] = [];
   let tenant: string | undefined;
   let dryRun = false;
+  let prune = false;
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
     if (a === '-f' || a === '--file') {
@@ -118,6 +122,8 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
       if (!tenant) return usage(io, '--tenant needs a name');
     } else if (a === '--dry-run' && sub === 'apply') {
       dryRun = true;
+    } else if (a === '--prune' && sub === 'apply') {
+      prune = true;
     } else {
       return usage(io, `unknown argument ${JSON.stringify(a)}`);
     }
@@ -185,8 +191,29 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
           : `+ ${t}/${id} (v1, ${saved.status})\n`,
       );
     }
+    let pruned = 0;
+    if (prune) {
+      const held = new Map<string, Set<string>>();
+      for (const { doc } of docs) {
+        const t = (doc.tenant as string | undefined) ?? 'default';
+        if (!held.has(t)) held.set(t, new Set());
+        held.get(t)!.add(doc.id as string);
+      }
+      for (const [t, ids] of held) {
+        for (const r of await store.list(t)) {
+          if (r.status === 'archived' || ids.has(r.id)) continue;
+          pruned++;
+          if (!dryRun) await store.setStatus(t, r.id, 'archived', { actor: 'cli' });
+          io.stdout.write(
+            `- ${t}/${r.id} (v${r.version}, ${r.status} → archived${dryRun ? ', dry run' : ''})\n`,
+          );
+        }
+      }
+    }
     io.stdout.write(
-      `${docs.length} rule${docs.length === 1 ? '' : 's'}: ${changed} ${dryRun ? 'would change' : 'changed'}\n`,
+      `${docs.length} rule${docs.length === 1 ? '' : 's'}: ${changed} ${dryRun ? 'would change' : 'changed'}${
+        prune ? `; ${pruned} ${dryRun ? 'would be archived' : 'archived'}` : ''
+      }\n`,
     );
     return 0;
   } finally {

@@ -68,6 +68,40 @@ it('applies rule files idempotently, printing what it did', async () => {
   });
 });
 
+it("--prune archives the stored rules of the files' tenants that no file holds", async () => {
+  const pruneDir = join(dir, 'prune');
+  mkdirSync(pruneDir);
+  const t = 'pruneco';
+  writeFileSync(
+    join(pruneDir, 'all.json'),
+    JSON.stringify(['a', 'b', 'c'].map((id) => ({ id, source: '*' }))),
+  );
+  expect((await run(['apply', '-f', pruneDir, '--tenant', t])).code).toBe(0);
+  // another tenant's rules are not the files' business
+  writeFileSync(join(dir, 'other.json'), JSON.stringify([{ id: 'z', source: '*' }]));
+  expect((await run(['apply', '-f', join(dir, 'other.json'), '--tenant', 'otherco'])).code).toBe(0);
+
+  writeFileSync(join(pruneDir, 'all.json'), JSON.stringify([{ id: 'a', source: '*' }]));
+  const dry = await run(['apply', '-f', pruneDir, '--tenant', t, '--prune', '--dry-run']);
+  expect(dry.code).toBe(0);
+  expect(dry.stdout).toContain('- pruneco/b (v1, active → archived, dry run)');
+  expect(dry.stdout).toContain('- pruneco/c (v1, active → archived, dry run)');
+  expect(dry.stdout).toContain('1 rule: 0 would change; 2 would be archived');
+  const real = await run(['apply', '-f', pruneDir, '--tenant', t, '--prune']);
+  expect(real.stdout).toContain('- pruneco/b (v1, active → archived)');
+  expect(real.stdout).toContain('1 rule: 0 changed; 2 archived');
+  const statuses = (tenant: string) =>
+    run(['export', '--tenant', tenant]).then((r) =>
+      (JSON.parse(r.stdout) as Array<{ id: string; status: string }>).map((d) => `${d.id}:${d.status}`),
+    );
+  expect(await statuses(t)).toEqual(['a:active', 'b:archived', 'c:archived']);
+  expect(await statuses('otherco')).toEqual(['z:active']);
+  // done twice, nothing more
+  expect((await run(['apply', '-f', pruneDir, '--tenant', t, '--prune'])).stdout).toContain(
+    '1 rule: 0 changed; 0 archived',
+  );
+});
+
 it('reads rule files that start with a byte order mark (as Windows editors save them)', async () => {
   const bomDir = join(dir, 'bom');
   mkdirSync(bomDir);
