@@ -61,9 +61,9 @@ export const invalid = (field: string, reason: string, extra: Partial<FieldError
   new AdminError('invalid_argument', `${field}: ${reason}`, [{ field, reason, ...extra }]);
 
 /**
- * The store (Postgres) or Redis could not be reached, or Redis is full: `unavailable` (HTTP 503 with Retry-After,
- * gRPC UNAVAILABLE), which clients retry, rather than `internal`. The reason (an address) stays
- * out of the answer: callers are tenants, not operators.
+ * The store (Postgres) or Redis could not be reached, or Redis is full: `unavailable` (HTTP 503
+ * with Retry-After, gRPC UNAVAILABLE), which clients retry, rather than `internal`. The reason (an
+ * address) stays out of the answer: callers are tenants, not operators.
  */
 export function passingFailure(e: unknown): AdminError | undefined {
   if (isConnectionError(e))

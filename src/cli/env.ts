@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { type Db, migrate, openDb, openPostgres, SecretBox } from '../store/index.js';
-import { checkNoEviction, RedisPolicyError } from '../workers/worker.js';
+import { checkRedisServer, RedisPolicyError } from '../workers/worker.js';
 
 /**
  * Something outside the command stops it from starting (a Redis or database it cannot reach or
@@ -83,7 +83,7 @@ export async function checkRedis(url: string): Promise<void> {
     throw new StartupError(`cannot reach Redis at ${shownUrl(url)}: ${reason(cause ?? e)}`);
   }
   try {
-    await checkNoEviction(redis);
+    await checkRedisServer(redis);
   } catch (e) {
     // A Redis that needs a password, or one that refuses INFO too.
     throw new StartupError(
@@ -166,7 +166,7 @@ export function secretBox(env = commandEnv()): SecretBox {
 
 /**
  * Why `--tenant` names no tenant of the store (naming those it has), or undefined when it does:
- * a mistyped tenant would otherwise read as one with no rules and no events.
+ * a mistyped tenant would otherwise read as one with no rules.
  */
 export async function unknownTenant(db: Db, tenant: string): Promise<string | undefined> {
   const known = (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);

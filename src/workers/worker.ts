@@ -100,7 +100,7 @@ const MIN_REDIS = [6, 2] as const;
  * - not a read-only replica: every write would fail (READONLY).
  * Each of these used to start, then answer every event 503.
  */
-export async function checkNoEviction(redis: Redis): Promise<void> {
+export async function checkRedisServer(redis: Redis): Promise<void> {
   const info = await redis.info();
   const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1];
   const version = field('redis_version');
@@ -208,7 +208,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   };
   watch(redis);
   try {
-    await checkNoEviction(redis);
+    await checkRedisServer(redis);
   } catch (e) {
     redis.disconnect();
     throw e;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterEach, expect, it } from 'vitest';
 import { checkRedis } from '../../src/cli/env.js';
-import { checkNoEviction, RedisPolicyError } from '../../src/workers/worker.js';
+import { checkRedisServer, RedisPolicyError } from '../../src/workers/worker.js';
 import { freePort, listenablePort, startRedisServer } from '../redis-server.js';
 
 let server: ChildProcess | undefined;
@@ -69,10 +69,10 @@ it('refuses a Redis older than 6.2 (the ingest needs SMISMEMBER)', async () => {
       info: async () =>
         `# Server\r\nredis_version:${version}\r\n# Memory\r\nmaxmemory_policy:noeviction\r\n# Cluster\r\ncluster_enabled:0\r\n`,
     }) as unknown as Redis;
-  await expect(checkNoEviction(answering('6.0.16'))).rejects.toThrow(
+  await expect(checkRedisServer(answering('6.0.16'))).rejects.toThrow(
     'Redis 6.2 or later is needed (this one is 6.0.16)',
   );
-  await expect(checkNoEviction(answering('5.0.7'))).rejects.toThrow(RedisPolicyError);
-  await expect(checkNoEviction(answering('6.2.0'))).resolves.toBeUndefined();
-  await expect(checkNoEviction(answering('7.4.1'))).resolves.toBeUndefined();
+  await expect(checkRedisServer(answering('5.0.7'))).rejects.toThrow(RedisPolicyError);
+  await expect(checkRedisServer(answering('6.2.0'))).resolves.toBeUndefined();
+  await expect(checkRedisServer(answering('7.4.1'))).resolves.toBeUndefined();
 });
