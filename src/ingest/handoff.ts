@@ -8,7 +8,7 @@
  * 2. COMMIT (after matching, in process): if the snapshot's version is unchanged, atomically
  *    record the id, write the snapshot (replace, patch or delete), append the event, its
  *    `previous`, merged `data` and matched rule ids to the archive stream, and add one BullMQ run
- *    job per match (BullMQ's own addStandardJob, inside the script). A changed version means
+ *    job per match (as BullMQ's addStandardJob adds one: config/runs.ts). A changed version means
  *    another event of the same entity committed in between: read and match again.
  *
  * COMMIT is the durable hand-off: the 2xx is sent only after it succeeded, and the event, its
@@ -91,8 +91,8 @@ return out
  * and, for events with an entity, expected version, event time, mode, stale, n and n field/value
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
- * counted), BullMQ's msgpack arguments, the job's JSON data (a counted run's with `"loop":"ok"`), BullMQ's
- * msgpack options, its job's key. Kinds: `p` plain (no entity), `s` with an entity. The answer is
+ * counted), its head (encodeRunJob), the job's JSON data (a counted run's with `"loop":"ok"`), its
+ * options (encodeRunJob), its job's key. Kinds: `p` plain (no entity), `s` with an entity. The answer is
  * one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
@@ -103,7 +103,7 @@ return out
  * of a string a script sees costs Redis about 1 ns (its Lua hashes each string whole, measured
  * with perf: 15% of Redis's CPU on NDJSON batches), and a SET of the same bytes almost nothing. The runs of the
  * events that committed are counted by the loop breaker and their jobs added to the queue of runs
- * (BullMQ's own script, `BULLMQ_ADD_JOB_LUA`) in this same script, first: an event is never
+ * (`ADD_RUN_JOB_LUA`, as BullMQ's own script adds them) in this same script, first: an event is never
  * acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
  * job says `loop: ok` or `over` (the worker needs no round trip of its own).
  */
@@ -337,9 +337,9 @@ interface PlannedJob {
   readonly key: string;
   /** Its run's position (from 1) among the event's `loops`; 0 when not counted. */
   readonly counted: number;
-  /** BullMQ's msgpack arguments and options (encodeRunJob). */
-  readonly args: Buffer;
-  readonly opts: Buffer;
+  /** Its head and options (encodeRunJob). */
+  readonly head: string;
+  readonly opts: string;
   /** Its RunJob as JSON; a counted run's says `"loop":"ok"`, which COMMIT turns to `over` when so. */
   readonly data: string;
 }
@@ -701,7 +701,7 @@ export class Handoff {
         jobArgs.push(
           position,
           String(job.counted === 0 ? 0 : before + job.counted),
-          job.args,
+          job.head,
           job.data,
           job.opts,
           job.key,
@@ -833,15 +833,15 @@ export class Handoff {
         jobId = loops[l]![3];
         counted = ++l;
       } else jobId = runJobId(tenant, envelope.id, ruleId);
-      const [args, opts] = encodeRunJob(this.runQueue, 'run', jobId, now);
+      const [head, opts] = encodeRunJob('run', jobId, now);
       const data = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"snapshot":${snapshot},"event":${envJson}${counted === 0 ? '}' : ',"loop":"ok"}'}`;
-      out.push({ key: this.runQueue.jobPrefix + jobId, counted, args, opts, data });
+      out.push({ key: this.runQueue.jobPrefix + jobId, counted, head, opts, data });
     }
     for (const ruleId of cancel) {
       const id = runJobId(tenant, envelope.id, ruleId, 'cancel');
-      const [args, opts] = encodeRunJob(this.runQueue, 'cancel', id, now);
+      const [head, opts] = encodeRunJob('cancel', id, now);
       const data = `{"tenant":${t},"ruleId":${JSON.stringify(ruleId)},"kind":"cancel","event":${envJson}}`;
-      out.push({ key: this.runQueue.jobPrefix + id, counted: 0, args, opts, data });
+      out.push({ key: this.runQueue.jobPrefix + id, counted: 0, head, opts, data });
     }
     return out;
   }

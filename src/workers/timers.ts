@@ -110,9 +110,9 @@ return fired
 
 /**
  * Starts the runs of fired timers. KEYS: the fired stream, then the nine keys of the queue of runs
- * (BullMQ's addStandardJob). ARGV: the consumer group, then per entry its id, `1` with a job to add
- * (`0`: an entry that did not decode, only acknowledged), BullMQ's msgpack arguments, the job's
- * data (JSON), BullMQ's msgpack options and the job's key. → how many entries it handled.
+ * (runQueueKeys). ARGV: the consumer group, then per entry its id, `1` with a job to add (`0`: an
+ * entry that did not decode, only acknowledged), its head (encodeRunJob), the job's data (JSON),
+ * its options (encodeRunJob) and the job's key. → how many entries it handled.
  *
  * An entry that is no longer pending in the group was handled already, by a consumer that claimed
  * it from this one (slow, not dead): it adds nothing, even when that run completed and its job has
@@ -328,8 +328,8 @@ export class Timers {
         continue;
       }
       const jobId = runJobId(job.tenant, job.event.id, job.ruleId, 'debounced');
-      const [packedArgs, packedOpts] = encodeRunJob(q, 'run', jobId, now);
-      args.push(e.id, '1', packedArgs, text, packedOpts, q.jobPrefix + jobId);
+      const [head, opts] = encodeRunJob('run', jobId, now);
+      args.push(e.id, '1', head, text, opts, q.jobPrefix + jobId);
     }
     // On the queue's own connection: the reader's blocks on its next read.
     const client = (await queue.backend.client) as unknown as StartRedis;
