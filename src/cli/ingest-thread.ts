@@ -50,8 +50,8 @@ export type ThreadRequest =
   | { readonly type: 'listening'; readonly thread: number; readonly port: number }
   /** An uncaught error: the thread closes its port and ends (the main thread starts another). */
   | { readonly type: 'crashed'; readonly message: string }
-  /** Why the thread answers events 503 (at most once a minute): the main thread logs it. */
-  | { readonly type: 'unavailable'; readonly reason: string }
+  /** Why the thread answers events 503 (at most once a minute; null: accepted again): the main thread logs it. */
+  | { readonly type: 'unavailable'; readonly reason: string | null }
   /**
    * Halo "event information only": fetch the record from the Halo API. The main thread holds the
    * PSA clients (their token cache, the shared API budget and the connection store).

@@ -49,8 +49,11 @@ import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js'
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
 
-/** The line that says why events are answered 503 (at most once a minute, per server thread). */
-const UNAVAILABLE_LOG = 'signalbox serve: answering events 503 (retry later): ';
+/** The line that says why events are answered 503 (at most once a minute, per server thread), or that they are taken again. */
+const unavailableLine = (reason: string | null): string =>
+  reason === null
+    ? 'signalbox serve: events are accepted again\n'
+    : `signalbox serve: answering events 503 (retry later): ${reason}\n`;
 
 export async function runServe(argv: readonly string[], io: CommandIo): Promise<number> {
   const unknown = unknownOption(argv, [
@@ -242,7 +245,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     ...(rate ? { rate } : {}),
     fetchRecord: (conn, ev) => fetchRecord(conn.tenant, conn.id, ev.entity, ev.entityId),
     moreMetrics: () => backlogGauges(redis, prefix),
-    onUnavailable: (reason) => io.stderr.write(`${UNAVAILABLE_LOG}${reason}\n`),
+    onUnavailable: (reason) => io.stderr.write(unavailableLine(reason)),
   });
   // Extra server threads on the same port; the rule store stays here and feeds them. One that
   // dies is started again and sent the rules and connections as they are then (supervise.ts).
@@ -263,7 +266,7 @@ export async function startService(o: ServiceOptions, io: CommandIo): Promise<Ru
     w.postMessage({ type: 'rules', rules: [...live.documents.values()] } satisfies RuleMessage);
     w.on('message', (m: ThreadRequest) => {
       if (m.type === 'crashed') io.stderr.write(`signalbox: a server thread failed: ${m.message}\n`);
-      if (m.type === 'unavailable') io.stderr.write(`${UNAVAILABLE_LOG}${m.reason}\n`);
+      if (m.type === 'unavailable') io.stderr.write(unavailableLine(m.reason));
       if (m.type !== 'fetch') return;
       const answer = (record?: Record<string, unknown>) =>
         w.postMessage({ type: 'fetched', n: m.n, ...(record ? { record } : {}) } satisfies RuleMessage);

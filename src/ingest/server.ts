@@ -75,9 +75,10 @@ export interface IngestOptions {
   /**
    * Told, at most once a minute, why events are answered 503: what Redis said when it refused
    * them (out of memory under `noeviction`, a damaged key) or why it could not be reached. The
-   * senders only see "retry later"; the operator needs the reason.
+   * senders only see "retry later"; the operator needs the reason. Told `null` once events are
+   * accepted again.
    */
-  readonly onUnavailable?: (reason: string) => void;
+  readonly onUnavailable?: (reason: string | null) => void;
   /** Start even if the native uWebSockets.js binary did not load (slow pure-JS fallback). */
   readonly allowFallback?: boolean;
 }
@@ -262,6 +263,8 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   }
 
   let lastUnavailableLog = Number.NEGATIVE_INFINITY;
+  /** An outage told, whose end is not told yet. */
+  let unavailableTold = false;
   /** Hands the valid events off and answers: 202 with the outcomes, or 503 when Redis cannot take them. */
   async function accept(
     reply: Reply,
@@ -271,11 +274,17 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   ): Promise<void> {
     try {
       reply(202, summary(await handOff(good, receivedAt), errors));
+      if (unavailableTold) {
+        unavailableTold = false;
+        lastUnavailableLog = Number.NEGATIVE_INFINITY;
+        opts.onUnavailable?.(null);
+      }
     } catch (e) {
       metrics.rejected.inc({ reason: 'unavailable' });
       const now = Date.now();
       if (opts.onUnavailable && now - lastUnavailableLog >= 60_000) {
         lastUnavailableLog = now;
+        unavailableTold = true;
         const why = (e as Error).message || String(e);
         opts.onUnavailable(
           why.startsWith('OOM')

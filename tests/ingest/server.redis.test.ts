@@ -501,7 +501,7 @@ describe('Redis refusing the events', () => {
     const port = await listenablePort();
     const child = await startRedisServer(port);
     const redis = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    const told: string[] = [];
+    const told: Array<string | null> = [];
     // offline devices start runs (the loop breaker's writes come first in COMMIT), others none
     const { rules } = compileRuleSet([
       { id: 'offline', tenant: 'acme', source: '*', on: ['device.offline'], actions: [{ type: 'log' }] },
@@ -541,7 +541,15 @@ describe('Redis refusing the events', () => {
       await redis.config('SET', 'maxmemory', '0');
       expect((await send('after')).status).toBe(202);
       expect(await redis.xlen(`${prefix}:outbox`)).toBe(2);
-      expect(told).toHaveLength(1);
+      // the end of the outage is told once, and the next outage at once (not a minute later)
+      expect(told.slice(1)).toEqual([null]);
+      expect((await send('after-2')).status).toBe(202);
+      expect(told).toHaveLength(2);
+      await redis.config('SET', 'maxmemory', '1');
+      expect((await send('full-4')).status).toBe(503);
+      expect(told).toHaveLength(3);
+      expect(told[2]).toMatch(/^OOM command not allowed/);
+      await redis.config('SET', 'maxmemory', '0');
     } finally {
       await s.close();
       redis.disconnect();
