@@ -4,6 +4,7 @@
  * AdminError, which each front end encodes its own way (HTTP status + JSON, gRPC status + message).
  */
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { AtMostEvery } from '../config/log-limit.js';
 import { UNSTORABLE_REASON, unstorablePath } from '../store/index.js';
 import { AdminError, type FieldError, passingFailure } from './errors.js';
 import { type ApiKeys, allows, type Caller } from './keys.js';
@@ -42,7 +43,8 @@ export class AdminApi {
   private readonly validators = new Map<string, Validate>();
   readonly byName = new Map<string, Operation>();
 
-  private lastOutageLog = Number.NEGATIVE_INFINITY;
+  /** Outages are told at most once a minute. */
+  private readonly outageLog = new AtMostEvery(60_000);
 
   constructor(
     readonly service: AdminService,
@@ -69,9 +71,7 @@ export class AdminApi {
       const passing = passingFailure(e);
       if (!passing) throw e;
       // The answer names no address (callers are tenants); the operator's log says what failed.
-      const now = Date.now();
-      if (this.onOutage && now - this.lastOutageLog >= 60_000) {
-        this.lastOutageLog = now;
+      if (this.onOutage && this.outageLog.due()) {
         this.onOutage(
           `${passing.message.replace(/; try again shortly$/, '')} (${(e as Error).message || String(e)})`,
         );

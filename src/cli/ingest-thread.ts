@@ -50,7 +50,7 @@ export type ThreadRequest =
   | { readonly type: 'listening'; readonly thread: number; readonly port: number }
   /** An uncaught error: the thread closes its port and ends (the main thread starts another). */
   | { readonly type: 'crashed'; readonly message: string }
-  /** Why the thread answers events 503 (at most once a minute; null: accepted again): the main thread logs it. */
+  /** Why the thread answers events 503 (at most once a minute; null: accepted again), to log. */
   | { readonly type: 'unavailable'; readonly reason: string | null }
   /**
    * Halo "event information only": fetch the record from the Halo API. The main thread holds the

@@ -221,22 +221,28 @@ export async function runRules(argv: readonly string[], io: RulesIo): Promise<nu
   }
 }
 
-class UnknownTenant extends Error {}
-
-/** Every stored rule's current version, of one tenant or of all, tenant by tenant. */
+/**
+ * Every stored rule's current version, of one tenant or of all, tenant by tenant. False, having
+ * said why, when the tenant named is not in the store (the caller exits 2).
+ */
 async function storedRules(
   tenant: string | undefined,
+  io: RulesIo,
   each: (tenant: string, r: StoredRule) => void,
-): Promise<void> {
+): Promise<boolean> {
   const db = await openStore();
   try {
     const store = new RuleStore(db);
     const unknown = tenant !== undefined ? await unknownTenant(db, tenant) : undefined;
-    if (unknown) throw new UnknownTenant(unknown);
+    if (unknown) {
+      io.stderr.write(`signalbox rules: ${unknown}\n`);
+      return false;
+    }
     const tenants = tenant
       ? [tenant]
       : (await db.query<{ id: string }>('select id from tenants order by id')).rows.map((r) => r.id);
     for (const t of tenants) for (const r of await store.list(t)) each(t, r);
+    return true;
   } finally {
     await db.close();
   }
@@ -244,12 +250,7 @@ async function storedRules(
 
 async function exportRules(tenant: string | undefined, io: RulesIo): Promise<number> {
   const out: Array<Record<string, unknown>> = [];
-  if (
-    !(await known(
-      io,
-      storedRules(tenant, (t, r) => out.push({ ...r.document, tenant: t, status: r.status })),
-    ))
-  )
+  if (!(await storedRules(tenant, io, (t, r) => out.push({ ...r.document, tenant: t, status: r.status }))))
     return 2;
   io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   return 0;
@@ -258,7 +259,7 @@ async function exportRules(tenant: string | undefined, io: RulesIo): Promise<num
 async function checkRules(tenant: string | undefined, io: RulesIo): Promise<number> {
   let checked = 0;
   let broken = 0;
-  const reading = storedRules(tenant, (t, r) => {
+  const read = await storedRules(tenant, io, (t, r) => {
     if (r.status === 'archived') return;
     checked++;
     const why = storedRuleProblem(t, r.id, r.document);
@@ -266,25 +267,13 @@ async function checkRules(tenant: string | undefined, io: RulesIo): Promise<numb
     broken++;
     io.stdout.write(`✗ ${t}/${r.id} (v${r.version}, ${r.status}): ${why}\n`);
   });
-  if (!(await known(io, reading))) return 2;
+  if (!read) return 2;
   io.stdout.write(
     `${checked} rule${checked === 1 ? '' : 's'} checked: ${
       broken === 0 ? 'every one compiles' : `${broken} do${broken === 1 ? 'es' : ''} not compile`
     }\n`,
   );
   return broken === 0 ? 0 : 1;
-}
-
-/** Whether the rules were read; an unknown tenant is told (the caller exits 2). */
-async function known(io: RulesIo, reading: Promise<void>): Promise<boolean> {
-  try {
-    await reading;
-    return true;
-  } catch (e) {
-    if (!(e instanceof UnknownTenant)) throw e;
-    io.stderr.write(`signalbox rules: ${e.message}\n`);
-    return false;
-  }
 }
 
 function usage(io: RulesIo, msg: string): number {

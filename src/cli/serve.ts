@@ -49,7 +49,10 @@ import type { RuleMessage, ThreadData, ThreadRequest } from './ingest-thread.js'
 import { type Supervised, startThread, supervise } from './supervise.js';
 import { workerFromEnv } from './worker.js';
 
-/** The line that says why events are answered 503 (at most once a minute, per server thread), or that they are taken again. */
+/**
+ * The line that says why events are answered 503 (at most once a minute, per server thread), or
+ * (null) that they are accepted again.
+ */
 const unavailableLine = (reason: string | null): string =>
   reason === null
     ? 'signalbox serve: events are accepted again\n'

@@ -92,8 +92,9 @@ return out
  * pairs; then per run to count: its event's position in the chunk, window ms, max and job id;
  * then per job to add: its event's position, its run's position among those counted (0: not
  * counted), its head (encodeRunJob), the job's JSON data (a counted run's with `"loop":"ok"`), its
- * options (encodeRunJob), its job's key. Kinds: `p` plain (no entity), `s` with an entity. The answer is
- * one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since READ).
+ * options (encodeRunJob), its job's key. Kinds: `p` plain (no entity), `s` with an entity. The
+ * answer is one character per event: `o` ok, `d` duplicate, `r` retry (the snapshot changed since
+ * READ).
  *
  * When every event commits (the usual case) the NDJSON goes to the archive as it came, one XADD;
  * otherwise the lines of the events that did not commit are cut out first. A chunk's NDJSON past
@@ -103,8 +104,8 @@ return out
  * of a string a script sees costs Redis about 1 ns (its Lua hashes each string whole, measured
  * with perf: 15% of Redis's CPU on NDJSON batches), and a SET of the same bytes almost nothing. The runs of the
  * events that committed are counted by the loop breaker and their jobs added to the queue of runs
- * (`ADD_RUN_JOB_LUA`, as BullMQ's own script adds them) in this same script, first: an event is never
- * acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
+ * (`ADD_RUN_JOB_LUA`, as BullMQ's own script adds them) in this same script, first: an event is
+ * never acknowledged without its runs, nor a run enqueued for an event that was not. A counted run's
  * job says `loop: ok` or `over` (the worker needs no round trip of its own).
  */
 const COMMIT = `${SEEN}${ADMIT_LUA}${ADD_RUN_JOB_LUA}

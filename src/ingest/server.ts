@@ -26,6 +26,7 @@ import {
   invalidUtf8,
   notUtf8,
 } from '../config/body.js';
+import { AtMostEvery } from '../config/log-limit.js';
 import { checkEnvelope, MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
 import { autotask } from './adapters/autotask.js';
 import { connectwise } from './adapters/connectwise.js';
@@ -262,7 +263,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     return results;
   }
 
-  let lastUnavailableLog = Number.NEGATIVE_INFINITY;
+  const unavailableLog = new AtMostEvery(60_000);
   /** An outage told, whose end is not told yet. */
   let unavailableTold = false;
   /** Hands the valid events off and answers: 202 with the outcomes, or 503 when Redis cannot take them. */
@@ -276,14 +277,12 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       reply(202, summary(await handOff(good, receivedAt), errors));
       if (unavailableTold) {
         unavailableTold = false;
-        lastUnavailableLog = Number.NEGATIVE_INFINITY;
+        unavailableLog.reset();
         opts.onUnavailable?.(null);
       }
     } catch (e) {
       metrics.rejected.inc({ reason: 'unavailable' });
-      const now = Date.now();
-      if (opts.onUnavailable && now - lastUnavailableLog >= 60_000) {
-        lastUnavailableLog = now;
+      if (opts.onUnavailable && unavailableLog.due()) {
         unavailableTold = true;
         const why = (e as Error).message || String(e);
         opts.onUnavailable(

@@ -5,6 +5,7 @@
  */
 import { type Job, type Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { AtMostEvery } from '../config/log-limit.js';
 import { archiveStreamKey, openRunQueue, RUN_QUEUE, type RunJob } from '../config/runs.js';
 import { OutageWatch } from '../config/streams.js';
 import {
@@ -232,14 +233,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return value;
   };
   const duplicate = (): Redis => watch(redis.duplicate());
-  let lastQueueError = Number.NEGATIVE_INFINITY;
+  const queueErrorLog = new AtMostEvery(60_000);
   const queueError = (e: unknown): void => {
     const error = e instanceof Error ? e : new Error(String(e));
     // Redis unreachable is told by onRedis, once
-    if (redisDown || REDIS_UNREACHABLE.test(error.message)) return;
-    const t = Date.now();
-    if (t - lastQueueError < 60_000) return;
-    lastQueueError = t;
+    if (redisDown || REDIS_UNREACHABLE.test(error.message) || !queueErrorLog.due()) return;
     o.onQueueError?.(error);
   };
   const queueRedis = duplicate();

@@ -131,6 +131,13 @@ it('answers unavailable, not hanging, while Redis is down for calls that queue r
     prefix: 'unavail',
   });
   const c = new AdminClient(queued.http.port, queued.grpc.port);
+  /** TriggerRule over HTTP and gRPC answers `unavailable` with this message. */
+  const refusedOverBoth = async (message: string) => {
+    for (const t of ['http', 'grpc'] as const) {
+      const r = await c.call(t, key, 'TriggerRule', { id: 'p1' });
+      expect(r, t).toMatchObject({ ok: false, code: 'unavailable', message });
+    }
+  };
   try {
     expect(await c.call('http', key, 'CreateRule', { document: rule('p1') })).toMatchObject({ ok: true });
     expect(await c.call('http', key, 'ActivateRule', { id: 'p1' })).toMatchObject({ ok: true });
@@ -139,27 +146,13 @@ it('answers unavailable, not hanging, while Redis is down for calls that queue r
     // Redis full (maxmemory under noeviction): the same answer, until it has room
     const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
     await admin.config('SET', 'maxmemory', '1');
-    for (const t of ['http', 'grpc'] as const) {
-      const r = await c.call(t, key, 'TriggerRule', { id: 'p1' });
-      expect(r, t).toMatchObject({
-        ok: false,
-        code: 'unavailable',
-        message: 'the run queue (Redis) is full; try again shortly',
-      });
-    }
+    await refusedOverBoth('the run queue (Redis) is full; try again shortly');
     await admin.config('SET', 'maxmemory', '0');
     admin.disconnect();
     const gone = new Promise((r) => server.once('exit', r));
     server.kill('SIGKILL');
     await gone;
-    for (const t of ['http', 'grpc'] as const) {
-      const r = await c.call(t, key, 'TriggerRule', { id: 'p1' });
-      expect(r, t).toMatchObject({
-        ok: false,
-        code: 'unavailable',
-        message: 'the run queue (Redis) is unreachable; try again shortly',
-      });
-    }
+    await refusedOverBoth('the run queue (Redis) is unreachable; try again shortly');
     server = await start();
     // ioredis reconnects with backoff: the first call after Redis returns may still find it down.
     let back: Awaited<ReturnType<AdminClient['call']>> | undefined;
