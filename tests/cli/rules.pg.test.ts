@@ -189,6 +189,10 @@ it('answers bad arguments with usage and exit 2', async () => {
   expect((await run(['apply'])).code).toBe(2);
   expect((await run(['frob'])).code).toBe(2);
   expect((await run(['check', '-f', dir])).code).toBe(2);
+  // --prune is apply's: elsewhere it is an unknown argument, said with the usage
+  const prune = await run(['export', '--prune']);
+  expect(prune.code).toBe(2);
+  expect(prune.stderr).toMatch(/^signalbox rules: unknown argument "--prune"\nusage: signalbox rules apply/);
   // a mistyped tenant is not one with no rules
   for (const sub of ['check', 'export']) {
     const r = await run([sub, '--tenant', 'acmee']);
