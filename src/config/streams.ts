@@ -25,12 +25,12 @@ export function field<T extends Buffer | string>(
 }
 
 /**
- * The JSON values in the NDJSON of every `name` field of an entry (the ingest's COMMIT writes a
- * chunk's events as one field, one JSON line each; JSON.stringify never writes a raw newline).
- * A line that does not parse is skipped; the others still count.
+ * The lines of the NDJSON of every `name` field of an entry (the ingest's COMMIT writes a chunk's
+ * events as one field, the workers a turn's run records, one JSON line each; JSON.stringify never
+ * writes a raw newline), empty lines left out.
  */
-export function jsonLines<T>(fields: ReadonlyArray<Buffer | string> | null, name: string): T[] {
-  const out: T[] = [];
+export function ndjsonLines(fields: ReadonlyArray<Buffer | string> | null, name: string): string[] {
+  const out: string[] = [];
   if (!fields) return out;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i]!.toString() !== name) continue;
@@ -39,14 +39,24 @@ export function jsonLines<T>(fields: ReadonlyArray<Buffer | string> | null, name
     while (at < text.length) {
       let nl = text.indexOf('\n', at);
       if (nl < 0) nl = text.length;
-      if (nl > at) {
-        try {
-          out.push(JSON.parse(text.slice(at, nl)) as T);
-        } catch {
-          // a damaged line
-        }
-      }
+      if (nl > at) out.push(text.slice(at, nl));
       at = nl + 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * The JSON values in the NDJSON of every `name` field of an entry (ndjsonLines). A line that does
+ * not parse is skipped; the others still count.
+ */
+export function jsonLines<T>(fields: ReadonlyArray<Buffer | string> | null, name: string): T[] {
+  const out: T[] = [];
+  for (const line of ndjsonLines(fields, name)) {
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      // a damaged line
     }
   }
   return out;

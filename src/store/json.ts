@@ -17,7 +17,11 @@ const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
 
 /** JSON.stringify(value), with U+0000 and lone surrogates written as U+FFFD (the replacement character). */
 export function pgJson(value: unknown): string {
-  const s = JSON.stringify(value);
+  return pgJsonText(JSON.stringify(value));
+}
+
+/** pgJson for what JSON.stringify already wrote (the run records of the history stream). */
+export function pgJsonText(s: string): string {
   return s.includes('\\u') ? s.replace(UNSTORABLE_ESCAPE, '$1\\ufffd') : s;
 }
 

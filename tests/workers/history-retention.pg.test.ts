@@ -13,9 +13,10 @@ const key = `retention${randomBytes(4).toString('hex')}`;
 const DAY = 86_400_000;
 const now = Date.parse('2026-12-07T12:00:00Z');
 
-function run(id: string, daysAgo: number): RunRecord {
+/** A run's record as a worker writes it to the history stream (a JSON line). */
+function run(id: string, daysAgo: number): string {
   const at = now - daysAgo * DAY;
-  return {
+  const record: RunRecord = {
     id,
     tenant: 'acme',
     ruleId: 'r1',
@@ -42,6 +43,7 @@ function run(id: string, daysAgo: number): RunRecord {
     ],
     logs: [{ idx: 0, at, record: { message: `run ${id}` } }],
   };
+  return JSON.stringify(record);
 }
 
 it('deletes the runs, steps and log records older than the retention, and nothing newer', async () => {

@@ -112,7 +112,7 @@ it('the history keeps a run whose error and step output hold U+0000', async () =
       },
     ],
   };
-  await drain.write([run]);
+  await drain.write([JSON.stringify(run)]);
   const r = await stores.db.query<{ error: { message: string } }>('select error from runs where id = $1', [
     'run-nul',
   ]);
@@ -143,7 +143,7 @@ it('the history keeps a run finished on a worker whose clock is behind', async (
     error: null,
     steps: [],
   };
-  await drain.write([run]);
+  await drain.write([JSON.stringify(run)]);
   const r = await stores.db.query<{ started: string; finished: string }>(
     'select started_at::text as started, finished_at::text as finished from runs where id = $1',
     ['run-skew'],
@@ -151,4 +151,71 @@ it('the history keeps a run finished on a worker whose clock is behind', async (
   expect(r.rows).toHaveLength(1);
   expect(r.rows[0]!.finished).toBe(r.rows[0]!.started);
   expect(drain.lastError).toBeUndefined();
+});
+
+it('a batch keeps the latest revision of each run, every log record, and drops a line that is not JSON', async () => {
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:history`, stores.db);
+  const now = Date.now();
+  const record = (
+    rev: number,
+    status: RunRecord['status'],
+    stepStatus: 'running' | 'completed',
+    log: string,
+  ) =>
+    JSON.stringify({
+      id: 'run-revs',
+      tenant: 'acme',
+      ruleId: 'r1',
+      version: 1,
+      eventId: 'e3',
+      rev,
+      status,
+      reason: null,
+      createdAt: now,
+      startedAt: now,
+      finishedAt: status === 'completed' ? now + 5 : null,
+      error: null,
+      steps: [
+        {
+          idx: 0,
+          type: 'log',
+          status: stepStatus,
+          attempts: 1,
+          startedAt: now,
+          finishedAt: now,
+          output: { rev },
+          error: null,
+        },
+      ],
+      logs: [{ idx: 0, at: now, record: { message: log } }],
+    } satisfies RunRecord);
+  // The later revision comes first in the batch (two workers' records), then the older one.
+  await drain.write([
+    record(now + 2, 'completed', 'completed', 'second'),
+    record(now + 1, 'running', 'running', 'first'),
+  ]);
+  const r = await stores.db.query<{ status: string; revision: string }>(
+    "select status, revision::text from runs where id = 'run-revs'",
+  );
+  expect(r.rows).toEqual([{ status: 'completed', revision: String(now + 2) }]);
+  const s = await stores.db.query<{ status: string; output: unknown }>(
+    "select status, output from steps where run_id = 'run-revs'",
+  );
+  expect(s.rows).toEqual([{ status: 'completed', output: { rev: now + 2 } }]);
+  const logs = await stores.db.query<{ details: unknown }>(
+    "select details from audit_log where entity_id = 'run-revs' order by details->'record'->>'message'",
+  );
+  expect(logs.rows.map((l) => l.details)).toEqual([
+    { step: 0, record: { message: 'first' } },
+    { step: 0, record: { message: 'second' } },
+  ]);
+  // A damaged line fails the batch's statement; the drain writes each record alone and drops it.
+  const good = JSON.stringify({
+    ...JSON.parse(record(1, 'completed', 'completed', 'x')),
+    id: 'run-after-damage',
+  });
+  await drain.write(['{"id":"run-damaged",', good]);
+  const after = await stores.db.query("select id from runs where id in ('run-after-damage', 'run-damaged')");
+  expect(after.rows).toEqual([{ id: 'run-after-damage' }]);
+  expect(drain.lastError?.message).toMatch(/json/i);
 });
