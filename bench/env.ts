@@ -1,5 +1,5 @@
 /** What every benchmark result records about the run (style.md: Node version, CPU and date). */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 
 /**
@@ -23,4 +23,28 @@ export function runInfo(): Record<string, unknown> {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     platform: `${process.platform}-${process.arch}`,
   };
+}
+
+/**
+ * CPU seconds so far of every process whose command is `comm` (`redis-server`, `postgres`: all
+ * of Postgres's backends and helpers), from /proc. Backends that exited are not counted.
+ */
+export function commCpuSeconds(comm: string): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const open = stat.indexOf('(');
+    const close = stat.lastIndexOf(')');
+    if (stat.slice(open + 1, close) !== comm) continue;
+    // utime and stime: fields 14 and 15 of stat (11 and 12 after the command), in clock ticks
+    const f = stat.slice(close + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / 100;
 }

@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { openPostgres, SecretBox } from '../../src/store/index.js';
 import { startWorker } from '../../src/workers/worker.js';
+import { commCpuSeconds } from '../env.js';
 
 const [mode, redisUrl, prefix, nText, pgUrl, schema] = process.argv.slice(2);
 const n = Number(nText);
@@ -21,13 +22,32 @@ const CONCURRENCY = 50;
 
 let first = 0;
 let done = 0;
+/** CPU seconds of this process, Redis and Postgres when the first job started. */
+let cpu0 = { self: 0, redis: 0, postgres: 0 };
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return {
+    self: (u.user + u.system) / 1e6,
+    redis: commCpuSeconds('redis-server'),
+    postgres: commCpuSeconds('postgres'),
+  };
+};
+/** The share of a core each took from the first job started to now (on 2 cores, 200% is all). */
+const cpuShare = (now: number) => {
+  const c = cpuNow();
+  const pct = (k: keyof typeof c) => Math.round(((c[k] - cpu0[k]) / ((now - first) / 1000)) * 100);
+  return { workerPct: pct('self'), redisPct: pct('redis'), postgresPct: pct('postgres') };
+};
 const finished = new Promise<number>((resolve) => {
   (globalThis as { onDone?: () => void }).onDone = () => {
     if (++done === n) resolve(performance.now());
   };
 });
 const onActive = () => {
-  if (first === 0) first = performance.now();
+  if (first === 0) {
+    cpu0 = cpuNow();
+    first = performance.now();
+  }
 };
 const onDone = (globalThis as unknown as { onDone: () => void }).onDone;
 
@@ -37,7 +57,7 @@ if (mode === 'raw') {
   w.on('active', onActive);
   w.on('completed', onDone);
   const end = await finished;
-  console.log(JSON.stringify({ mode, jobs: n, ms: end - first }));
+  console.log(JSON.stringify({ mode, jobs: n, ms: end - first, cpuShare: cpuShare(end) }));
   await w.close();
   connection.disconnect();
 } else {
@@ -59,13 +79,16 @@ if (mode === 'raw') {
     void worker.run();
   }
   const end = await finished;
+  const share = cpuShare(end);
   for (; drainHistory; ) {
     const r = await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'");
     if (Number(r.rows[0]!.n) >= n) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const historyEnd = performance.now();
-  console.log(JSON.stringify({ mode, jobs: n, ms: end - first, historyMs: historyEnd - first }));
+  console.log(
+    JSON.stringify({ mode, jobs: n, ms: end - first, historyMs: historyEnd - first, cpuShare: share }),
+  );
   await w.close();
   await db.close();
 }
