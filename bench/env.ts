@@ -25,6 +25,18 @@ export function runInfo(): Record<string, unknown> {
   };
 }
 
+/** CPU seconds so far of one process (utime + stime from /proc), 0 once it has exited. */
+export function pidCpuSeconds(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 /**
  * CPU seconds so far of every process whose command is `comm` (`redis-server`, `postgres`: all
  * of Postgres's backends and helpers), from /proc. Backends that exited are not counted.
@@ -39,9 +51,8 @@ export function commCpuSeconds(comm: string): number {
     } catch {
       continue; // exited meanwhile
     }
-    const open = stat.indexOf('(');
     const close = stat.lastIndexOf(')');
-    if (stat.slice(open + 1, close) !== comm) continue;
+    if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
     // utime and stime: fields 14 and 15 of stat (11 and 12 after the command), in clock ticks
     const f = stat.slice(close + 2).split(' ');
     ticks += Number(f[11]) + Number(f[12]);

@@ -21,7 +21,7 @@ import { build } from '../../scripts/build-lib.mjs';
 import { RUN_QUEUE, type RunJob } from '../../src/config/runs.js';
 import { migrate, openPostgres, RuleStore } from '../../src/store/index.js';
 import { Timers } from '../../src/workers/timers.js';
-import { cliNodeFlags, runInfo } from '../env.js';
+import { cliNodeFlags, commCpuSeconds, pidCpuSeconds, runInfo } from '../env.js';
 import { paced } from '../paced.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -280,6 +280,19 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
   // connections opening, caches filling) are not the steady state the target is about.
   const warm = await paced(port, RATE, WARM_SECONDS, next);
   idPrefix = 'e2e';
+  // What share of a core each part took during the measured seconds (on 2 cores, 200% is all).
+  const cpuNow = () => {
+    const u = process.cpuUsage();
+    return {
+      wall: performance.now() / 1000,
+      serve: pidCpuSeconds(serve.pid!),
+      worker: pidCpuSeconds(worker.pid!),
+      redis: commCpuSeconds('redis-server'),
+      postgres: commCpuSeconds('postgres'),
+      sender: (u.user + u.system) / 1e6,
+    };
+  };
+  const cpu0 = cpuNow();
   const load =
     sender === 'paced'
       ? await paced(port, RATE, SECONDS, next)
@@ -309,6 +322,13 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
             (err, res) => (err ? reject(err) : resolve(res)),
           ),
         );
+  const cpu1 = cpuNow();
+  const cpuShare = Object.fromEntries(
+    (['serve', 'worker', 'redis', 'postgres', 'sender'] as const).map((k) => [
+      `${k}Pct`,
+      Math.round(((cpu1[k] - cpu0[k]) / (cpu1.wall - cpu0.wall)) * 100),
+    ]),
+  );
   const accepted = load['2xx'];
   const until = Date.now() + 60_000;
   let finished = 0;
@@ -402,6 +422,7 @@ async function endToEnd(sender: 'paced' | 'autocannon'): Promise<Record<string, 
     requestLatencyMs: { p50: load.latency.p50, p99: load.latency.p99 },
     sampled: jobs.length,
     ...parts,
+    cpuShare,
   };
 }
 // The throughput part wrote ~120,000 runs: let Postgres write them out and settle (checkpoint,
