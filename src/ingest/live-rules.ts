@@ -95,7 +95,7 @@ export class LiveRules {
     } else {
       this.engine.apply({ remove: [{ tenant, id }] });
       this.documents.delete(`${tenant}\u0000${id}`);
-      if (!r || r.status !== 'active') this.broken.delete(`${tenant}/${id}`);
+      if (r?.status !== 'active') this.broken.delete(`${tenant}/${id}`);
     }
     this.onChange?.(tenant, id, compiled ? r!.document : null);
   }
