@@ -23,7 +23,15 @@ export {
   type Queryable,
   type QueryResult,
 } from './db.js';
-export { pgJson, pgJsonText, UNSTORABLE_REASON, unstorablePath, writeDroppingRefused } from './json.js';
+export {
+  batches,
+  pgJson,
+  pgJsonText,
+  STATEMENT_CHARS,
+  UNSTORABLE_REASON,
+  unstorablePath,
+  writeDroppingRefused,
+} from './json.js';
 export { migrate } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
 export {

@@ -26,6 +26,35 @@ export function pgJsonText(s: string): string {
 }
 
 /**
+ * The most characters of JSON a drain puts in one statement (a row alone past it goes alone). By
+ * count alone, 2,000 archived events of up to 1 MiB each (the ingest's body limit), or run records
+ * holding many steps' outputs, could pass V8's longest string (about 512 MiB): the statement's
+ * JSON could not be built, every try would fail the same way, and the drain would stop there.
+ */
+export const STATEMENT_CHARS = 16 * 1024 * 1024;
+
+/**
+ * `texts` (rows' JSON) in order, in slices of at most `count` and, unless one alone is longer,
+ * `chars` characters (joined with commas).
+ */
+export function batches(texts: readonly string[], count: number, chars: number): string[][] {
+  const out: string[][] = [];
+  let cur: string[] = [];
+  let size = 0;
+  for (const t of texts) {
+    if (cur.length > 0 && (cur.length >= count || size + t.length > chars)) {
+      out.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(t);
+    size += t.length + 1;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/**
  * Writes `rows` in one statement (`all`); when Postgres refuses the data, each row alone (`one`),
  * handing a refused row's error to `refused` and going on. Anything else (Postgres not answering)
  * is thrown, so that the caller acknowledges nothing and the rows are written later.

@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import { type OutboxEntry, readArchive } from '../config/archive.js';
 import { type OutageWatch, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import { type Db, pgJson, writeDroppingRefused } from '../store/index.js';
+import { batches, type Db, pgJson, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
@@ -24,6 +24,8 @@ export interface ArchiveOptions {
   readonly now?: () => number;
   /** Told when writing to Postgres fails and when it works again. */
   readonly watch?: OutageWatch;
+  /** Characters of JSON per statement (default STATEMENT_CHARS; tests use few). */
+  readonly statementChars?: number;
 }
 
 interface Row {
@@ -37,7 +39,7 @@ interface Row {
 }
 
 const DAY = 86_400_000;
-/** Rows per INSERT statement (one jsonb parameter). */
+/** Rows per INSERT statement (one json parameter; see also STATEMENT_CHARS). */
 const INSERT_ROWS = 2_000;
 
 export class ArchiveDrain {
@@ -139,20 +141,28 @@ export class ArchiveDrain {
   }
 
   /**
-   * Writes rows, INSERT_ROWS to a statement; when Postgres refuses a statement's data, its rows
-   * one by one, dropping the refused ones. When Postgres does not answer, it throws: nothing is
-   * acknowledged, and the stream keeps every row until it does (rows written again are ignored:
-   * on conflict do nothing).
+   * Writes rows, INSERT_ROWS (and at most `statementChars` of JSON) to a statement; when Postgres
+   * refuses a statement's data, its rows one by one, dropping the refused ones. When Postgres does
+   * not answer, it throws: nothing is acknowledged, and the stream keeps every row until it does
+   * (rows written again are ignored: on conflict do nothing).
    */
   async write(rows: Row[]): Promise<void> {
     if (rows.length === 0) return;
     await this.maintain();
-    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
-      const slice = rows.slice(i, i + INSERT_ROWS);
+    const texts: string[] = [];
+    for (const r of rows) {
+      try {
+        texts.push(pgJson(r));
+      } catch (e) {
+        // not serializable (nothing the ingest accepts): dropped like a row Postgres refuses
+        this.writeError = e as Error;
+      }
+    }
+    for (const slice of batches(texts, INSERT_ROWS, this.o.statementChars ?? STATEMENT_CHARS)) {
       await writeDroppingRefused(
         slice,
         () => this.insert(slice),
-        (r) => this.insert([r]),
+        (t) => this.insert([t]),
         (e) => {
           this.writeError = e;
         },
@@ -161,14 +171,15 @@ export class ArchiveDrain {
     this.written += rows.length;
   }
 
-  private async insert(rows: Row[]): Promise<void> {
+  /** Inserts rows given as their JSON (pgJson). */
+  private async insert(texts: readonly string[]): Promise<void> {
     await this.db.query(
       `insert into events (tenant_id, id, received_on, received_at, source, type, time, envelope)
        select x.tenant_id, x.id, (x.received_at at time zone 'UTC')::date, x.received_at, x.source, x.type, x.time, x.envelope
          from json_to_recordset($1::json) as x(tenant_id text, id text, received_at timestamptz, source text,
               type text, time timestamptz, envelope jsonb)
        on conflict do nothing`,
-      [pgJson(rows)],
+      [`[${texts.join(',')}]`],
     );
   }
 }

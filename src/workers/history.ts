@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
 import { ndjsonLines, type OutageWatch, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
-import { type Db, pgJsonText, writeDroppingRefused } from '../store/index.js';
+import { batches, type Db, pgJsonText, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
 
 export type RunStatus =
   | 'pending'
@@ -203,7 +203,7 @@ select count(*) from up`;
  */
 export const DRAIN_LINGER_MS = 250;
 
-/** Run records per statement. */
+/** Run records per statement (and at most STATEMENT_CHARS of them: a record holds its steps' outputs). */
 const WRITE_RUNS = 2_000;
 
 /** Days of run history kept by default (runs, their steps, their `log` records). */
@@ -228,6 +228,7 @@ export class HistoryDrain {
   /** Prunes a drain that writes nothing (a quiet system keeps no history past its retention). */
   private pruneTimer: NodeJS.Timeout | undefined;
   private readonly pruneCheckMs: number;
+  private readonly writeChars: number;
 
   constructor(
     redis: Redis,
@@ -246,12 +247,15 @@ export class HistoryDrain {
       pruneRows?: number;
       /** How often a drain with nothing to write looks whether an hour began (default a minute). */
       pruneCheckMs?: number;
+      /** Characters of records per statement (default STATEMENT_CHARS; tests use few). */
+      writeChars?: number;
       now?: () => number;
     } = {},
   ) {
     this.retentionDays = opts.retentionDays ?? HISTORY_DAYS;
     this.pruneRows = opts.pruneRows ?? PRUNE_ROWS;
     this.pruneCheckMs = opts.pruneCheckMs ?? 60_000;
+    this.writeChars = opts.writeChars ?? STATEMENT_CHARS;
     this.now = opts.now ?? Date.now;
     this.reader = new StreamConsumer(
       redis,
@@ -270,7 +274,7 @@ export class HistoryDrain {
       },
       async (entries) => {
         const lines = entries.flatMap((e) => ndjsonLines(e.fields, 'r'));
-        for (let i = 0; i < lines.length; i += WRITE_RUNS) await this.write(lines.slice(i, i + WRITE_RUNS));
+        await this.write(lines);
         this.written += lines.length;
       },
     );
@@ -342,22 +346,25 @@ export class HistoryDrain {
   }
 
   /**
-   * Writes records (JSON lines, as HistoryLog wrote them); when Postgres refuses a batch's data
-   * (or a line is not JSON), each record alone, dropping the refused one. When Postgres does not
-   * answer, it throws (the drain reads the records again later).
+   * Writes records (JSON lines, as HistoryLog wrote them), WRITE_RUNS and at most `writeChars` to a
+   * statement; when Postgres refuses a statement's data (or a line is not JSON), each record
+   * alone, dropping the refused one. When Postgres does not answer, it throws (the drain reads
+   * the records again later).
    */
   async write(lines: readonly string[]): Promise<void> {
     this.prune();
     // Postgres not answering: nothing is acknowledged, the stream keeps the records (writing one
     // again changes nothing: runs keep the highest revision).
-    await writeDroppingRefused(
-      lines,
-      () => this.writeRuns(lines),
-      (l) => this.writeRuns([l]),
-      (e) => {
-        this.writeError = e;
-      },
-    );
+    for (const batch of batches(lines, WRITE_RUNS, this.writeChars)) {
+      await writeDroppingRefused(
+        batch,
+        () => this.writeRuns(batch),
+        (l) => this.writeRuns([l]),
+        (e) => {
+          this.writeError = e;
+        },
+      );
+    }
   }
 
   private async writeRuns(lines: readonly string[]): Promise<void> {

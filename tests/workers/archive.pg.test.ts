@@ -130,3 +130,44 @@ it('drains chunks kept in keys of their own and events archived as received, the
   await drain.stop();
   await redis.del(stream);
 });
+
+it('writes a batch of large events in statements of bounded size, every event kept', async () => {
+  // By count alone, 2,000 events of up to 1 MiB (the ingest's body limit) make a statement whose
+  // JSON V8 cannot build ("Invalid string length"): the drain would fail on it for ever.
+  const statements: number[] = [];
+  const counting: Db = {
+    ...db,
+    query: (sql: string, params?: readonly unknown[]) => {
+      if (sql.includes('insert into events')) statements.push(String(params?.[0]).length);
+      return db.query(sql, params);
+    },
+  } as Db;
+  const drain = new ArchiveDrain(redis.duplicate(), `${key}:big`, counting, {
+    now: () => Date.parse('2026-11-20T12:00:00Z'),
+    statementChars: 5_000,
+  });
+  const at = '2026-11-20T12:00:00.000Z';
+  const row = (id: string) => ({
+    tenant_id: 'acme',
+    id,
+    received_at: at,
+    source: 'halo',
+    type: 'ticket.updated',
+    time: at,
+    envelope: {
+      id,
+      tenant: 'acme',
+      source: 'halo',
+      type: 'ticket.updated',
+      time: at,
+      data: { note: 'x'.repeat(1_500) },
+    },
+  });
+  await drain.write(['big-1', 'big-2', 'big-3', 'big-4', 'big-5', 'big-6', 'big-7'].map(row));
+  // two rows of about 1,800 characters fit under 5,000: 2 + 2 + 2 + 1
+  expect(statements).toHaveLength(4);
+  for (const n of statements) expect(n).toBeLessThan(6_000);
+  const rows = await db.query<{ id: string }>("select id from events where id like 'big-%' order by id");
+  expect(rows.rows.map((r) => r.id)).toEqual(['big-1', 'big-2', 'big-3', 'big-4', 'big-5', 'big-6', 'big-7']);
+  expect(drain.lastError).toBeUndefined();
+});

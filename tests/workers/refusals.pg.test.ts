@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { pgJson, unstorablePath } from '../../src/store/index.js';
+import { batches, type Db, pgJson, unstorablePath } from '../../src/store/index.js';
 import { ArchiveDrain } from '../../src/workers/archive.js';
 import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
 import { drainStores } from './harness.js';
@@ -218,4 +218,60 @@ it('a batch keeps the latest revision of each run, every log record, and drops a
   const after = await stores.db.query("select id from runs where id in ('run-after-damage', 'run-damaged')");
   expect(after.rows).toEqual([{ id: 'run-after-damage' }]);
   expect(drain.lastError?.message).toMatch(/json/i);
+});
+
+it('batches keeps the order and cuts by count and by characters; a text longer than the limit goes alone', () => {
+  const t = (n: number, c = 'a') => c.repeat(n);
+  expect(batches([], 2, 100)).toEqual([]);
+  expect(batches(['a', 'b', 'c', 'd', 'e'], 2, 100)).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
+  // each text counts its length and a comma
+  expect(batches([t(40), t(40, 'b'), t(40, 'c')], 10, 90)).toEqual([[t(40), t(40, 'b')], [t(40, 'c')]]);
+  expect(batches([t(10), t(500, 'b'), t(10, 'c')], 10, 100)).toEqual([[t(10)], [t(500, 'b')], [t(10, 'c')]]);
+});
+
+it('the history writes a batch of large records in statements of bounded size', async () => {
+  const statements: number[] = [];
+  const counting = {
+    ...stores.db,
+    query: (sql: string, params?: readonly unknown[]) => {
+      if (sql.includes('insert into runs')) statements.push(String(params?.[0]).length);
+      return stores.db.query(sql, params);
+    },
+  } as Db;
+  const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:history`, counting, { writeChars: 5_000 });
+  const now = Date.now();
+  const record = (id: string) =>
+    JSON.stringify({
+      id,
+      tenant: 'acme',
+      ruleId: 'r1',
+      version: 1,
+      eventId: id,
+      rev: now,
+      status: 'completed',
+      reason: null,
+      createdAt: now,
+      startedAt: now,
+      finishedAt: now,
+      error: null,
+      steps: [
+        {
+          idx: 0,
+          type: 'psa.request',
+          status: 'completed',
+          attempts: 1,
+          startedAt: now,
+          finishedAt: now,
+          output: { body: 'x'.repeat(1_500) },
+          error: null,
+        },
+      ],
+    } satisfies RunRecord);
+  const ids = ['long-1', 'long-2', 'long-3', 'long-4', 'long-5'];
+  await drain.write(ids.map(record));
+  expect(statements.length).toBeGreaterThanOrEqual(2);
+  for (const n of statements) expect(n).toBeLessThan(6_000);
+  const r = await stores.db.query<{ id: string }>("select id from runs where id like 'long-%' order by id");
+  expect(r.rows.map((x) => x.id)).toEqual(ids);
+  expect(drain.lastError).toBeUndefined();
 });
