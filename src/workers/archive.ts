@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { type OutboxEntry, readArchive } from '../config/archive.js';
-import { type OutageWatch, StreamConsumer, type StreamEntry } from '../config/streams.js';
+import { field, type OutageWatch, StreamConsumer, type StreamEntry } from '../config/streams.js';
 import { batches, type Db, pgJson, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
@@ -90,9 +90,42 @@ export class ArchiveDrain {
   /**
    * Writes the events of stream entries (a chunk's events each, as NDJSON, inline or in a key of
    * their own: config/archive.ts), then deletes the keys: once written, a redelivered entry whose
-   * key is gone has nothing left to write.
+   * key is gone has nothing left to write. Entries go in groups of at most `statementChars` of
+   * keyed text (by STRLEN first; an entry alone may be more): a chunk can hold 256 events of up to
+   * 1 MiB, and a read 200 entries, too much to hold at once.
    */
   private async drain(entries: StreamEntry[]): Promise<void> {
+    const named = entries.map((e) => field(e.fields, 'k')?.toString());
+    const keyed = named.filter((k): k is string => k !== undefined);
+    const lengths = keyed.length > 0 ? await this.keyLengths(keyed) : new Map<string, number>();
+    const limit = this.o.statementChars ?? STATEMENT_CHARS;
+    let group: StreamEntry[] = [];
+    let size = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const n = named[i] === undefined ? 0 : (lengths.get(named[i]!) ?? 0);
+      if (group.length > 0 && size + n > limit) {
+        await this.drainGroup(group);
+        group = [];
+        size = 0;
+      }
+      group.push(entries[i]!);
+      size += n;
+    }
+    if (group.length > 0) await this.drainGroup(group);
+  }
+
+  private async keyLengths(keys: readonly string[]): Promise<Map<string, number>> {
+    const p = this.redis.pipeline();
+    for (const k of keys) p.strlen(k);
+    const out = new Map<string, number>();
+    for (const [i, r] of ((await p.exec()) ?? []).entries()) {
+      if (r[0]) throw r[0];
+      out.set(keys[i]!, Number(r[1]));
+    }
+    return out;
+  }
+
+  private async drainGroup(entries: readonly StreamEntry[]): Promise<void> {
     const { events, keys } = await readArchive(
       this.redis,
       entries.map((e) => e.fields),

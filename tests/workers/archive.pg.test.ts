@@ -171,3 +171,35 @@ it('writes a batch of large events in statements of bounded size, every event ke
   expect(rows.rows.map((r) => r.id)).toEqual(['big-1', 'big-2', 'big-3', 'big-4', 'big-5', 'big-6', 'big-7']);
   expect(drain.lastError).toBeUndefined();
 });
+
+it('reads chunks kept in keys in groups of bounded size, every event kept and every key deleted', async () => {
+  // A chunk holds up to 256 events of up to 1 MiB, and a read up to 200 entries: read all at once,
+  // their keys could be gigabytes in the worker's heap.
+  const stream = `${key}3`;
+  const text = (n: string) => `${stream}:ab:${n}`;
+  const t = new Date(now).toISOString();
+  const reader = redis.duplicate();
+  const reads: number[] = [];
+  const mget = reader.mgetBuffer.bind(reader);
+  reader.mgetBuffer = ((...keys: string[]) => {
+    reads.push(keys.length);
+    return mget(...keys);
+  }) as typeof reader.mgetBuffer;
+  const drain = new ArchiveDrain(reader, stream, db, { now: () => now, statementChars: 5_000 });
+  const big = (id: string) =>
+    entry(id, t).replace('"data":{"id":1}', `"data":{"id":1,"note":"${'n'.repeat(1_200)}"}`);
+  // three chunks of about 3,000 characters: no two fit in 5,000
+  for (const n of ['1', '2', '3']) {
+    await redis.set(text(n), [big(`g${n}a`), big(`g${n}b`)].join('\n'));
+    await redis.xadd(stream, '*', 'k', text(n));
+  }
+  await redis.xadd(stream, '*', 'e', entry('g4', t));
+  await drain.start();
+  await eventually('drained', async () => drain.written >= 7);
+  expect(reads).toEqual([1, 1, 1]);
+  const rows = await db.query<{ id: string }>("select id from events where id like 'g%' order by id");
+  expect(rows.rows.map((r) => r.id)).toEqual(['g1a', 'g1b', 'g2a', 'g2b', 'g3a', 'g3b', 'g4']);
+  expect(await redis.exists(text('1'), text('2'), text('3'))).toBe(0);
+  await drain.stop();
+  await redis.del(stream);
+});
