@@ -57,6 +57,10 @@ export function workerFromEnv(
           e.message.startsWith('OOM') ? ': Redis is full' : ''
         }\n`,
       ),
+    onDropped: (what, n, e) =>
+      process.stderr.write(
+        `signalbox workers: Postgres refused ${n} ${what}${n === 1 ? '' : 's'} (${e.message}); dropped, the rest is written (at most one such line a minute)\n`,
+      ),
     onStore: (up, e) =>
       process.stderr.write(
         up

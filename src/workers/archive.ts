@@ -26,6 +26,8 @@ export interface ArchiveOptions {
   readonly watch?: OutageWatch;
   /** Characters of JSON per statement (default STATEMENT_CHARS; tests use few). */
   readonly statementChars?: number;
+  /** Told of each event Postgres refused (or that could not be serialized), dropped so that the rest is written. */
+  readonly onDropped?: (e: Error) => void;
 }
 
 interface Row {
@@ -189,6 +191,7 @@ export class ArchiveDrain {
       } catch (e) {
         // not serializable (nothing the ingest accepts): dropped like a row Postgres refuses
         this.writeError = e as Error;
+        this.o.onDropped?.(e as Error);
       }
     }
     for (const slice of batches(texts, INSERT_ROWS, this.o.statementChars ?? STATEMENT_CHARS)) {
@@ -198,6 +201,7 @@ export class ArchiveDrain {
         (t) => this.insert([t]),
         (e) => {
           this.writeError = e;
+          this.o.onDropped?.(e);
         },
       );
     }

@@ -229,6 +229,7 @@ export class HistoryDrain {
   private pruneTimer: NodeJS.Timeout | undefined;
   private readonly pruneCheckMs: number;
   private readonly writeChars: number;
+  private readonly onDropped: ((e: Error) => void) | undefined;
 
   constructor(
     redis: Redis,
@@ -249,6 +250,8 @@ export class HistoryDrain {
       pruneCheckMs?: number;
       /** Characters of records per statement (default STATEMENT_CHARS; tests use few). */
       writeChars?: number;
+      /** Told of each record Postgres refused (or that is not JSON), dropped so that the rest is written. */
+      onDropped?: (e: Error) => void;
       now?: () => number;
     } = {},
   ) {
@@ -256,6 +259,7 @@ export class HistoryDrain {
     this.pruneRows = opts.pruneRows ?? PRUNE_ROWS;
     this.pruneCheckMs = opts.pruneCheckMs ?? 60_000;
     this.writeChars = opts.writeChars ?? STATEMENT_CHARS;
+    this.onDropped = opts.onDropped;
     this.now = opts.now ?? Date.now;
     this.reader = new StreamConsumer(
       redis,
@@ -362,6 +366,7 @@ export class HistoryDrain {
         (l) => this.writeRuns([l]),
         (e) => {
           this.writeError = e;
+          this.onDropped?.(e);
         },
       );
     }

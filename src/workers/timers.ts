@@ -178,6 +178,7 @@ export class Timers {
   private reader: StreamConsumer | undefined;
   fired = 0;
   private tickError: Error | undefined;
+  private onError: ((e: Error) => void) | undefined;
 
   /** The last error of firing or enqueueing, for readiness and metrics. */
   get lastError(): Error | undefined {
@@ -261,9 +262,17 @@ export class Timers {
 
   /**
    * Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`, reading the
-   * fired stream on `reader` (a connection of its own: the read blocks).
+   * fired stream on `reader` (a connection of its own: the read blocks). `onError` is told of each
+   * error firing or starting runs (a full Redis, a damaged entry): they are tried again, and
+   * without it nothing said why timers wait.
    */
-  async start(queue: Queue<RunJob>, reader: Redis, everyMs = 250): Promise<void> {
+  async start(
+    queue: Queue<RunJob>,
+    reader: Redis,
+    everyMs = 250,
+    onError?: (e: Error) => void,
+  ): Promise<void> {
+    this.onError = onError;
     this.reader = new StreamConsumer(
       reader,
       {
@@ -275,7 +284,12 @@ export class Timers {
         ackedByHandler: true,
       },
       async (entries) => {
-        await this.startRuns(queue, entries);
+        try {
+          await this.startRuns(queue, entries);
+        } catch (e) {
+          this.onError?.(e as Error);
+          throw e;
+        }
       },
     );
     await this.reader.start();
@@ -295,6 +309,7 @@ export class Timers {
         this.fired += await this.tick();
       } catch (e) {
         this.tickError = e as Error;
+        this.onError?.(e as Error);
       }
       await new Promise((r) => setTimeout(r, everyMs));
     }
@@ -322,6 +337,7 @@ export class Timers {
         // An entry that does not decode is acknowledged without a run: left pending, it would be
         // read again forever and hold up every timer behind it.
         this.tickError = err as Error;
+        this.onError?.(err as Error);
       }
       if (!job) {
         args.push(e.id, '0', '', '', '', '');

@@ -67,7 +67,16 @@ export interface WorkerOptions {
    * again: once each. Meanwhile run history and archived events wait in Redis.
    */
   readonly onStore?: (up: boolean, error?: Error) => void;
+  /**
+   * Told, at most once a minute per kind, of run records or archived events the drains dropped
+   * because Postgres refused them (a value it cannot store, a record that is not JSON): how many
+   * since the last time, and the latest error. The rest is written; without this nothing said so.
+   */
+  readonly onDropped?: (what: DroppedKind, count: number, error: Error) => void;
 }
+
+/** What a drain drops (WorkerOptions.onDropped). */
+export type DroppedKind = 'run record' | 'archived event';
 
 export interface RunningWorker {
   /** The fetch loops (WorkerOptions.fetchers). */
@@ -280,7 +289,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   const workers = loops.map((l) => l.worker);
   const timerRedis = duplicate();
-  await timers.start(queue, timerRedis, o.timerEveryMs ?? 250);
+  // Timers that cannot fire or start their runs (a full Redis) are told like the run queue's errors.
+  await timers.start(queue, timerRedis, o.timerEveryMs ?? 250, queueError);
 
   // Scheduled rules: one BullMQ job scheduler per rule, following rule changes.
   const syncSchedule = async (tenant: string, id: string): Promise<void> => {
@@ -327,11 +337,23 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   // One watch for both drains: one outage, told once.
   const storeWatch = o.onStore ? new OutageWatch(o.onStore, isConnectionError) : undefined;
+  const dropped = (what: DroppedKind): ((e: Error) => void) | undefined => {
+    if (!o.onDropped) return undefined;
+    const say = new AtMostEvery(60_000, now);
+    let count = 0;
+    return (e) => {
+      count++;
+      if (!say.due()) return;
+      o.onDropped!(what, count, e);
+      count = 0;
+    };
+  };
   let drain: HistoryDrain | undefined;
   const drainRedis = duplicate();
   if (o.drainHistory !== false) {
     drain = new HistoryDrain(drainRedis, loops[0]!.history.key, o.db, {
       ...(storeWatch ? { watch: storeWatch } : {}),
+      onDropped: dropped('run record'),
       ...(o.historyRetentionDays !== undefined ? { retentionDays: o.historyRetentionDays } : {}),
     });
     await drain.start();
@@ -343,6 +365,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     archive = new ArchiveDrain(archiveRedis, archiveStreamKey(prefix), o.db, {
       ...(o.archiveRetentionDays !== undefined ? { retentionDays: o.archiveRetentionDays } : {}),
       ...(storeWatch ? { watch: storeWatch } : {}),
+      onDropped: dropped('archived event'),
     });
     await archive.start();
   }

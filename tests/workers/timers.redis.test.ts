@@ -73,12 +73,15 @@ it('skips a fired entry that does not decode, and turns the ones after it into r
   now += 2000;
   expect(await timers.tick()).toBe(1);
   const reader = redis.duplicate();
-  await timers.start(queue, reader, 100);
+  const told: Error[] = [];
+  await timers.start(queue, reader, 100, (e) => told.push(e));
   const jobId = runJobId('acme', 'e-after-broken', 'stale', 'debounced');
   await eventually('the run job of the timer after the damaged entry', async () =>
     (await queue.getJob(jobId)) ? true : undefined,
   );
   expect(timers.lastError).toBeInstanceOf(Error);
+  // told to the worker (which says it at most once a minute), not only kept for metrics
+  expect(told.length).toBeGreaterThanOrEqual(1);
   await timers.stop();
   await queue.close();
   reader.disconnect();
