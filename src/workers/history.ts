@@ -95,8 +95,50 @@ export class HistoryLog {
     private readonly redis: Redis,
     prefix: string,
     private readonly ordered = false,
+    private readonly opts: {
+      /** Told of each append Redis refused (with `ordered`, the records are sent again). */
+      onError?: (e: Error) => void;
+      /** How long before refused records are sent again (default a second; tests use less). */
+      retryMs?: number;
+    } = {},
   ) {
     this.key = historyStreamKey(prefix);
+  }
+
+  /**
+   * With `ordered`, turns' records Redis refused (full under noeviction, or gone mid-write), to
+   * send again: nobody waited for the answer, the job's completion sent after the record may
+   * still have been applied (a full Redis refuses a script only at its first write, which need
+   * not take memory), and the record is the run's only way into the history. Sending one late
+   * is harmless: the drain keeps each run's highest revision. Bounded: past UNSENT_CHARS the
+   * oldest go, told through onError.
+   */
+  private unsent: string[] = [];
+  private unsentChars = 0;
+  private resendTimer: NodeJS.Timeout | undefined;
+
+  private refused(text: string, e: Error): void {
+    this.lastError = e;
+    this.opts.onError?.(e);
+    this.unsent.push(text);
+    this.unsentChars += text.length;
+    while (this.unsentChars > UNSENT_CHARS && this.unsent.length > 1) {
+      this.unsentChars -= this.unsent.shift()!.length;
+      this.opts.onError?.(
+        new Error(`run records dropped: more than ${UNSENT_CHARS} characters wait to be sent again`),
+      );
+    }
+    this.resendTimer ??= setTimeout(() => {
+      this.resendTimer = undefined;
+      const texts = this.unsent;
+      this.unsent = [];
+      this.unsentChars = 0;
+      for (const t of texts)
+        this.redis
+          .xadd(this.key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', t)
+          .catch((e2: Error) => this.refused(t, e2));
+    }, this.opts.retryMs ?? 1_000);
+    this.resendTimer.unref();
   }
 
   /**
@@ -127,11 +169,10 @@ export class HistoryLog {
       // One stream entry for the turn's records, as NDJSON in field `r` (JSON.stringify writes no
       // raw newline): one XADD instead of one per run, and the drain reads, acknowledges and
       // deletes one entry for all of them. Measured on the worker benchmark: +6–10% runs/s.
-      const added = this.redis.xadd(this.key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', batch.join('\n'));
+      const text = batch.join('\n');
+      const added = this.redis.xadd(this.key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', text);
       if (this.ordered) {
-        added.catch((e: Error) => {
-          this.lastError = e;
-        });
+        added.catch((e: Error) => this.refused(text, e));
         for (const w of waiters) w.resolve();
         return;
       }
@@ -202,6 +243,9 @@ select count(*) from up`;
  * needs.
  */
 export const DRAIN_LINGER_MS = 250;
+
+/** Characters of refused run records a HistoryLog keeps to send again (16 MiB). */
+const UNSENT_CHARS = 16 * 1024 * 1024;
 
 /** Run records per statement (and at most STATEMENT_CHARS of them: a record holds its steps' outputs). */
 const WRITE_RUNS = 2_000;

@@ -259,7 +259,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     const connection = duplicate();
     // History records go on the connection its jobs complete on, so they need not wait for
     // Redis's answer (history.ts: ordered).
-    const history = new HistoryLog(connection, prefix, true);
+    const history = new HistoryLog(connection, prefix, true, { onError: queueError });
     const executor = new Executor({
       redis,
       prefix,
