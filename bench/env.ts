@@ -25,16 +25,25 @@ export function runInfo(): Record<string, unknown> {
   };
 }
 
+/** A process's /proc stat line, or undefined once it has exited. */
+function procStat(pid: number | string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Clock ticks of CPU in a stat line: utime and stime, fields 14 and 15 (11 and 12 after the command). */
+function statTicks(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
 /** CPU seconds so far of one process (utime + stime from /proc), 0 once it has exited. */
 export function pidCpuSeconds(pid: number): number {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 0;
-  }
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  const stat = procStat(pid);
+  return stat === undefined ? 0 : statTicks(stat) / 100;
 }
 
 /**
@@ -45,17 +54,8 @@ export function commCpuSeconds(comm: string): number {
   let ticks = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const close = stat.lastIndexOf(')');
-    if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
-    // utime and stime: fields 14 and 15 of stat (11 and 12 after the command), in clock ticks
-    const f = stat.slice(close + 2).split(' ');
-    ticks += Number(f[11]) + Number(f[12]);
+    const stat = procStat(pid); // undefined: exited meanwhile
+    if (stat?.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === comm) ticks += statTicks(stat);
   }
   return ticks / 100;
 }

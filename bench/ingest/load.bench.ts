@@ -17,13 +17,13 @@
  * Writes bench/results/ingest.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { build } from '../../scripts/build-lib.mjs';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
 import { makeWorkload } from '../engine/workload.js';
-import { cliNodeFlags, runInfo } from '../env.js';
+import { cliNodeFlags, pidCpuSeconds, runInfo } from '../env.js';
 import { paced } from '../paced.js';
 
 const RULES = 10_000;
@@ -196,10 +196,7 @@ interface CpuNow {
   readonly loader: number;
 }
 async function cpuNow(pid: number): Promise<CpuNow> {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of stat (11 and 12 after the command), in clock ticks
-  const server = (Number(f[11]) + Number(f[12])) / 100;
+  const server = pidCpuSeconds(pid);
   const info = await redis.info('cpu');
   const n = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
   const u = process.cpuUsage();

@@ -55,26 +55,29 @@ export function batches(texts: readonly string[], count: number, chars: number):
 }
 
 /**
- * Writes `rows` in one statement (`all`); when Postgres refuses the data, each row alone (`one`),
- * handing a refused row's error to `refused` and going on. Anything else (Postgres not answering)
- * is thrown, so that the caller acknowledges nothing and the rows are written later.
+ * Writes rows given as their JSON (`texts`), `rows` and at most `chars` characters to a statement
+ * (`write` of a slice's json array; batches). When Postgres refuses a statement's data, its rows alone, handing
+ * a refused row's error to `refused` and going on. Anything else (Postgres not answering) is
+ * thrown, so that the caller acknowledges nothing and the rows are written later.
  */
-export async function writeDroppingRefused<T>(
-  rows: readonly T[],
-  all: () => Promise<void>,
-  one: (row: T) => Promise<void>,
+export async function writeDroppingRefused(
+  texts: readonly string[],
+  limits: { readonly rows: number; readonly chars: number },
+  write: (jsonArray: string) => Promise<void>,
   refused: (e: Error) => void,
 ): Promise<void> {
-  try {
-    await all();
-  } catch (e) {
-    if (!refusedData(e)) throw e;
-    for (const r of rows) {
-      try {
-        await one(r);
-      } catch (e1) {
-        if (!refusedData(e1)) throw e1;
-        refused(e1 as Error);
+  for (const batch of batches(texts, limits.rows, limits.chars)) {
+    try {
+      await write(`[${batch.join(',')}]`);
+    } catch (e) {
+      if (!refusedData(e)) throw e;
+      for (const t of batch) {
+        try {
+          await write(`[${t}]`);
+        } catch (e1) {
+          if (!refusedData(e1)) throw e1;
+          refused(e1 as Error);
+        }
       }
     }
   }

@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import { type OutboxEntry, readArchive } from '../config/archive.js';
 import { field, type OutageWatch, StreamConsumer, type StreamEntry } from '../config/streams.js';
-import { batches, type Db, pgJson, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
+import { type Db, pgJson, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
 import { DRAIN_LINGER_MS } from './history.js';
 
 export interface ArchiveOptions {
@@ -190,33 +190,33 @@ export class ArchiveDrain {
         texts.push(pgJson(r));
       } catch (e) {
         // not serializable (nothing the ingest accepts): dropped like a row Postgres refuses
-        this.writeError = e as Error;
-        this.o.onDropped?.(e as Error);
+        this.dropped(e as Error);
       }
     }
-    for (const slice of batches(texts, INSERT_ROWS, this.o.statementChars ?? STATEMENT_CHARS)) {
-      await writeDroppingRefused(
-        slice,
-        () => this.insert(slice),
-        (t) => this.insert([t]),
-        (e) => {
-          this.writeError = e;
-          this.o.onDropped?.(e);
-        },
-      );
-    }
+    await writeDroppingRefused(
+      texts,
+      { rows: INSERT_ROWS, chars: this.o.statementChars ?? STATEMENT_CHARS },
+      (events) => this.insert(events),
+      this.dropped,
+    );
     this.written += rows.length;
   }
 
-  /** Inserts rows given as their JSON (pgJson). */
-  private async insert(texts: readonly string[]): Promise<void> {
+  /** A row dropped so that the rest is written. */
+  private readonly dropped = (e: Error): void => {
+    this.writeError = e;
+    this.o.onDropped?.(e);
+  };
+
+  /** Inserts rows given as a json array of their JSON (pgJson). */
+  private async insert(events: string): Promise<void> {
     await this.db.query(
       `insert into events (tenant_id, id, received_on, received_at, source, type, time, envelope)
        select x.tenant_id, x.id, (x.received_at at time zone 'UTC')::date, x.received_at, x.source, x.type, x.time, x.envelope
          from json_to_recordset($1::json) as x(tenant_id text, id text, received_at timestamptz, source text,
               type text, time timestamptz, envelope jsonb)
        on conflict do nothing`,
-      [`[${texts.join(',')}]`],
+      [events],
     );
   }
 }

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { historyStreamKey, STREAM_MAXLEN } from '../config/runs.js';
 import { ndjsonLines, type OutageWatch, StreamConsumer } from '../config/streams.js';
 import { MAX_JSON_DEPTH, nestedDeeper } from '../engine/index.js';
-import { batches, type Db, pgJsonText, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
+import { type Db, pgJsonText, STATEMENT_CHARS, writeDroppingRefused } from '../store/index.js';
 
 export type RunStatus =
   | 'pending'
@@ -403,20 +403,18 @@ export class HistoryDrain {
     this.prune();
     // Postgres not answering: nothing is acknowledged, the stream keeps the records (writing one
     // again changes nothing: runs keep the highest revision).
-    for (const batch of batches(lines, WRITE_RUNS, this.writeChars)) {
-      await writeDroppingRefused(
-        batch,
-        () => this.writeRuns(batch),
-        (l) => this.writeRuns([l]),
-        (e) => {
-          this.writeError = e;
-          this.onDropped?.(e);
-        },
-      );
-    }
+    await writeDroppingRefused(
+      lines,
+      { rows: WRITE_RUNS, chars: this.writeChars },
+      (records) => this.writeRuns(records),
+      (e) => {
+        this.writeError = e;
+        this.onDropped?.(e);
+      },
+    );
   }
 
-  private async writeRuns(lines: readonly string[]): Promise<void> {
-    await this.db.query(WRITE, [pgJsonText(`[${lines.join(',')}]`)]);
+  private async writeRuns(records: string): Promise<void> {
+    await this.db.query(WRITE, [pgJsonText(records)]);
   }
 }

@@ -303,13 +303,18 @@ export class Timers {
     await this.reader?.stop();
   }
 
+  /** Kept for lastError and told (start's onError). */
+  private failed(e: Error): void {
+    this.tickError = e;
+    this.onError?.(e);
+  }
+
   private async tickLoop(everyMs: number): Promise<void> {
     while (this.running) {
       try {
         this.fired += await this.tick();
       } catch (e) {
-        this.tickError = e as Error;
-        this.onError?.(e as Error);
+        this.failed(e as Error);
       }
       await new Promise((r) => setTimeout(r, everyMs));
     }
@@ -336,8 +341,7 @@ export class Timers {
       } catch (err) {
         // An entry that does not decode is acknowledged without a run: left pending, it would be
         // read again forever and hold up every timer behind it.
-        this.tickError = err as Error;
-        this.onError?.(err as Error);
+        this.failed(err as Error);
       }
       if (!job) {
         args.push(e.id, '0', '', '', '', '');

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { archiveStreamKey, historyStreamKey } from '../../src/config/runs.js';
 import type { DroppedKind } from '../../src/workers/worker.js';
-import { eventually, type Harness, harness } from './harness.js';
+import { eventually, type Harness, harness, runRecord } from './harness.js';
 
 let h: Harness;
 const told: Array<{ what: DroppedKind; count: number; message: string }> = [];
@@ -30,21 +30,7 @@ const archived = (id: string, receivedAt: string) =>
 
 it('tells the run records and archived events Postgres refused, once a minute per kind, and writes the rest', async () => {
   const history = historyStreamKey(h.prefix);
-  const good = JSON.stringify({
-    id: 'kept-run',
-    tenant: 'acme',
-    ruleId: 'r1',
-    version: 1,
-    eventId: 'e1',
-    rev: 1,
-    status: 'completed',
-    reason: null,
-    createdAt: Date.now(),
-    startedAt: Date.now(),
-    finishedAt: Date.now(),
-    error: null,
-    steps: [],
-  });
+  const good = JSON.stringify(runRecord('kept-run'));
   // A damaged record beside a good one, and an event whose arrival time Postgres cannot read.
   await h.redis.xadd(history, '*', 'r', ['{"id":"damaged",', good].join('\n'));
   await h.redis.xadd(

@@ -17,6 +17,7 @@ import {
   SecretBox,
   setTenantSettings,
 } from '../../src/store/index.js';
+import type { RunRecord } from '../../src/workers/history.js';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../../src/workers/worker.js';
 import { testSchemaDb } from '../pg-schema.js';
 
@@ -221,5 +222,26 @@ export function event(id: string, data: Record<string, unknown> = {}, type = 'ti
     type,
     time: new Date().toISOString(),
     data: { id: 42, summary: 'Printer down', ...data },
+  };
+}
+
+/** A completed run's history record (tenant acme, rule r1, no steps), as HistoryLog writes them, with `over`. */
+export function runRecord(id: string, over: Partial<RunRecord> = {}): RunRecord {
+  const now = Date.now();
+  return {
+    id,
+    tenant: 'acme',
+    ruleId: 'r1',
+    version: 1,
+    eventId: `e-${id}`,
+    rev: 1,
+    status: 'completed',
+    reason: null,
+    createdAt: now,
+    startedAt: now,
+    finishedAt: now,
+    error: null,
+    steps: [],
+    ...over,
   };
 }

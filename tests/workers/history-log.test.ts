@@ -5,8 +5,8 @@
  */
 import type { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { HistoryLog, type RunRecord } from '../../src/workers/history.js';
-import { eventually } from './harness.js';
+import { HistoryLog } from '../../src/workers/history.js';
+import { eventually, runRecord } from './harness.js';
 
 it('sends again what Redis refused, and tells the refusal', async () => {
   const taken: string[] = [];
@@ -21,21 +21,7 @@ it('sends again what Redis refused, and tells the refusal', async () => {
   } as unknown as Redis;
   const told: string[] = [];
   const log = new HistoryLog(fake, 'sbt', true, { onError: (e) => told.push(e.message), retryMs: 10 });
-  const run: RunRecord = {
-    id: 'run-refused',
-    tenant: 'acme',
-    ruleId: 'r1',
-    version: 1,
-    eventId: 'e1',
-    rev: 0,
-    status: 'completed',
-    reason: null,
-    createdAt: Date.now(),
-    startedAt: Date.now(),
-    finishedAt: Date.now(),
-    error: null,
-    steps: [],
-  };
+  const run = runRecord('run-refused');
   // ordered: resolved once sent, without waiting for Redis
   await log.record(run);
   await eventually('taken on a later try', async () => taken.length === 1);

@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
-import { drainStores } from './harness.js';
+import { HistoryDrain } from '../../src/workers/history.js';
+import { drainStores, runRecord } from './harness.js';
 
 const stores = drainStores('retention');
 const key = `retention${randomBytes(4).toString('hex')}`;
@@ -16,34 +16,26 @@ const now = Date.parse('2026-12-07T12:00:00Z');
 /** A run's record as a worker writes it to the history stream (a JSON line). */
 function run(id: string, daysAgo: number): string {
   const at = now - daysAgo * DAY;
-  const record: RunRecord = {
-    id,
-    tenant: 'acme',
-    ruleId: 'r1',
-    version: 1,
-    eventId: `e-${id}`,
-    rev: 1,
-    status: 'completed',
-    reason: null,
-    createdAt: at,
-    startedAt: at,
-    finishedAt: at + 5,
-    error: null,
-    steps: [
-      {
-        idx: 0,
-        type: 'log',
-        status: 'completed',
-        attempts: 1,
-        startedAt: at,
-        finishedAt: at,
-        output: null,
-        error: null,
-      },
-    ],
-    logs: [{ idx: 0, at, record: { message: `run ${id}` } }],
-  };
-  return JSON.stringify(record);
+  return JSON.stringify(
+    runRecord(id, {
+      createdAt: at,
+      startedAt: at,
+      finishedAt: at + 5,
+      steps: [
+        {
+          idx: 0,
+          type: 'log',
+          status: 'completed',
+          attempts: 1,
+          startedAt: at,
+          finishedAt: at,
+          output: null,
+          error: null,
+        },
+      ],
+      logs: [{ idx: 0, at, record: { message: `run ${id}` } }],
+    }),
+  );
 }
 
 it('deletes the runs, steps and log records older than the retention, and nothing newer', async () => {

@@ -9,7 +9,7 @@ import { expect, it } from 'vitest';
 import { batches, type Db, pgJson, unstorablePath } from '../../src/store/index.js';
 import { ArchiveDrain } from '../../src/workers/archive.js';
 import { HistoryDrain, type RunRecord } from '../../src/workers/history.js';
-import { drainStores } from './harness.js';
+import { drainStores, runRecord } from './harness.js';
 
 const stores = drainStores('refusals');
 const key = `refused${randomBytes(4).toString('hex')}`;
@@ -241,32 +241,23 @@ it('the history writes a batch of large records in statements of bounded size', 
   const drain = new HistoryDrain(stores.redis.duplicate(), `${key}:history`, counting, { writeChars: 5_000 });
   const now = Date.now();
   const record = (id: string) =>
-    JSON.stringify({
-      id,
-      tenant: 'acme',
-      ruleId: 'r1',
-      version: 1,
-      eventId: id,
-      rev: now,
-      status: 'completed',
-      reason: null,
-      createdAt: now,
-      startedAt: now,
-      finishedAt: now,
-      error: null,
-      steps: [
-        {
-          idx: 0,
-          type: 'psa.request',
-          status: 'completed',
-          attempts: 1,
-          startedAt: now,
-          finishedAt: now,
-          output: { body: 'x'.repeat(1_500) },
-          error: null,
-        },
-      ],
-    } satisfies RunRecord);
+    JSON.stringify(
+      runRecord(id, {
+        rev: now,
+        steps: [
+          {
+            idx: 0,
+            type: 'psa.request',
+            status: 'completed',
+            attempts: 1,
+            startedAt: now,
+            finishedAt: now,
+            output: { body: 'x'.repeat(1_500) },
+            error: null,
+          },
+        ],
+      }),
+    );
   const ids = ['long-1', 'long-2', 'long-3', 'long-4', 'long-5'];
   await drain.write(ids.map(record));
   expect(statements.length).toBeGreaterThanOrEqual(2);
