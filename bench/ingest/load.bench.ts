@@ -11,8 +11,12 @@
  * 3. latency: one event per request at a fixed 5,000 events/s: p50/p99 from request to 2xx.
  *
  * Each ingest result also says how many AOF rewrites Redis began during its measured run
- * (`redisAofRewrites`): Redis shares the 2 cores, the bench has no workers or drains consuming what
- * it writes, so its dataset only grows and a rewrite copies all of it, several seconds of a core.
+ * (`redisAofRewrites`). The bench has no workers or drains consuming what the ingest writes, so its
+ * dataset only grows (a batch run and its warm-up leave about 1 GB of archive text and run jobs),
+ * and a rewrite copies all of it: perf on Redis during one such measured run put 44% of its
+ * samples in the rewrite's child, about half a core taken from the server under test, in some
+ * rounds and not others. So each measured ingest run starts from an empty database and a freshly
+ * rewritten AOF (`freshRedis`), as a drained Redis would be; rewrites it begins itself still count.
  *
  * Writes bench/results/ingest.json.
  */
@@ -174,6 +178,10 @@ function summary(r: autocannon.Result, batch: number) {
 
 const results: Record<string, unknown> = {};
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390', { maxRetriesPerRequest: 1 });
+/** The ingest server's database (servers.ts: database 2 of REDIS_URL). */
+const serverDbUrl = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390');
+serverDbUrl.pathname = '/2';
+const serverDb = new Redis(serverDbUrl.toString(), { maxRetriesPerRequest: 1 });
 /**
  * AOF rewrites Redis has begun since it started: `aof_rewrites` counts a rewrite when it forks,
  * so adding `aof_rewrite_in_progress` (as this did until 2026-12-07) counted a running one twice,
@@ -183,6 +191,25 @@ async function aofRewrites(): Promise<number> {
   const info = await redis.info('persistence');
   const n = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
   return n('aof_rewrites');
+}
+/** Waits until Redis has no AOF rewrite running or scheduled. */
+async function rewriteDone(): Promise<void> {
+  for (;;) {
+    const info = await redis.info('persistence');
+    if (!/^aof_rewrite_(in_progress|scheduled):1/m.test(info)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+/**
+ * Empties the ingest server's database (2, as servers.ts) after its warm-up and rewrites the AOF,
+ * so the next automatic rewrite is 1 GB of writes away (deploy/local/up.sh): see the top comment.
+ */
+async function freshRedis(): Promise<void> {
+  await rewriteDone();
+  await serverDb.flushdb();
+  await redis.bgrewriteaof();
+  await new Promise((r) => setTimeout(r, 200));
+  await rewriteDone();
 }
 /**
  * CPU seconds so far of the server's process, of Redis and of this process (the load tool), and
@@ -247,6 +274,7 @@ for (const [name, mode, batch, rate, connections] of [
   if (only && !only.test(name)) continue;
   const s = await startServer(mode);
   await load(s.port, batch, rate, connections).catch(() => undefined); // warm-up run, discarded
+  if (mode === 'ingest') await freshRedis();
   const rewrites = await aofRewrites();
   const cpu0 = await cpuNow(s.child.pid!);
   const r: Record<string, unknown> = summary(await load(s.port, batch, rate, connections), batch);
@@ -286,6 +314,7 @@ for (const [name, rs] of runs) {
 /** Per round, the ingest's rate over the bare server's (rounds alternate, so round k's are neighbours). */
 const ratios = (key: string): number[] =>
   runs.get(`${key}:ingest`)!.map((r, k) => +(perSec(r) / perSec(runs.get(`${key}:bare`)![k]!)).toFixed(3));
+serverDb.disconnect();
 if (only) {
   redis.disconnect();
   process.exit(0);
