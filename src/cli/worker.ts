@@ -59,7 +59,9 @@ export function workerFromEnv(
       ),
     onDropped: (what, n, e) =>
       process.stderr.write(
-        `signalbox workers: Postgres refused ${n} ${what}${n === 1 ? '' : 's'} (${e.message}); dropped, the rest is written (at most one such line a minute)\n`,
+        what === 'fired timer'
+          ? `signalbox workers: ${n} fired debounce timer${n === 1 ? '' : 's'} could not be read (${e.message}); dropped without a run, the others start theirs (at most one such line a minute)\n`
+          : `signalbox workers: Postgres refused ${n} ${what}${n === 1 ? '' : 's'} (${e.message}); dropped, the rest is written (at most one such line a minute)\n`,
       ),
     onStore: (up, e) =>
       process.stderr.write(

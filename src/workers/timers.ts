@@ -179,6 +179,7 @@ export class Timers {
   fired = 0;
   private tickError: Error | undefined;
   private onError: ((e: Error) => void) | undefined;
+  private onDropped: ((e: Error) => void) | undefined;
 
   /** The last error of firing or enqueueing, for readiness and metrics. */
   get lastError(): Error | undefined {
@@ -263,16 +264,19 @@ export class Timers {
   /**
    * Fires due timers every `everyMs` and turns fired timers into run jobs on `queue`, reading the
    * fired stream on `reader` (a connection of its own: the read blocks). `onError` is told of each
-   * error firing or starting runs (a full Redis, a damaged entry): they are tried again, and
-   * without it nothing said why timers wait.
+   * error firing or starting runs (a full Redis, a damaged key of the queue): they are tried
+   * again, and without it nothing said why timers wait. `onDropped` is told of each fired entry
+   * that does not decode: it is acknowledged without a run, not tried again.
    */
   async start(
     queue: Queue<RunJob>,
     reader: Redis,
     everyMs = 250,
     onError?: (e: Error) => void,
+    onDropped?: (e: Error) => void,
   ): Promise<void> {
     this.onError = onError;
+    this.onDropped = onDropped;
     this.reader = new StreamConsumer(
       reader,
       {
@@ -341,7 +345,8 @@ export class Timers {
       } catch (err) {
         // An entry that does not decode is acknowledged without a run: left pending, it would be
         // read again forever and hold up every timer behind it.
-        this.failed(err as Error);
+        this.tickError = new Error(`a fired debounce timer could not be read: ${(err as Error).message}`);
+        this.onDropped?.(this.tickError);
       }
       if (!job) {
         args.push(e.id, '0', '', '', '', '');

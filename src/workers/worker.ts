@@ -68,15 +68,17 @@ export interface WorkerOptions {
    */
   readonly onStore?: (up: boolean, error?: Error) => void;
   /**
-   * Told, at most once a minute per kind, of run records or archived events the drains dropped
-   * because Postgres refused them (a value it cannot store, a record that is not JSON): how many
-   * since the last time, and the latest error. The rest is written; without this nothing said so.
+   * Told, at most once a minute per kind, of what was dropped so that the rest goes on: run
+   * records or archived events the drains dropped because Postgres refused them (a value it cannot
+   * store, a record that is not JSON), fired debounce timers that could not be read (a damaged
+   * entry: no run starts for it). How many since the last time, and the latest error; without
+   * this nothing said so.
    */
   readonly onDropped?: (what: DroppedKind, count: number, error: Error) => void;
 }
 
-/** What a drain drops (WorkerOptions.onDropped). */
-export type DroppedKind = 'run record' | 'archived event';
+/** What is dropped (WorkerOptions.onDropped). */
+export type DroppedKind = 'run record' | 'archived event' | 'fired timer';
 
 export interface RunningWorker {
   /** The fetch loops (WorkerOptions.fetchers). */
@@ -288,9 +290,20 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return { worker, history, connection };
   });
   const workers = loops.map((l) => l.worker);
+  const dropped = (what: DroppedKind): ((e: Error) => void) | undefined => {
+    if (!o.onDropped) return undefined;
+    const say = new AtMostEvery(60_000, now);
+    let count = 0;
+    return (e) => {
+      count++;
+      if (!say.due()) return;
+      o.onDropped!(what, count, e);
+      count = 0;
+    };
+  };
   const timerRedis = duplicate();
   // Timers that cannot fire or start their runs (a full Redis) are told like the run queue's errors.
-  await timers.start(queue, timerRedis, o.timerEveryMs ?? 250, queueError);
+  await timers.start(queue, timerRedis, o.timerEveryMs ?? 250, queueError, dropped('fired timer'));
 
   // Scheduled rules: one BullMQ job scheduler per rule, following rule changes.
   const syncSchedule = async (tenant: string, id: string): Promise<void> => {
@@ -337,17 +350,6 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   // One watch for both drains: one outage, told once.
   const storeWatch = o.onStore ? new OutageWatch(o.onStore, isConnectionError) : undefined;
-  const dropped = (what: DroppedKind): ((e: Error) => void) | undefined => {
-    if (!o.onDropped) return undefined;
-    const say = new AtMostEvery(60_000, now);
-    let count = 0;
-    return (e) => {
-      count++;
-      if (!say.due()) return;
-      o.onDropped!(what, count, e);
-      count = 0;
-    };
-  };
   let drain: HistoryDrain | undefined;
   const drainRedis = duplicate();
   if (o.drainHistory !== false) {

@@ -57,3 +57,13 @@ it('tells the run records and archived events Postgres refused, once a minute pe
   await new Promise((r) => setTimeout(r, 300));
   expect(told).toHaveLength(2);
 });
+
+it('tells a fired debounce timer that could not be read as dropped: no run starts for it', async () => {
+  await h.redis.xadd(`${h.prefix}:tm:fired`, '*', 'id', 'broken', 'p', 'not deflated JSON');
+  await eventually('told', async () => told.some((t) => t.what === 'fired timer'));
+  const t = told.find((x) => x.what === 'fired timer')!;
+  expect(t.count).toBe(1);
+  expect(t.message).toMatch(/^a fired debounce timer could not be read: /);
+  // acknowledged and deleted, not read again
+  await eventually('acknowledged', async () => (await h.redis.xlen(`${h.prefix}:tm:fired`)) === 0);
+});
