@@ -27,7 +27,7 @@ import { Redis } from 'ioredis';
 import { build } from '../../scripts/build-lib.mjs';
 import { Engine, RuleCompiler } from '../../src/engine/index.js';
 import { makeWorkload } from '../engine/workload.js';
-import { cliNodeFlags, pidCpuSeconds, runInfo } from '../env.js';
+import { cliNodeFlags, pidCpuSeconds, runInfo, stealSeconds } from '../env.js';
 import { paced } from '../paced.js';
 
 const RULES = 10_000;
@@ -221,6 +221,8 @@ interface CpuNow {
   readonly server: number;
   readonly redis: number;
   readonly loader: number;
+  /** What the hypervisor took of the 2 cores (env.ts). */
+  readonly steal: number;
 }
 async function cpuNow(pid: number): Promise<CpuNow> {
   const server = pidCpuSeconds(pid);
@@ -232,12 +234,18 @@ async function cpuNow(pid: number): Promise<CpuNow> {
     server,
     redis: n('used_cpu_user') + n('used_cpu_sys'),
     loader: (u.user + u.system) / 1e6,
+    steal: stealSeconds(),
   };
 }
 function cpuShare(a: CpuNow, b: CpuNow): Record<string, number> {
   const wall = b.wall - a.wall;
-  const pct = (k: 'server' | 'redis' | 'loader') => Math.round(((b[k] - a[k]) / wall) * 100);
-  return { serverPct: pct('server'), redisPct: pct('redis'), loaderPct: pct('loader') };
+  const pct = (k: 'server' | 'redis' | 'loader' | 'steal') => Math.round(((b[k] - a[k]) / wall) * 100);
+  return {
+    serverPct: pct('server'),
+    redisPct: pct('redis'),
+    loaderPct: pct('loader'),
+    stealPct: pct('steal'),
+  };
 }
 
 // One event per request also at 64 and 128 connections (both servers, same run): the ingest

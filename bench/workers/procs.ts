@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { openPostgres, SecretBox } from '../../src/store/index.js';
 import { startWorker } from '../../src/workers/worker.js';
-import { commCpuSeconds } from '../env.js';
+import { commCpuSeconds, stealSeconds } from '../env.js';
 
 const [mode, redisUrl, prefix, nText, pgUrl, schema] = process.argv.slice(2);
 const n = Number(nText);
@@ -23,20 +23,27 @@ const CONCURRENCY = 50;
 let first = 0;
 let done = 0;
 /** CPU seconds of this process, Redis and Postgres when the first job started. */
-let cpu0 = { self: 0, redis: 0, postgres: 0 };
+let cpu0 = { self: 0, redis: 0, postgres: 0, steal: 0 };
 const cpuNow = () => {
   const u = process.cpuUsage();
   return {
     self: (u.user + u.system) / 1e6,
     redis: commCpuSeconds('redis-server'),
     postgres: commCpuSeconds('postgres'),
+    steal: stealSeconds(),
   };
 };
 /** The share of a core each took from the first job started to now (on 2 cores, 200% is all). */
 const cpuShare = (now: number) => {
   const c = cpuNow();
   const pct = (k: keyof typeof c) => Math.round(((c[k] - cpu0[k]) / ((now - first) / 1000)) * 100);
-  return { workerPct: pct('self'), redisPct: pct('redis'), postgresPct: pct('postgres') };
+  return {
+    workerPct: pct('self'),
+    redisPct: pct('redis'),
+    postgresPct: pct('postgres'),
+    // what the hypervisor took of the 2 cores meanwhile
+    stealPct: pct('steal'),
+  };
 };
 const finished = new Promise<number>((resolve) => {
   (globalThis as { onDone?: () => void }).onDone = () => {
