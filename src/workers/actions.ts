@@ -52,6 +52,26 @@ function output(res: HttpResponse): { status: number; body: unknown } {
   return { status: res.status, body };
 }
 
+/**
+ * Teams' Office 365 connector webhooks answer 200 to every post they take and deliver it after:
+ * when delivery fails the body says so, `Webhook message delivery failed with error: Microsoft
+ * Teams endpoint returned HTTP error 429 with ContextId …` (or `… Error contacting Microsoft Teams
+ * endpoint`), and the status stays 200 (MicrosoftDocs/msteams-docs issues 400, 1810, 7425: by
+ * design, so that connectors are not removed for a failure). Such an answer fails the step as
+ * that status would: 429, 408 and 5xx are retried (Teams gives no Retry-After: the step's
+ * backoff), others are permanent (400 a card Teams refuses, 413 over its 28 KB, 403, 404).
+ * Teams workflows' webhooks answer 202 and report nothing; their answers pass as they are.
+ */
+function teamsFailure(out: { status: number; body: unknown }): void {
+  if (typeof out.body !== 'string' || !out.body.startsWith('Webhook message delivery failed')) return;
+  const status = Number(/returned HTTP error (\d{3})\b/.exec(out.body)?.[1] ?? 0);
+  const retryable = status === 0 || status === 408 || status === 429 || status >= 500;
+  throw new ActionError(`Teams answered ${out.status} but did not deliver: ${out.body.slice(0, 300)}`, {
+    retryable,
+    ...(status !== 0 ? { status } : {}),
+  });
+}
+
 function headersOf(v: unknown): Record<string, string> {
   if (v === undefined || v === null) return {};
   if (typeof v !== 'object' || Array.isArray(v))
@@ -161,7 +181,9 @@ export function actionLibrary(deps: ActionDeps): Record<string, Action> {
         },
       ],
     };
-    return post(url, card, ctx, 'Teams');
+    const out = await post(url, card, ctx, 'Teams');
+    teamsFailure(out);
+    return out;
   };
 
   const email: Action = async (p, ctx) => {

@@ -193,6 +193,40 @@ describe('error strategies', () => {
   });
 });
 
+describe('Teams', () => {
+  it('a 200 whose body says Teams did not deliver fails the step as that status: 429 retried, 400 not', async () => {
+    const failed = (code: number) => ({
+      status: 200,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      body: `Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error ${code} with ContextId tcid=0,server=msgapi-production-weu-azsc2-4-178,cv=AbC.0..`,
+    });
+    // as a connector answers a post it delivered
+    const delivered = { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: '1' };
+    rx.script.set('/teams-busy', [failed(429), delivered]);
+    rx.script.set('/teams-bad', [failed(400)]);
+    await h.rule({
+      id: 'teams200',
+      onError: 'retry',
+      actions: [
+        { type: 'teams', with: { url: `${rx.url}/teams-busy`, text: 'P1 escalated' } },
+        { type: 'teams', with: { url: `${rx.url}/teams-bad`, text: 'P1 escalated' } },
+      ],
+    });
+    const id = await h.enqueue('teams200', event('e-teams'));
+    expect((await h.waitRun(id)).status).toBe('completed');
+    expect(rx.on('/teams-busy')).toHaveLength(2);
+    expect(rx.on('/teams-bad')).toHaveLength(1);
+    const steps = await h.steps(id);
+    expect(steps.map((s) => [s.status, s.attempts])).toEqual([
+      ['completed', 2],
+      ['failed', 1],
+    ]);
+    expect(steps[1]!.error?.message).toMatch(
+      /^Teams answered 200 but did not deliver: Webhook message delivery failed/,
+    );
+  });
+});
+
 describe('delay, guard, versions', () => {
   it('a delay survives a worker restart', async () => {
     await h.rule({
