@@ -7,7 +7,7 @@
  *
  * 1. one event per request: requests/s of the ingest beside the bare server;
  * 2. batches: NDJSON, 100 events a request, 10k active rules, ~5% of events matching: events/s;
- * (both in SB_BENCH_ROUNDS rounds, 3 by default, bare and ingest alternating: the median round);
+ * (both in SB_BENCH_ROUNDS rounds, 5 by default, bare and ingest alternating: the median round);
  * 3. latency: one event per request at a fixed 5,000 events/s: p50/p99 from request to 2xx.
  *
  * Each ingest result also says how many AOF rewrites Redis began during its measured run
@@ -260,7 +260,7 @@ const only = process.env.SB_BENCH_ONLY ? new RegExp(process.env.SB_BENCH_ONLY) :
  * hour (the machine's speed drifts between runs), so each target is the median round, and every
  * round is reported.
  */
-const ROUNDS = Number(process.env.SB_BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.SB_BENCH_ROUNDS ?? 5);
 const rounds = (pair: ReadonlyArray<readonly [string, 'bare' | 'ingest', number, undefined, number]>) =>
   Array.from({ length: ROUNDS }, () => pair).flat();
 const runs = new Map<string, Array<Record<string, unknown>>>();
