@@ -188,15 +188,18 @@ const serverDb = new Redis(serverDbUrl.toString(), { maxRetriesPerRequest: 1 });
  * and a run during which it finished reported -1.
  */
 async function aofRewrites(): Promise<number> {
-  const info = await redis.info('persistence');
-  const n = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  return n('aof_rewrites');
+  return (await redisInfo('persistence'))('aof_rewrites');
+}
+/** A section of Redis's INFO, as a reader of its numeric fields (0 when absent). */
+async function redisInfo(section: string): Promise<(field: string) => number> {
+  const info = await redis.info(section);
+  return (k) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
 }
 /** Waits until Redis has no AOF rewrite running or scheduled. */
 async function rewriteDone(): Promise<void> {
   for (;;) {
-    const info = await redis.info('persistence');
-    if (!/^aof_rewrite_(in_progress|scheduled):1/m.test(info)) return;
+    const n = await redisInfo('persistence');
+    if (n('aof_rewrite_in_progress') === 0 && n('aof_rewrite_scheduled') === 0) return;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -207,8 +210,8 @@ async function rewriteDone(): Promise<void> {
 async function freshRedis(): Promise<void> {
   await rewriteDone();
   await serverDb.flushdb();
+  // the rewrite forks as the command runs (or is scheduled, when a save is under way): either shows
   await redis.bgrewriteaof();
-  await new Promise((r) => setTimeout(r, 200));
   await rewriteDone();
 }
 /**
@@ -226,8 +229,7 @@ interface CpuNow {
 }
 async function cpuNow(pid: number): Promise<CpuNow> {
   const server = pidCpuSeconds(pid);
-  const info = await redis.info('cpu');
-  const n = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  const n = await redisInfo('cpu');
   const u = process.cpuUsage();
   return {
     wall: performance.now() / 1000,
