@@ -1,6 +1,7 @@
 /** What every benchmark result records about the run (style.md: Node version, CPU and date). */
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import type { Queryable } from '../src/store/index.js';
 
 /**
  * The node flags `signalbox` runs with (the shebang of bin/signalbox.js): benchmarks start their
@@ -67,4 +68,13 @@ export function commCpuSeconds(comm: string): number {
 export function stealSeconds(): number {
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
   return Number(cpu[8] ?? 0) / 100;
+}
+
+/**
+ * Completed runs in the history so far. The worker benchmark keeps the runs table between its runs
+ * (workers.bench.ts says why), so each run counts this before it starts and waits for its own.
+ */
+export async function completedRuns(db: Queryable): Promise<number> {
+  const r = await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'");
+  return Number(r.rows[0]!.n);
 }

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { RUN_QUEUE } from '../../src/config/runs.js';
 import { openPostgres, SecretBox } from '../../src/store/index.js';
 import { startWorker } from '../../src/workers/worker.js';
-import { commCpuSeconds, stealSeconds } from '../env.js';
+import { commCpuSeconds, completedRuns, stealSeconds } from '../env.js';
 
 const [mode, redisUrl, prefix, nText, pgUrl, schema] = process.argv.slice(2);
 const n = Number(nText);
@@ -71,11 +71,7 @@ if (mode === 'raw') {
   const db = await openPostgres({ url: pgUrl!, schema: schema! });
   const drainHistory = process.env.SB_BENCH_DRAIN !== '0';
   // The runs table keeps earlier rounds' runs (workers.bench.ts says why): count this run's.
-  const completed = async () =>
-    Number(
-      (await db.query<{ n: string }>("select count(*) as n from runs where status = 'completed'")).rows[0]!.n,
-    );
-  const before = await completed();
+  const before = await completedRuns(db);
   const w = await startWorker({
     redisUrl: redisUrl!,
     prefix: prefix!,
@@ -94,7 +90,7 @@ if (mode === 'raw') {
   const end = await finished;
   const share = cpuShare(end);
   for (; drainHistory; ) {
-    if ((await completed()) - before >= n) break;
+    if ((await completedRuns(db)) - before >= n) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const historyEnd = performance.now();
