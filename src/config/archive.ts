@@ -112,21 +112,32 @@ export interface OutboxEntry {
   readonly rules: readonly string[];
 }
 
-/** The end of the last line receivedLine made: a request's events share tenant and arrival. */
+/** How an archive line of an event kept as received starts; its JSON text follows, then its tail. */
+export const RECEIVED_HEAD = '{"in":';
+
+/** The last tail receivedTail made: a request's events share tenant and arrival. */
 let lastTenant = '';
 let lastAt = '';
 let lastOutcome = '';
 let lastTail = '';
 
-/** The archive line of an event kept as received: `text` is its JSON, one line. */
-export function receivedLine(text: string, tenant: string, receivedAt: string, outcome: string): string {
+/**
+ * The end of an archive line of an event kept as received, after its JSON text. The same string
+ * object while tenant, arrival and outcome stay the same (the ingest compares it by identity).
+ */
+export function receivedTail(tenant: string, receivedAt: string, outcome: string): string {
   if (tenant !== lastTenant || receivedAt !== lastAt || outcome !== lastOutcome) {
     lastTenant = tenant;
     lastAt = receivedAt;
     lastOutcome = outcome;
     lastTail = `,"tenant":${JSON.stringify(tenant)},"receivedAt":${JSON.stringify(receivedAt)},"outcome":${JSON.stringify(outcome)},"rules":[]}`;
   }
-  return `{"in":${text}${lastTail}`;
+  return lastTail;
+}
+
+/** The archive line of an event kept as received: `text` is its JSON, one line. */
+export function receivedLine(text: string, tenant: string, receivedAt: string, outcome: string): string {
+  return `${RECEIVED_HEAD}${text}${receivedTail(tenant, receivedAt, outcome)}`;
 }
 
 type Line =

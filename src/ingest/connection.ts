@@ -62,8 +62,10 @@ export interface AdaptedEvent {
    * The event's JSON text as it was received, when it came as one line of its own (a generic
    * event of NDJSON, or a single-event body without a newline): the archive keeps an event that
    * starts no run as this text (config/archive.ts) instead of serializing its envelope again.
+   * As the request's own bytes (a view of its body) when they are that text's UTF-8, so the archive
+   * copies them as they are; as a string otherwise.
    */
-  readonly line?: string;
+  readonly line?: string | Uint8Array;
 }
 
 export type Verified = { readonly ok: true } | { readonly ok: false; readonly reason: string };

@@ -440,16 +440,20 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
           if (at >= 0) badLines = invalidLines(body);
         }
         const text = bodyText(body, read.charset);
+        // Valid UTF-8 as long in bytes as in characters is ASCII: each event's text is then its
+        // own bytes in the body, which the archive copies as they are (AdaptedEvent.line).
+        const ascii = read.charset === undefined && badLines === undefined && text.length === body.length;
         let items: unknown[];
         if (ndjson) {
           items = [];
-          const lines: string[] = [];
+          const lines: Array<string | Uint8Array> = [];
           const errors: Array<{ index: number; error: string }> = [];
           // Line by line without split/replace/trim copies: this loop runs per event.
           for (let at = 0, index = 0; at < text.length; index++) {
             let nl = text.indexOf('\n', at);
             if (nl < 0) nl = text.length;
             const end = nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl; // CRLF
+            const start = at;
             const l = text.slice(at, end);
             at = nl + 1;
             if (l.length === 0 || (l.charCodeAt(0) <= 32 && l.trim() === '')) continue;
@@ -460,7 +464,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
             }
             try {
               items[index] = JSON.parse(l);
-              lines[index] = l;
+              lines[index] = ascii ? body.subarray(start, end) : l;
             } catch (e) {
               errors.push({ index, error: `malformed JSON: ${(e as Error).message}` });
             }
@@ -477,14 +481,14 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
         }
         if (Array.isArray(parsed)) return finish(parsed, []);
         // One event: its text is its archive line when it has no newline (config/archive.ts).
-        return finish([parsed], [], text.includes('\n') ? undefined : [text]);
+        return finish([parsed], [], text.includes('\n') ? undefined : [ascii ? body : text]);
       })().catch(() => reply(500, { error: 'internal error' }));
 
       /** `lines`: each item's JSON text, when it came as one line of its own. */
       async function finish(
         items: unknown[],
         errors: Array<{ index: number; error: string }>,
-        lines?: readonly string[],
+        lines?: ReadonlyArray<string | Uint8Array>,
       ): Promise<void> {
         const good: AdaptedEvent[] = [];
         const iso = new Date(receivedAt).toISOString();

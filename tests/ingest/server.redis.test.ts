@@ -360,6 +360,12 @@ describe('bad input', () => {
     expect((await post('/v1/events', pretty, auth)).status).toBe(202);
     const array = JSON.stringify([{ id: 'a6', source: 'app', type: 'thing.done', data: { k: 'z' } }]);
     expect((await post('/v1/events', array, auth)).status).toBe(202);
+    // ASCII only: each event's line is copied from the body's bytes (CRLF ends and a blank line)
+    const a7 = '{"id":"a7", "source":"app","type":"thing.done","data":{"k":"crlf \\u00e9"}} ';
+    const a8 = '{"id":"a8","source":"app","type":"thing.done","data":{"k":[1,2]}}';
+    const ascii = `${a7}\r\n\r\n${a8}\r\n`;
+    const b = await post('/v1/events', ascii, { ...auth, 'content-type': 'application/x-ndjson' });
+    expect(b.body).toMatchObject({ accepted: 2 });
 
     const entries = (await redis.xrange(`${prefix}:outbox`, '-', '+')) as Array<[string, string[]]>;
     const lines = entries.flatMap(([, f]) => f[1]!.split('\n')).filter((l) => l.includes('"tenant":"arch"'));
@@ -368,15 +374,29 @@ describe('bad input', () => {
       return l.startsWith('{"in":') ? 'as received' : l.startsWith('{"envelope":') ? 'envelope' : l;
     };
     // One line of JSON that starts no run: kept as it came (CRLF cut). A run needs the envelope.
-    expect(['a1', 'a2', 'a3', 'a4', 'a5', 'a6'].map(form)).toEqual([
+    expect(['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7', 'a8'].map(form)).toEqual([
       'as received',
       'as received',
       'envelope',
       'as received',
       'envelope',
       'envelope',
+      'as received',
+      'as received',
     ]);
     expect(lines.some((l) => l.startsWith(`{"in":${nd.split('\n')[1]!.slice(0, -1)},`))).toBe(true);
+    for (const [id, text] of [
+      ['a4', one],
+      ['a7', a7],
+      ['a8', a8],
+    ] as const) {
+      const l = lines.find((x) => x.includes(`"${id}"`))!;
+      expect(l).toMatch(/^\{"in":/);
+      expect(l.slice(6, 6 + text.length)).toBe(text);
+      expect(l.slice(6 + text.length)).toMatch(
+        /^,"tenant":"arch","receivedAt":"[^"]+","outcome":"accepted","rules":\[\]\}$/,
+      );
+    }
 
     const archived = new Map(
       (await outbox()).filter((e) => e.envelope.tenant === 'arch').map((e) => [e.envelope.id, e]),
@@ -417,6 +437,12 @@ describe('bad input', () => {
     expect(archived.get('a4')?.envelope).toEqual(envelope('a4', { data: { k: 'v' } }));
     expect(archived.get('a5')?.envelope).toEqual(envelope('a5', { data: { k: 'w' } }));
     expect(archived.get('a6')?.envelope).toEqual(envelope('a6', { data: { k: 'z' } }));
+    expect(archived.get('a7')).toEqual({
+      envelope: envelope('a7', { data: { k: 'crlf é' } }),
+      outcome: 'accepted',
+      rules: [],
+    });
+    expect(archived.get('a8')?.envelope).toEqual(envelope('a8', { data: { k: [1, 2] } }));
   });
 
   it('an event nested too deeply or with an id too long to store fails alone, not the events with it', async () => {
