@@ -124,11 +124,14 @@ export interface RunJob {
  */
 export const ADMIT_LUA = `
 local function admit(key, now, window, max, member)
-  if redis.call('ZSCORE', key, member) then return 1 end
-  now = tonumber(now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(window))
-  if redis.call('ZCARD', key) >= tonumber(max) then return 0 end
-  redis.call('ZADD', key, now, member)
+  -- counted already (ZADD NX adds nothing): it may go. Otherwise counted first, and taken back
+  -- when the window holds more than max with it (four calls where a look first took five).
+  if redis.call('ZADD', key, 'NX', now, member) == 0 then return 1 end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', tonumber(now) - tonumber(window))
+  if redis.call('ZCARD', key) > tonumber(max) then
+    redis.call('ZREM', key, member)
+    return 0
+  end
   redis.call('PEXPIRE', key, window)
   return 1
 end
@@ -168,11 +171,14 @@ export function runJobId(tenant: string, eventId: string, ruleId: string, kind =
  * same atomic step as their own writes: the ingest's COMMIT records an event and enqueues its runs
  * at once, so no event is acknowledged without its runs and no run is enqueued twice.
  * `runJobAdd(queue, head, data, opts, jobKey)`: `queue` the nine keys of `runQueueKeys`, `head`
- * and `opts` from `encodeRunJob`, `data` the job's JSON.
+ * and `opts` from `encodeRunJob`, `data` the job's JSON; `runJobsWake(queue)`, once for a script's
+ * adds.
  *
- * What it writes is what BullMQ's script writes for such a job: the job hash (name, data, opts,
+ * What they write is what BullMQ's script writes for such a job: the job hash (name, data, opts,
  * timestamp, delay 0, priority 0), its id pushed on the wait list, and the marker that wakes a
- * worker unless the queue is paused or at its global concurrency.
+ * worker unless the queue is paused or at its global concurrency. The marker is one member (`0`)
+ * whichever job set it, and what decides it (the queue's meta, its active count) does not change
+ * with a script's adds, so a script sets it once, before its adds, rather than once a job.
  * tests/config/run-jobs.redis.test.ts compares the two, key by key, so a BullMQ upgrade that
  * changes them fails there. Left out: the `added` and `waiting` entries of BullMQ's events stream
  * (only QueueEvents listeners read them; Signalbox has none) and the job counter (for generated
@@ -189,6 +195,8 @@ local function runJobAdd(queue, head, data, opts, jobKey)
   redis.call('HSET', jobKey, 'name', string.sub(head, 1, sep - 1), 'data', data, 'opts', opts,
     'timestamp', string.sub(head, sep + 1), 'delay', '0', 'priority', '0')
   redis.call('LPUSH', queue[1], jobId)
+end
+local function runJobsWake(queue)
   local meta = redis.call('HMGET', queue[3], 'paused', 'concurrency')
   local maxed = meta[1] or (meta[2] and redis.call('LLEN', queue[7]) >= tonumber(meta[2]))
   if not maxed then redis.call('ZADD', queue[9], 0, '0') end
@@ -203,17 +211,21 @@ end
  *   the queue, or a job's key, that holds another type than BullMQ's (a damaged key). Checked for
  *   all of a call's jobs first, when there are several, so that a failure leaves none of them
  *   added: one added and then completed and dropped (removeOnComplete) before the sender's retry
- *   would run twice.
- * - `addRunJob(queue, head, data, opts, jobKey)`: adds a run job (runJobAdd) unless its key holds
- *   one already, and returns nil, or, when the add fails all the same, deletes the job hash it
- *   may have half made (a retry would take it for the job) and returns the error's text.
+ *   would run twice. Its second value: the job keys it found empty (`absent`, for addRunJob).
+ * - `wakeRunWorkers(queue)`: sets the marker that wakes a worker (runJobsWake), once, before a
+ *   script's adds: it writes nothing when it fails, and returns the error's text then.
+ * - `addRunJob(queue, head, data, opts, jobKey, absent)`: adds a run job (runJobAdd) unless its
+ *   key holds one already (not asked again when runJobsBlocked found it empty), and returns nil,
+ *   or, when the add fails all the same, deletes the job hash it may have half made (a retry would
+ *   take it for the job) and returns the error's text.
  */
 export const ADD_RUN_JOB_LUA = `${RUN_JOB_ADD_LUA}
 -- the types of runQueueKeys' nine keys: wait, paused, meta, id, completed, delayed, active, events, marker
 local RUN_QUEUE_TYPES = {'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset'}
 local function runJobsBlocked(queue, jobKeys)
+  local absent = {}
   -- one add alone leaves nothing behind when it fails (addRunJob)
-  if #jobKeys < 2 then return nil end
+  if #jobKeys < 2 then return nil, absent end
   for i = 1, 9 do
     local t = redis.call('TYPE', queue[i]).ok
     if t ~= 'none' and t ~= RUN_QUEUE_TYPES[i] then
@@ -222,19 +234,29 @@ local function runJobsBlocked(queue, jobKeys)
   end
   for _, k in ipairs(jobKeys) do
     local t = redis.call('TYPE', k).ok
-    if t ~= 'none' and t ~= 'hash' then
+    if t == 'none' then absent[k] = true
+    elseif t ~= 'hash' then
       return 'a run job could not be added: ' .. k .. ' holds a ' .. t .. ', not a hash'
     end
   end
-  return nil
+  return nil, absent
 end
-local function addRunJob(queue, head, data, opts, jobKey)
+local function runJobError(err)
+  return 'a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err)
+end
+local function wakeRunWorkers(queue)
+  local ok, err = pcall(runJobsWake, queue)
+  if ok then return nil end
+  return runJobError(err)
+end
+local function addRunJob(queue, head, data, opts, jobKey, absent)
   -- a job already there is left as it is (BullMQ's add of a known id adds nothing either)
-  if redis.call('EXISTS', jobKey) == 1 then return nil end
+  if absent and absent[jobKey] then absent[jobKey] = nil
+  elseif redis.call('EXISTS', jobKey) == 1 then return nil end
   local ok, err = pcall(runJobAdd, queue, head, data, opts, jobKey)
   if ok then return nil end
   redis.call('DEL', jobKey)
-  return 'a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err)
+  return runJobError(err)
 end
 `;
 

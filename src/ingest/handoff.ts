@@ -190,15 +190,19 @@ local jobKeys = {}
 for j = a, #ARGV, 6 do
   if out[tonumber(ARGV[j])] == 'o' then jobKeys[#jobKeys + 1] = ARGV[j + 5] end
 end
-local blocked = runJobsBlocked(queue, jobKeys)
+local blocked, absent = runJobsBlocked(queue, jobKeys)
 if blocked then return failed(blocked) end
+if #jobKeys > 0 then
+  local err = wakeRunWorkers(queue)
+  if err then return failed(err) end
+end
 while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])
     local data = ARGV[a + 3]
     -- a counted run's data ends ,"loop":"ok"} (a new string costs a hash of every byte: only then)
     if counted ~= 0 and over[counted] then data = string.sub(data, 1, -6) .. '"over"}' end
-    local err = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5])
+    local err = addRunJob(queue, ARGV[a + 2], data, ARGV[a + 4], ARGV[a + 5], absent)
     if err then return failed(err) end
   end
   a = a + 6

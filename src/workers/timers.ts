@@ -127,14 +127,18 @@ local jobKeys = {}
 for a = 2, #ARGV, 6 do
   if ARGV[a + 1] == '1' then jobKeys[#jobKeys + 1] = ARGV[a + 5] end
 end
-local blocked = runJobsBlocked(queue, jobKeys)
+local blocked, absent = runJobsBlocked(queue, jobKeys)
 if blocked then return redis.error_reply(blocked) end
+if #jobKeys > 0 then
+  local err = wakeRunWorkers(queue)
+  if err then return redis.error_reply(err) end
+end
 local handled = 0
 for a = 2, #ARGV, 6 do
   local id = ARGV[a]
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) > 0 then
     if ARGV[a + 1] == '1' then
-      local failed = addRunJob(queue, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+      local failed = addRunJob(queue, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], absent)
       if failed then return redis.error_reply(failed) end
     end
     redis.call('XACK', KEYS[1], ARGV[1], id)
