@@ -330,7 +330,9 @@ interface Pending {
  */
 interface ReceivedEntry {
   readonly raw: Uint8Array;
-  readonly tail: Buffer;
+  readonly tail: string;
+  /** The tail's length in bytes. */
+  readonly tailBytes: number;
 }
 
 interface Planned {
@@ -486,7 +488,7 @@ function archiveText(chunk: readonly Planned[]): Buffer {
   let size = chunk.length - 1;
   for (let i = 0; i < chunk.length; i++) {
     const j = chunk[i]!.json;
-    size += typeof j === 'string' ? Buffer.byteLength(j) : HEAD.length + j.raw.length + j.tail.length;
+    size += typeof j === 'string' ? Buffer.byteLength(j) : HEAD.length + j.raw.length + j.tailBytes;
   }
   const buf = Buffer.allocUnsafe(size);
   let o = 0;
@@ -499,8 +501,7 @@ function archiveText(chunk: readonly Planned[]): Buffer {
       o += HEAD.length;
       buf.set(j.raw, o);
       o += j.raw.length;
-      buf.set(j.tail, o);
-      o += j.tail.length;
+      o += buf.write(j.tail, o);
     }
   }
   return buf;
@@ -545,9 +546,9 @@ export class Handoff {
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
   private iso = '';
-  /** The last receivedTail and its bytes. */
+  /** The last receivedTail and its length in bytes. */
   private tailText = '';
-  private tailBytes = Buffer.alloc(0);
+  private tailBytes = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -838,9 +839,9 @@ export class Handoff {
         const tail = receivedTail(envelope.tenant, p.receivedAt, outcome);
         if (tail !== this.tailText) {
           this.tailText = tail;
-          this.tailBytes = Buffer.from(tail);
+          this.tailBytes = Buffer.byteLength(tail);
         }
-        json = { raw: ev.line, tail: this.tailBytes };
+        json = { raw: ev.line, tail, tailBytes: this.tailBytes };
       }
     } else {
       envJson = JSON.stringify(envelope);

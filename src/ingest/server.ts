@@ -207,7 +207,7 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
       res.cork(() => {
         res.writeStatus(String(status));
         res.writeHeader('content-type', 'application/json');
-        for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+        for (const k in headers) res.writeHeader(k, headers[k]!);
         res.end(JSON.stringify(body), close);
       });
       settled();
@@ -247,20 +247,34 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     }
   }
 
-  async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<HandoffResult[]> {
+  /** A request's results, and how many of them had each outcome and matched. */
+  interface Handed {
+    readonly results: HandoffResult[];
+    readonly accepted: number;
+    readonly duplicates: number;
+    readonly stale: number;
+    readonly matched: number;
+  }
+
+  async function handOff(events: AdaptedEvent[], receivedAt: number): Promise<Handed> {
     const results = await opts.handoff.submitAll(events, receivedAt);
     metrics.handoff.observe((Date.now() - receivedAt) / 1000);
     // Counted per request, not per event: a request's events share source and tenant.
-    const counts = new Map<string, number>();
-    let matches = 0;
+    let accepted = 0;
+    let duplicates = 0;
+    let matched = 0;
     for (const r of results) {
-      counts.set(r.outcome, (counts.get(r.outcome) ?? 0) + 1);
-      matches += r.matches.length;
+      if (r.outcome === 'accepted') accepted++;
+      else if (r.outcome === 'duplicate') duplicates++;
+      matched += r.matches.length;
     }
+    const stale = results.length - accepted - duplicates;
     const source = events[0]!.envelope.source;
-    for (const [outcome, n] of counts) metrics.events.inc({ source, outcome }, n);
-    if (matches > 0) metrics.matches.inc({ source }, matches);
-    return results;
+    if (accepted > 0) metrics.events.inc({ source, outcome: 'accepted' }, accepted);
+    if (duplicates > 0) metrics.events.inc({ source, outcome: 'duplicate' }, duplicates);
+    if (stale > 0) metrics.events.inc({ source, outcome: 'stale' }, stale);
+    if (matched > 0) metrics.matches.inc({ source }, matched);
+    return { results, accepted, duplicates, stale, matched };
   }
 
   const unavailableLog = new AtMostEvery(60_000);
@@ -296,20 +310,22 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
   }
 
   function summary(
-    results: HandoffResult[],
+    h: Handed,
     errors: ReadonlyArray<{ index: number; error: string }>,
   ): Record<string, unknown> {
-    const count = (o: string) => results.filter((r) => r.outcome === o).length;
+    // Only the events that were not plainly accepted, or that matched: a batch of plain
+    // acceptances answers with its counts alone.
+    const results: Array<{ id: string; outcome: string; rules: readonly string[] }> = [];
+    if (h.accepted < h.results.length || h.matched > 0)
+      for (const r of h.results)
+        if (r.outcome !== 'accepted' || r.matches.length > 0)
+          results.push({ id: r.id, outcome: r.outcome, rules: r.matches });
     return {
-      accepted: count('accepted'),
-      duplicates: count('duplicate'),
-      stale: count('stale'),
-      matched: results.reduce((n, r) => n + r.matches.length, 0),
-      // Only the events that were not plainly accepted, or that matched: a batch of plain
-      // acceptances answers with its counts alone.
-      results: results
-        .filter((r) => r.outcome !== 'accepted' || r.matches.length > 0)
-        .map((r) => ({ id: r.id, outcome: r.outcome, rules: r.matches })),
+      accepted: h.accepted,
+      duplicates: h.duplicates,
+      stale: h.stale,
+      matched: h.matched,
+      results,
       ...(errors.length > 0 ? { errors } : {}),
     };
   }
