@@ -330,7 +330,8 @@ interface Pending {
  */
 interface ReceivedEntry {
   readonly raw: Uint8Array;
-  readonly tail: string;
+  /** As a string while only one event has it (one event per request), then as bytes. */
+  readonly tail: string | Buffer;
   /** The tail's length in bytes. */
   readonly tailBytes: number;
 }
@@ -429,15 +430,32 @@ export function packCommand(parts: ReadonlyArray<string | Buffer>): Buffer {
     size += 1 + digits(len) + 2 + len + 2;
   }
   const buf = Buffer.allocUnsafe(size);
-  let o = buf.write(`*${n}\r\n`, 0, 'latin1');
+  buf[0] = 42; // *
+  let o = decimal(buf, 1, n);
+  buf[o++] = 13;
+  buf[o++] = 10;
   for (let i = 0; i < n; i++) {
     const p = parts[i]!;
-    o += buf.write(`$${lens[i]}\r\n`, o, 'latin1');
+    // each header byte by hand: a write of `$<len>\r\n` as a string was a native call an argument
+    buf[o++] = 36; // $
+    o = decimal(buf, o, lens[i]!);
+    buf[o++] = 13;
+    buf[o++] = 10;
     o += typeof p === 'string' ? buf.write(p, o) : p.copy(buf, o);
     buf[o++] = 13;
     buf[o++] = 10;
   }
   return buf;
+}
+
+/** Writes n (≥ 0) in decimal at o; returns the offset after it. */
+function decimal(buf: Buffer, o: number, n: number): number {
+  const end = o + digits(n);
+  for (let at = end - 1; at >= o; at--) {
+    buf[at] = 48 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return end;
 }
 
 function digits(n: number): number {
@@ -501,7 +519,11 @@ function archiveText(chunk: readonly Planned[]): Buffer {
       o += HEAD.length;
       buf.set(j.raw, o);
       o += j.raw.length;
-      o += buf.write(j.tail, o);
+      if (typeof j.tail === 'string') o += buf.write(j.tail, o);
+      else {
+        buf.set(j.tail, o);
+        o += j.tailBytes;
+      }
     }
   }
   return buf;
@@ -546,9 +568,10 @@ export class Handoff {
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
   private iso = '';
-  /** The last receivedTail and its length in bytes. */
+  /** The last receivedTail, its length in bytes, and its bytes once a second event has it. */
   private tailText = '';
   private tailBytes = 0;
+  private tailBuffer: Buffer | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -840,8 +863,12 @@ export class Handoff {
         if (tail !== this.tailText) {
           this.tailText = tail;
           this.tailBytes = Buffer.byteLength(tail);
+          this.tailBuffer = undefined;
+          json = { raw: ev.line, tail, tailBytes: this.tailBytes };
+        } else {
+          this.tailBuffer ??= Buffer.from(tail);
+          json = { raw: ev.line, tail: this.tailBuffer, tailBytes: this.tailBytes };
         }
-        json = { raw: ev.line, tail, tailBytes: this.tailBytes };
       }
     } else {
       envJson = JSON.stringify(envelope);

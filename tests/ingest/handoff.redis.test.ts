@@ -504,6 +504,10 @@ it('packs COMMIT as ioredis itself would write it, byte for byte', () => {
     Buffer.from([0, 1, 2, 255]),
     'x'.repeat(300),
     '€ 😀',
+    'y'.repeat(10_000),
+    '9',
+    'ten',
+    'eleven',
   ];
   const theirs = new Command('evalsha', parts.slice(1)).toWritable({});
   expect(packCommand(parts).equals(Buffer.isBuffer(theirs) ? theirs : Buffer.from(theirs))).toBe(true);
