@@ -125,5 +125,6 @@ it('prunes a drain that has nothing to write once an hour begins (a quiet system
     expect(await has()).toBe(0);
   } finally {
     await drain.stop();
+    await stores.redis.del(`${key}:quiet`);
   }
 });
