@@ -207,47 +207,46 @@ end
  * RUN_JOB_ADD_LUA and two functions for the scripts that add run jobs with their own writes
  * (the ingest's COMMIT, the timers' START), which call them before writing anything of their own:
  * a Redis script that fails is not undone.
- * - `runJobsBlocked(queue, jobKeys)`: nil when every add can go through, else why not: a key of
- *   the queue, or a job's key, that holds another type than BullMQ's (a damaged key). Checked for
- *   all of a call's jobs first, when there are several, so that a failure leaves none of them
- *   added: one added and then completed and dropped (removeOnComplete) before the sender's retry
- *   would run twice. Its second value: the job keys it found empty (`absent`, for addRunJob).
- * - `wakeRunWorkers(queue)`: sets the marker that wakes a worker (runJobsWake), once, before a
- *   script's adds: it writes nothing when it fails, and returns the error's text then.
+ * - `prepareRunJobs(queue, jobKeys)`, before a script's adds: nil when every add can go through,
+ *   else why not: a key of the queue, or a job's key, that holds another type than BullMQ's (a
+ *   damaged key). Checked for all of a call's jobs first, when there are several, so that a failure
+ *   leaves none of them added: one added and then completed and dropped (removeOnComplete) before
+ *   the sender's retry would run twice. Then, with any job to add, it sets the marker that wakes a
+ *   worker (runJobsWake), once for the script; when that fails nothing has been written. Its
+ *   second value: the job keys it found empty (`absent`, for addRunJob).
  * - `addRunJob(queue, head, data, opts, jobKey, absent)`: adds a run job (runJobAdd) unless its
- *   key holds one already (not asked again when runJobsBlocked found it empty), and returns nil,
+ *   key holds one already (not asked again when prepareRunJobs found it empty), and returns nil,
  *   or, when the add fails all the same, deletes the job hash it may have half made (a retry would
  *   take it for the job) and returns the error's text.
  */
 export const ADD_RUN_JOB_LUA = `${RUN_JOB_ADD_LUA}
 -- the types of runQueueKeys' nine keys: wait, paused, meta, id, completed, delayed, active, events, marker
 local RUN_QUEUE_TYPES = {'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset'}
-local function runJobsBlocked(queue, jobKeys)
-  local absent = {}
-  -- one add alone leaves nothing behind when it fails (addRunJob)
-  if #jobKeys < 2 then return nil, absent end
-  for i = 1, 9 do
-    local t = redis.call('TYPE', queue[i]).ok
-    if t ~= 'none' and t ~= RUN_QUEUE_TYPES[i] then
-      return 'a run job could not be added: ' .. queue[i] .. ' holds a ' .. t .. ', not a ' .. RUN_QUEUE_TYPES[i]
-    end
-  end
-  for _, k in ipairs(jobKeys) do
-    local t = redis.call('TYPE', k).ok
-    if t == 'none' then absent[k] = true
-    elseif t ~= 'hash' then
-      return 'a run job could not be added: ' .. k .. ' holds a ' .. t .. ', not a hash'
-    end
-  end
-  return nil, absent
-end
 local function runJobError(err)
   return 'a run job could not be added: ' .. tostring(type(err) == 'table' and err.err or err)
 end
-local function wakeRunWorkers(queue)
+local function prepareRunJobs(queue, jobKeys)
+  local absent = {}
+  if #jobKeys == 0 then return nil, absent end
+  -- one add alone leaves nothing behind when it fails (addRunJob)
+  if #jobKeys > 1 then
+    for i = 1, 9 do
+      local t = redis.call('TYPE', queue[i]).ok
+      if t ~= 'none' and t ~= RUN_QUEUE_TYPES[i] then
+        return 'a run job could not be added: ' .. queue[i] .. ' holds a ' .. t .. ', not a ' .. RUN_QUEUE_TYPES[i]
+      end
+    end
+    for _, k in ipairs(jobKeys) do
+      local t = redis.call('TYPE', k).ok
+      if t == 'none' then absent[k] = true
+      elseif t ~= 'hash' then
+        return 'a run job could not be added: ' .. k .. ' holds a ' .. t .. ', not a hash'
+      end
+    end
+  end
   local ok, err = pcall(runJobsWake, queue)
-  if ok then return nil end
-  return runJobError(err)
+  if not ok then return runJobError(err) end
+  return nil, absent
 end
 local function addRunJob(queue, head, data, opts, jobKey, absent)
   -- a job already there is left as it is (BullMQ's add of a known id adds nothing either)

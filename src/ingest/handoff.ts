@@ -190,12 +190,8 @@ local jobKeys = {}
 for j = a, #ARGV, 6 do
   if out[tonumber(ARGV[j])] == 'o' then jobKeys[#jobKeys + 1] = ARGV[j + 5] end
 end
-local blocked, absent = runJobsBlocked(queue, jobKeys)
+local blocked, absent = prepareRunJobs(queue, jobKeys)
 if blocked then return failed(blocked) end
-if #jobKeys > 0 then
-  local err = wakeRunWorkers(queue)
-  if err then return failed(err) end
-end
 while a <= #ARGV do
   if out[tonumber(ARGV[a])] == 'o' then
     local counted = tonumber(ARGV[a + 1])
@@ -330,8 +326,7 @@ interface Pending {
  */
 interface ReceivedEntry {
   readonly raw: Uint8Array;
-  /** As a string while only one event has it (one event per request), then as bytes. */
-  readonly tail: string | Buffer;
+  readonly tail: string;
   /** The tail's length in bytes. */
   readonly tailBytes: number;
 }
@@ -519,11 +514,7 @@ function archiveText(chunk: readonly Planned[]): Buffer {
       o += HEAD.length;
       buf.set(j.raw, o);
       o += j.raw.length;
-      if (typeof j.tail === 'string') o += buf.write(j.tail, o);
-      else {
-        buf.set(j.tail, o);
-        o += j.tailBytes;
-      }
+      o += buf.write(j.tail, o);
     }
   }
   return buf;
@@ -568,10 +559,9 @@ export class Handoff {
   /** The ISO form of the last receivedAt seen: a batch's events share it. */
   private isoAt = -1;
   private iso = '';
-  /** The last receivedTail, its length in bytes, and its bytes once a second event has it. */
+  /** The last receivedTail and its length in bytes. */
   private tailText = '';
   private tailBytes = 0;
-  private tailBuffer: Buffer | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -863,12 +853,8 @@ export class Handoff {
         if (tail !== this.tailText) {
           this.tailText = tail;
           this.tailBytes = Buffer.byteLength(tail);
-          this.tailBuffer = undefined;
-          json = { raw: ev.line, tail, tailBytes: this.tailBytes };
-        } else {
-          this.tailBuffer ??= Buffer.from(tail);
-          json = { raw: ev.line, tail: this.tailBuffer, tailBytes: this.tailBytes };
         }
+        json = { raw: ev.line, tail, tailBytes: this.tailBytes };
       }
     } else {
       envJson = JSON.stringify(envelope);

@@ -316,10 +316,9 @@ export async function startIngest(opts: IngestOptions): Promise<IngestServer> {
     // Only the events that were not plainly accepted, or that matched: a batch of plain
     // acceptances answers with its counts alone.
     const results: Array<{ id: string; outcome: string; rules: readonly string[] }> = [];
-    if (h.accepted < h.results.length || h.matched > 0)
-      for (const r of h.results)
-        if (r.outcome !== 'accepted' || r.matches.length > 0)
-          results.push({ id: r.id, outcome: r.outcome, rules: r.matches });
+    for (const r of h.results)
+      if (r.outcome !== 'accepted' || r.matches.length > 0)
+        results.push({ id: r.id, outcome: r.outcome, rules: r.matches });
     return {
       accepted: h.accepted,
       duplicates: h.duplicates,

@@ -118,7 +118,7 @@ return fired
  * it from this one (slow, not dead): it adds nothing, even when that run completed and its job has
  * left Redis (derived job ids only make an add a no-op while the job is there). Otherwise the job
  * is added, then the entry acknowledged and deleted, all in this one script. A damaged key of the
- * queue (or of a job) stops it before anything is added (runJobsBlocked): the entries stay pending
+ * queue (or of a job) stops it before anything is added (prepareRunJobs): the entries stay pending
  * and are read again.
  */
 const START = `${ADD_RUN_JOB_LUA}
@@ -127,12 +127,8 @@ local jobKeys = {}
 for a = 2, #ARGV, 6 do
   if ARGV[a + 1] == '1' then jobKeys[#jobKeys + 1] = ARGV[a + 5] end
 end
-local blocked, absent = runJobsBlocked(queue, jobKeys)
+local blocked, absent = prepareRunJobs(queue, jobKeys)
 if blocked then return redis.error_reply(blocked) end
-if #jobKeys > 0 then
-  local err = wakeRunWorkers(queue)
-  if err then return redis.error_reply(err) end
-end
 local handled = 0
 for a = 2, #ARGV, 6 do
   local id = ARGV[a]

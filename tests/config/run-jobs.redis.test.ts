@@ -28,14 +28,16 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-/** Adds run jobs with ADD_RUN_JOB_LUA's wakeRunWorkers and addRunJob: per job its name, id, data and timestamp. */
+/** Adds run jobs with ADD_RUN_JOB_LUA's prepareRunJobs and addRunJob: per job its name, id, data and timestamp. */
 const ADD = `${ADD_RUN_JOB_LUA}
 local queue = {}
 for i = 1, 9 do queue[i] = KEYS[i] end
-local err = wakeRunWorkers(queue)
-if err then return redis.error_reply(err) end
+local jobKeys = {}
+for a = 1, #ARGV, 4 do jobKeys[#jobKeys + 1] = ARGV[a + 3] end
+local blocked, absent = prepareRunJobs(queue, jobKeys)
+if blocked then return redis.error_reply(blocked) end
 for a = 1, #ARGV, 4 do
-  local err = addRunJob(queue, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  local err = addRunJob(queue, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], absent)
   if err then return redis.error_reply(err) end
 end
 return #ARGV / 4`;
